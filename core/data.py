@@ -1,0 +1,338 @@
+"""Dataset loading in the Kaggle *Fashion Product Images* layout, duplicate-aware split.
+
+Layout: ``DIR/styles.csv`` and ``DIR/images/<id>.jpg``. Run
+``python -m core.data --data DIR`` to print class counts per split and skipped rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import logging
+import os
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.preprocess import NATIVE_SIZE, ImageInputError, load_native_rgb
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLASSES: tuple[str, ...] = ("Casual", "Formal", "Smart Casual")
+DEFAULT_LABEL_COLUMN = "usage"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLIT_FRACTIONS: tuple[float, float, float] = (0.70, 0.15, 0.15)
+DEFAULT_SPLIT_FILE = Path(__file__).resolve().parent.parent / "weights" / "split.json"
+DATA_ENV_VAR = "DRESSCODE_DATA"
+_N_FIELDS = 10  # columns of styles.csv; the last one (productDisplayName) may hold commas
+
+
+@dataclass
+class Catalog:
+    """Usable rows of ``styles.csv``: one entry per product with an image and a known class."""
+
+    root: Path
+    classes: tuple[str, ...]
+    label_column: str
+    ids: list[int]
+    labels: list[int]  # index into ``classes``
+    rows: dict[int, dict[str, str]]  # every usable row's fields, for auxiliary labels
+    skipped: dict[str, int] = field(default_factory=dict)
+    recovered_rows: int = 0
+
+    def image_path(self, product_id: int) -> Path:
+        """Path of one product's image."""
+        return self.root / "images" / f"{product_id}.jpg"
+
+    def counts(self, ids: Sequence[int] | None = None) -> dict[str, int]:
+        """Class counts over ``ids`` (default: all usable rows)."""
+        label_of = dict(zip(self.ids, self.labels))
+        chosen = self.ids if ids is None else ids
+        c = Counter(label_of[i] for i in chosen)
+        return {name: c.get(k, 0) for k, name in enumerate(self.classes)}
+
+    def label_of(self) -> dict[int, int]:
+        """Mapping id → class index."""
+        return dict(zip(self.ids, self.labels))
+
+
+def find_default_data_dir() -> Path | None:
+    """The dataset folder from ``$DRESSCODE_DATA`` or ``../shared/data/fashion-small``, if present."""
+    candidates = []
+    if os.environ.get(DATA_ENV_VAR):
+        candidates.append(Path(os.environ[DATA_ENV_VAR]))
+    here = Path(__file__).resolve().parent.parent
+    candidates.append(here.parent / "shared" / "data" / "fashion-small")
+    for c in candidates:
+        if (c / "styles.csv").is_file() and (c / "images").is_dir():
+            return c
+    return None
+
+
+def read_styles(csv_path: Path) -> tuple[list[dict[str, str]], int]:
+    """Read ``styles.csv``; rows with commas in the last column are joined back, not dropped.
+
+    Returns the rows (dicts by header name) and how many rows were recovered.
+    """
+    rows: list[dict[str, str]] = []
+    recovered = 0
+    with open(csv_path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip() for h in next(reader)]
+        n = len(header)
+        for fields in reader:
+            if not fields:
+                continue
+            if len(fields) > n:
+                fields = fields[: n - 1] + [",".join(fields[n - 1 :])]
+                recovered += 1
+            elif len(fields) < n:
+                fields = fields + [""] * (n - len(fields))
+            rows.append(dict(zip(header, fields)))
+    return rows, recovered
+
+
+def load_styles(
+    root: str | Path,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    label_column: str = DEFAULT_LABEL_COLUMN,
+) -> Catalog:
+    """Load the usable rows: label in ``classes`` and an image file present.
+
+    Skipped rows are counted by reason: ``empty_label``, ``other_label``, ``no_image``,
+    ``bad_id``.
+    """
+    root = Path(root)
+    csv_path = root / "styles.csv"
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"no styles.csv in {root} (expected the Kaggle layout)")
+    rows, recovered = read_styles(csv_path)
+    if rows and label_column not in rows[0]:
+        raise KeyError(f"column {label_column!r} not in styles.csv (have {sorted(rows[0])})")
+    class_index = {c: k for k, c in enumerate(classes)}
+    existing = {p.name for p in (root / "images").iterdir()} if (root / "images").is_dir() else set()
+    skipped: Counter[str] = Counter()
+    ids: list[int] = []
+    labels: list[int] = []
+    kept: dict[int, dict[str, str]] = {}
+    for row in rows:
+        raw_id = row.get("id", "").strip()
+        label = row.get(label_column, "").strip()
+        if not raw_id.isdigit():
+            skipped["bad_id"] += 1
+            continue
+        if label in ("", "NA", "nan"):
+            skipped["empty_label"] += 1
+            continue
+        if label not in class_index:
+            skipped["other_label"] += 1
+            continue
+        if f"{int(raw_id)}.jpg" not in existing:
+            skipped["no_image"] += 1
+            continue
+        pid = int(raw_id)
+        if pid in kept:
+            skipped["duplicate_id"] += 1
+            continue
+        ids.append(pid)
+        labels.append(class_index[label])
+        kept[pid] = row
+    log.info("loaded %d usable rows from %s; skipped %s", len(ids), csv_path, dict(skipped))
+    return Catalog(root, tuple(classes), label_column, ids, labels, kept, dict(skipped), recovered)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def duplicate_groups(catalog: Catalog) -> dict[int, str]:
+    """Map each id to the sha1 of its image bytes; byte-identical images share a key."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        digests = list(pool.map(_file_digest, (catalog.image_path(i) for i in catalog.ids)))
+    return dict(zip(catalog.ids, digests))
+
+
+def make_split(
+    catalog: Catalog,
+    seed: int = 42,
+    fractions: Sequence[float] = SPLIT_FRACTIONS,
+    groups: dict[int, str] | None = None,
+) -> dict[str, list[int]]:
+    """Stratified train/val/test split that keeps byte-identical images together.
+
+    Groups of identical images are the unit: each group goes whole to one split. Groups
+    are stratified by their majority label, shuffled with ``seed``, and filled into the
+    splits class by class so each split gets its fraction of every class's images.
+    """
+    if groups is None:
+        groups = duplicate_groups(catalog)
+    members: dict[str, list[int]] = defaultdict(list)
+    for pid in catalog.ids:
+        members[groups[pid]].append(pid)
+    label_of = catalog.label_of()
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for key in sorted(members):
+        majority = Counter(label_of[i] for i in members[key]).most_common(1)[0][0]
+        by_class[majority].append(key)
+    rng = np.random.default_rng(seed)
+    split: dict[str, list[int]] = {s: [] for s in SPLITS}
+    cum = np.cumsum(fractions)
+    for cls in sorted(by_class):
+        keys = by_class[cls]
+        rng.shuffle(keys)
+        total = sum(len(members[k]) for k in keys)
+        taken = 0
+        for key in keys:
+            # assign by the position of the group's midpoint in the class's image count
+            mid = (taken + len(members[key]) / 2) / total
+            which = int(np.searchsorted(cum, mid, side="right"))
+            split[SPLITS[min(which, len(SPLITS) - 1)]].extend(members[key])
+            taken += len(members[key])
+    return {s: sorted(v) for s, v in split.items()}
+
+
+def split_fingerprint(split: dict[str, list[int]]) -> str:
+    """A short sha256 of the id lists, recorded in model cards."""
+    payload = json.dumps({s: sorted(split[s]) for s in SPLITS}, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def save_split(split: dict[str, list[int]], path: Path, meta: dict | None = None) -> None:
+    """Write the split as lists of ids per split (plus metadata and fingerprint)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"fingerprint": split_fingerprint(split), "meta": meta or {}}
+    doc.update({s: split[s] for s in SPLITS})
+    path.write_text(json.dumps(doc, separators=(",", ":")))
+
+
+def load_split(path: Path) -> dict[str, list[int]]:
+    """Read a split written by :func:`save_split`."""
+    doc = json.loads(Path(path).read_text())
+    return {s: [int(i) for i in doc[s]] for s in SPLITS}
+
+
+def get_or_make_split(
+    catalog: Catalog, split_file: Path = DEFAULT_SPLIT_FILE, seed: int = 42
+) -> dict[str, list[int]]:
+    """The saved split restricted to this catalog's ids; made and saved if the file is absent.
+
+    Ids of the saved split that this copy of the data lacks are dropped; usable ids that the
+    saved split does not know are left out (logged), so that no image leaks between splits.
+    """
+    split_file = Path(split_file)
+    if split_file.is_file():
+        saved = load_split(split_file)
+        have = set(catalog.ids)
+        split = {s: [i for i in saved[s] if i in have] for s in SPLITS}
+        unknown = have - set().union(*map(set, saved.values()))
+        if unknown:
+            log.warning("%d usable ids are not in %s and are left out", len(unknown), split_file)
+        return split
+    split = make_split(catalog, seed=seed)
+    meta = {
+        "seed": seed,
+        "fractions": list(SPLIT_FRACTIONS),
+        "classes": list(catalog.classes),
+        "label_column": catalog.label_column,
+        "grouping": "sha1 of image bytes; a group of identical images stays in one split",
+    }
+    save_split(split, split_file, meta)
+    log.info("wrote new split to %s", split_file)
+    return split
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dresscode"
+
+
+def load_native_images(catalog: Catalog, ids: Sequence[int], use_cache: bool = True) -> np.ndarray:
+    """Decode images to the native canvas: uint8 array ``N×H×W×3`` (80×60 for this dataset).
+
+    Every image goes through :func:`core.preprocess.load_native_rgb`, the same function the
+    app uses for uploads. A decoded copy is cached under ``~/.cache/dresscode``.
+    """
+    ids = [int(i) for i in ids]
+    key = hashlib.sha256(
+        json.dumps([str(catalog.root.resolve()), ids, NATIVE_SIZE, 2]).encode()
+    ).hexdigest()[:20]
+    cache = _cache_dir() / f"images-{key}.npy"
+    if use_cache and cache.is_file():
+        arr = np.load(cache, mmap_mode=None)
+        if arr.shape[0] == len(ids):
+            return arr
+
+    def decode(pid: int) -> np.ndarray:
+        try:
+            return np.asarray(load_native_rgb(catalog.image_path(pid).read_bytes()))
+        except ImageInputError as exc:  # a corrupt dataset file: keep the slot, blank it
+            log.warning("image %s unreadable (%s); using a blank canvas", pid, exc)
+            return np.full((NATIVE_SIZE[1], NATIVE_SIZE[0], 3), 255, np.uint8)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        arr = np.stack(list(pool.map(decode, ids))) if ids else np.zeros(
+            (0, NATIVE_SIZE[1], NATIVE_SIZE[0], 3), np.uint8
+        )
+    if use_cache and len(ids) > 64:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npy")
+            np.save(tmp, arr)
+            tmp.replace(cache)
+        except OSError as exc:
+            log.warning("could not write image cache %s: %s", cache, exc)
+    return arr
+
+
+def describe(catalog: Catalog, split: dict[str, list[int]]) -> str:
+    """A plain-text report: class counts per split and skipped rows by reason."""
+    lines = [f"data: {catalog.root}", f"label column: {catalog.label_column}"]
+    lines.append(f"rows recovered (commas in the last column): {catalog.recovered_rows}")
+    width = max(len(c) for c in catalog.classes) + 2
+    lines.append("class".ljust(width) + "".join(s.rjust(8) for s in (*SPLITS, "total")))
+    for name in catalog.classes:
+        per = [catalog.counts(split[s])[name] for s in SPLITS]
+        lines.append(name.ljust(width) + "".join(f"{n:8d}" for n in (*per, sum(per))))
+    tot = [len(split[s]) for s in SPLITS]
+    lines.append("total".ljust(width) + "".join(f"{n:8d}" for n in (*tot, sum(tot))))
+    lines.append(f"usable rows with an image: {len(catalog.ids)}")
+    lines.append("skipped rows by reason:")
+    for reason, n in sorted(catalog.skipped.items()):
+        lines.append(f"  {reason}: {n}")
+    lines.append(f"split fingerprint: {split_fingerprint(split)}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: print class counts per split and skipped rows."""
+    p = argparse.ArgumentParser(prog="python -m core.data", description=__doc__)
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (Kaggle layout)")
+    p.add_argument("--label-column", default=DEFAULT_LABEL_COLUMN)
+    p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
+    p.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--new-split", action="store_true", help="make a fresh split instead of the saved one"
+    )
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data = args.data or find_default_data_dir()
+    if data is None:
+        p.error(f"no --data given and no dataset found (set ${DATA_ENV_VAR})")
+    catalog = load_styles(data, args.classes, args.label_column)
+    if args.new_split:
+        split = make_split(catalog, seed=args.seed)
+    else:
+        split = get_or_make_split(catalog, args.split_file, args.seed)
+    print(describe(catalog, split))  # noqa: T201 - CLI output
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

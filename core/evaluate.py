@@ -1,0 +1,138 @@
+"""Score a shipped model on the saved split, or on every usable image of a dataset copy.
+
+    python -m core.evaluate --model effnet_lite0 --data DIR --split test --json out.json
+
+``--split all`` evaluates every usable image in ``DIR`` (any image size goes through the
+same preprocessing as uploads), so the shipped models can be scored on another copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.card import ModelCard, load_model
+from core.data import (
+    DEFAULT_LABEL_COLUMN,
+    DEFAULT_SPLIT_FILE,
+    find_default_data_dir,
+    get_or_make_split,
+    load_native_images,
+    load_styles,
+)
+from core.inference import apply_decision_rule, predict_logits
+from core.metrics import classification_report, format_report, majority_baseline
+from core.models import REGISTRY, get_spec
+
+log = logging.getLogger(__name__)
+
+
+def measure_splits(
+    model: torch.nn.Module,
+    card: ModelCard,
+    images: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    ids: dict[str, list[int]],
+    n_boot: int = 1000,
+    seed: int = 42,
+) -> None:
+    """Fill ``card.metrics`` and ``card.predictions`` for val and test from ``model`` (fp32 path,
+    decision rule applied) — the numbers ``evaluate`` reproduces."""
+    for s in ("val", "test"):
+        logits = predict_logits(model, images[s])
+        pred = apply_decision_rule(logits, card.logit_bias).argmax(1)
+        rep = classification_report(labels[s], pred, card.classes, n_boot=n_boot, seed=seed)
+        plain = classification_report(labels[s], logits.argmax(1), card.classes, n_boot=0)
+        plain.pop("ci95", None)
+        rep["argmax_without_rule"] = plain
+        rep["majority_class_reference"] = majority_baseline(labels[s], card.classes)
+        card.metrics[s] = rep
+        card.predictions[s] = {"ids": [int(i) for i in ids[s]], "pred": "".join(str(int(k)) for k in pred)}
+        log.info("%s", format_report(rep, f"== {card.name} on {s} =="))
+
+
+def refresh_card(name: str, data_dir: Path, weights_dir: Path | None = None, n_boot: int = 1000) -> ModelCard:
+    """Re-measure val/test metrics and per-image predictions of a shipped model into its card."""
+    model, card = load_model(name, weights_dir)
+    catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
+    split = get_or_make_split(catalog)
+    label_of = catalog.label_of()
+    ids = {s: split[s] for s in ("val", "test")}
+    labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
+    images = {s: load_native_images(catalog, v) for s, v in ids.items()}
+    measure_splits(model, card, images, labels, ids, n_boot, card.training.get("seed", 42))
+    spec_card = get_spec(name).card_file if weights_dir is None else Path(weights_dir) / f"{name}.json"
+    card.save(spec_card)
+    return card
+
+
+def evaluate_model(
+    name: str,
+    data_dir: Path,
+    split_name: str = "test",
+    weights_dir: Path | None = None,
+    split_file: Path = DEFAULT_SPLIT_FILE,
+    n_boot: int = 1000,
+    seed: int = 42,
+) -> dict:
+    """Metrics of the shipped ``name`` (with its decision rule) on one split or ``all``."""
+    model, card = load_model(name, weights_dir)
+    catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
+    if split_name == "all":
+        ids = catalog.ids
+    else:
+        ids = get_or_make_split(catalog, split_file, seed)[split_name]
+    label_of = catalog.label_of()
+    y = np.array([label_of[i] for i in ids], dtype=np.int64)
+    images = load_native_images(catalog, ids)
+    logits = predict_logits(model, images)
+    pred = apply_decision_rule(logits, card.logit_bias).argmax(1)
+    report = classification_report(y, pred, card.classes, n_boot=n_boot, seed=seed)
+    report["model"] = name
+    report["split"] = split_name
+    report["decision_rule"] = card.decision_rule
+    report["majority_class_reference"] = majority_baseline(y, card.classes)
+    report["ids"] = {"n": len(ids)}
+    report["predictions"] = {str(i): card.classes[p] for i, p in zip(ids, pred)}
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, choices=list(REGISTRY))
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
+    p.add_argument("--weights", type=Path, default=None, help="weights folder (default: weights/)")
+    p.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE)
+    p.add_argument("--json", type=Path, default=None, help="write the metrics as JSON")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--refresh-card", action="store_true",
+                   help="re-measure val/test metrics and predictions into the model card")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    data = args.data or find_default_data_dir()
+    if data is None:
+        p.error("no --data given and no dataset found")
+    if args.refresh_card:
+        refresh_card(args.model, data, args.weights, args.bootstrap)
+        return 0
+    report = evaluate_model(args.model, data, args.split, args.weights, args.split_file, args.bootstrap)
+    print(format_report(report, f"== {args.model} on {args.split} ({data}) =="))  # noqa: T201 - CLI output
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Grad-CAM explanations with Captum, safe on a model shared by many sessions and threads.
+
+One :class:`GradCamExplainer` wraps one loaded model: a lock serialises every forward and
+attribution on it, hooks live only for the duration of a call (Captum removes them in a
+``finally``) and the model's ``training`` and ``requires_grad`` flags are put back after.
+
+A call computes the prediction and the Grad-CAM of *every* requested layer from one forward
+and one backward pass: Captum's ``compute_layer_gradients_and_eval`` takes a list of layers,
+and the prediction is read from the same forward.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum._utils.gradient import compute_layer_gradients_and_eval
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import nn
+
+from core.inference import apply_decision_rule, predict_logits, to_float_batch
+from core.models import DressCodeNet, ModelSpec
+
+
+@dataclass
+class Explanation:
+    """One image explained by one model."""
+
+    probs: np.ndarray  # class probabilities after the decision rule, shape (n_classes,)
+    predicted: int  # argmax of probs
+    target: int  # the class the maps explain
+    maps: dict[str, np.ndarray]  # layer path → raw Grad-CAM at layer resolution (h×w, ≥ 0)
+    model_input: np.ndarray  # H×W×3 uint8: the image exactly as the backbone saw it
+
+    def upsampled(self, layer: str, mode: str = "bilinear") -> np.ndarray:
+        """The map of ``layer`` at model-input resolution (``bilinear`` or ``nearest``)."""
+        m = torch.from_numpy(self.maps[layer])[None, None]
+        size = self.model_input.shape[:2]
+        return LayerAttribution.interpolate(m, size, mode).squeeze().numpy()
+
+
+@contextmanager
+def explaining(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration of an explanation; training and requires_grad flags restored."""
+    modes = {m: m.training for m in model.modules()}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    try:
+        model.eval()
+        yield
+    finally:
+        for m, was in modes.items():
+            m.training = was
+        for p, was in flags.items():
+            p.requires_grad_(was)
+
+
+class GradCamExplainer:
+    """Predictions and Grad-CAM maps for one model, thread-safe through one lock."""
+
+    def __init__(
+        self, model: DressCodeNet, spec: ModelSpec, classes: Sequence[str], logit_bias: Sequence[float] | None = None
+    ) -> None:
+        self.model = model
+        self.spec = spec
+        self.classes = list(classes)
+        self.logit_bias = None if logit_bias is None else list(logit_bias)
+        self.lock = threading.Lock()
+        bias = torch.zeros(len(self.classes)) if logit_bias is None else torch.tensor(logit_bias, dtype=torch.float32)
+        self._bias = bias
+
+    @property
+    def layer_paths(self) -> list[str]:
+        """The registered Grad-CAM layers, early to late."""
+        return [c.path for c in self.spec.cam_layers]
+
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Probabilities (decision rule applied) for uint8 ``N×H×W×3`` native images."""
+        with self.lock:
+            logits = predict_logits(self.model, images, batch_size=batch_size)
+        return apply_decision_rule(logits, self.logit_bias)
+
+    def explain(
+        self, image: np.ndarray, layers: Sequence[str] | None = None, target: int | None = None
+    ) -> Explanation:
+        """Prediction + Grad-CAM of ``layers`` (default: the registry's default layer) for
+        ``target`` (default: the predicted class), from one forward and one backward."""
+        layers = list(layers) if layers else [self.spec.default_cam_layer.path]
+        unknown = [p for p in layers if p not in self.layer_paths]
+        if unknown:
+            raise KeyError(f"not registered Grad-CAM layers of {self.spec.name}: {unknown}")
+        x = to_float_batch(image[None])
+        captured: dict[str, torch.Tensor] = {}
+
+        def forward(inp: torch.Tensor) -> torch.Tensor:
+            logits = self.model(inp)
+            captured["logits"] = logits.detach()
+            if target is not None:
+                return logits
+            chosen = (logits.detach() + self._bias).argmax(1, keepdim=True)  # explain the prediction
+            return logits.gather(1, chosen)
+
+        modules = [self.model.get_submodule(p) for p in layers]
+        with self.lock, explaining(self.model):
+            x.requires_grad_(True)  # layer outputs need a grad path even with frozen weights
+            grads, evals = compute_layer_gradients_and_eval(forward, modules, (x,), 0 if target is None else target)
+            model_input = self.model.model_input(x.detach())
+        maps = {}
+        for path, g, a in zip(layers, grads, evals):
+            maps[path] = _grad_cam(g[0], a[0])[0, 0].numpy()
+        probs = apply_decision_rule(captured["logits"].numpy(), self.logit_bias)[0]
+        predicted = int(probs.argmax())
+        img = (model_input[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        return Explanation(probs, predicted, predicted if target is None else int(target), maps, img)
+
+    def explain_single_layer(self, image: np.ndarray, layer: str, target: int) -> np.ndarray:
+        """Grad-CAM of one layer straight from Captum's ``LayerGradCam`` (reference path)."""
+        x = to_float_batch(image[None])
+        with self.lock, explaining(self.model):
+            x.requires_grad_(True)
+            gc = LayerGradCam(self.model, self.model.get_submodule(layer))
+            attr = gc.attribute(x, target=target, relu_attributions=True)
+        return attr.detach()[0, 0].numpy()
+
+
+def _grad_cam(grad: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Captum LayerGradCam's formula: ReLU(Σ_c mean_hw(∂y/∂A_c) · A_c)."""
+    weights = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True)
+    return F.relu((weights * act).sum(dim=1, keepdim=True)).detach().float()

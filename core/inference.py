@@ -1,0 +1,51 @@
+"""Batched prediction on native-canvas images, shared by training, evaluation, app and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def to_float_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 ``N×H×W×3`` array (or ``N×3×H×W`` tensor) → float ``N×3×H×W`` in [0, 1]."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    return images.float().div_(255.0)
+
+
+def apply_decision_rule(logits: np.ndarray, logit_bias: Sequence[float] | None) -> np.ndarray:
+    """Class probabilities: softmax of logits plus the validation-chosen offsets (if any)."""
+    z = np.asarray(logits, dtype=np.float64)
+    if logit_bias is not None:
+        z = z + np.asarray(logit_bias, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict_logits(
+    model: nn.Module, images: np.ndarray, batch_size: int = 128, bf16: bool = False
+) -> np.ndarray:
+    """Logits for uint8 ``N×H×W×3`` native images, in batches, under inference mode.
+
+    ``bf16`` uses bfloat16 autocast (faster on CPUs with AMX/AVX512-BF16); the default fp32
+    path is the one the model cards' metrics were measured with.
+    """
+    was_training = model.training
+    model.eval()
+    out = []
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+    try:
+        with torch.inference_mode(), ctx:
+            for i in range(0, len(images), batch_size):
+                x = to_float_batch(images[i : i + batch_size])
+                out.append(model(x).float().numpy())
+    finally:
+        model.train(was_training)
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(out)

@@ -1,0 +1,170 @@
+"""Image decoding and the one preprocessing definition shared by training, evaluation and the app.
+
+Every image — a 60×80 dataset JPEG or a 12-megapixel phone photo — goes the same way:
+
+1. :func:`open_image`: decode from bytes with an allowed list of formats, EXIF rotation
+   applied, decompression bombs refused, any mode (16-bit, float, CMYK, palette, alpha)
+   turned into 8-bit RGB on white.
+2. :func:`to_native`: fit into the dataset's native 60×80 canvas (aspect kept, white
+   padding, antialiased downscale) and, when it had to be resized, one JPEG round trip at
+   the dataset's quality, so that a large photo looks to the models like their training
+   images.
+3. Inside each model, :class:`core.models.InputAdapter` upsamples the native canvas to the
+   model's input size and normalises it (recorded in the model card).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+NATIVE_SIZE: tuple[int, int] = (60, 80)  # (width, height) of the dataset's images
+NATIVE_JPEG_QUALITY = 75  # the dataset was re-encoded at about this quality
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # MPO opens as JPEG
+MAX_PIXELS = 40_000_000  # refuse larger images (decompression bombs included)
+MAX_BYTES = 50 * 1024 * 1024
+MIN_SIDE = 8
+MAX_ASPECT = 8.0
+WHITE = (255, 255, 255)
+
+
+class ImageInputError(ValueError):
+    """An input that is not a usable photo; the message is short and meant for the user."""
+
+
+@dataclass
+class DecodedImage:
+    """A decoded RGB image plus notes for the user (e.g. 'animated: first frame used')."""
+
+    image: Image.Image
+    source_format: str
+    source_mode: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _sniff_heic(data: bytes) -> bool:
+    return len(data) > 12 and data[4:8] == b"ftyp" and data[8:12] in (
+        b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"avif",
+    )
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode → 8-bit RGB; transparency is composited on white."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0
+        elif mode == "F" and np.nanmax(arr) <= 1.0 and np.nanmin(arr) >= 0.0:
+            arr = arr * 255.0
+        elif arr.max() > 255 or arr.min() < 0:
+            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+            arr = (arr - lo) / (hi - lo if hi > lo else 1.0) * 255.0
+        arr = np.nan_to_num(arr, nan=0.0).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, WHITE + (255,))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    if mode != "RGB":
+        return img.convert("RGB")
+    return img
+
+
+def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Decode ``data`` into an RGB image, or raise :class:`ImageInputError` with a short reason."""
+    if not data:
+        raise ImageInputError("The file is empty.")
+    if len(data) > MAX_BYTES:
+        raise ImageInputError(f"The file is larger than {MAX_BYTES // 2**20} MB.")
+    if _sniff_heic(data):
+        raise ImageInputError("HEIC/HEIF/AVIF photos are not supported; please export as JPEG or PNG.")
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            fmt, mode = img.format or "?", img.mode
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageInputError(
+                    f"The image is too large ({w}×{h} px); the limit is {max_pixels // 1_000_000} megapixels."
+                )
+            if getattr(img, "n_frames", 1) > 1:
+                notes.append(f"animated ({img.n_frames} frames): the first frame was used")
+                img.seek(0)
+            if fmt == "JPEG" and max(w, h) > 8 * max(NATIVE_SIZE):
+                img.draft("RGB", (w // 8, h // 8))  # decode at reduced scale: same result, faster
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+    except ImageInputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageInputError("The image is too large (possible decompression bomb).") from None
+    except UnidentifiedImageError:
+        raise ImageInputError(
+            "This is not an image in a supported format (JPEG, PNG, WebP, BMP, GIF, TIFF)."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
+        log.info("decode failed: %r", exc)
+        raise ImageInputError("The image file is damaged or truncated and cannot be read.") from None
+    except MemoryError:
+        raise ImageInputError("The image needs too much memory to decode.") from None
+    w, h = img.size
+    if min(w, h) < MIN_SIDE:
+        raise ImageInputError(f"The image is too small ({w}×{h} px); at least {MIN_SIDE} px per side.")
+    if max(w, h) / min(w, h) > MAX_ASPECT:
+        raise ImageInputError(f"The image is too elongated ({w}×{h} px) to be a product photo.")
+    if mode in ("RGBA", "LA", "PA", "P") and "transparency" in img.info or mode in ("RGBA", "LA"):
+        notes.append("transparent areas were placed on white")
+    if mode == "CMYK":
+        notes.append("CMYK colours were converted to RGB")
+    try:
+        rgb = _to_rgb(img)
+    except (OSError, ValueError) as exc:
+        log.info("mode conversion failed: %r", exc)
+        raise ImageInputError("The image's colour format cannot be converted to RGB.") from None
+    return DecodedImage(rgb, fmt, mode, notes)
+
+
+def to_native(img: Image.Image, size: tuple[int, int] = NATIVE_SIZE) -> Image.Image:
+    """Fit an RGB image into the native canvas: aspect kept, centred on white, antialiased.
+
+    An image already at the native size is returned unchanged. A resized one gets one JPEG
+    round trip at the dataset's quality, so its texture matches the training images.
+    """
+    if img.size == size:
+        return img
+    w, h = img.size
+    scale = min(size[0] / w, size[1] / h)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = img.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    canvas = Image.new("RGB", size, WHITE)
+    canvas.paste(resized, ((size[0] - new[0]) // 2, (size[1] - new[1]) // 2))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=NATIVE_JPEG_QUALITY)
+    buf.seek(0)
+    out = Image.open(buf)
+    out.load()
+    return out.convert("RGB")
+
+
+def load_native_rgb(data: bytes) -> Image.Image:
+    """Bytes → native 60×80 RGB image (decode + :func:`to_native`)."""
+    return to_native(open_image(data).image)
+
+
+def pil_to_uint8_chw(img: Image.Image) -> np.ndarray:
+    """RGB PIL image → ``3×H×W`` uint8 array."""
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))

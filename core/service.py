@@ -1,0 +1,81 @@
+"""What the app asks of the core, without Streamlit: load models safely, read uploads."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.card import ModelCard, WeightsError, load_model
+from core.gradcam import GradCamExplainer
+from core.models import get_spec
+from core.preprocess import ImageInputError, open_image, to_native
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A usable model (explainer + card) or the reason it is disabled."""
+
+    name: str
+    explainer: GradCamExplainer | None = None
+    card: ModelCard | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the model can be used."""
+        return self.explainer is not None
+
+
+def load_explainer(name: str, weights_dir: Path | None = None) -> LoadedModel:
+    """Load one registry model for the app; never raises for bad or missing weights."""
+    try:
+        model, card = load_model(name, weights_dir)
+    except WeightsError as exc:
+        log.warning("model %s disabled: %s", name, exc)
+        return LoadedModel(name, error=str(exc))
+    except Exception as exc:  # a broken install must not take the app down
+        log.exception("model %s failed to load", name)
+        return LoadedModel(name, error=f"could not be loaded ({exc.__class__.__name__})")
+    return LoadedModel(name, GradCamExplainer(model, get_spec(name), card.classes, card.logit_bias), card)
+
+
+def load_card(name: str, weights_dir: Path | None = None) -> tuple[ModelCard | None, str | None]:
+    """A model card, or the message saying why it is unavailable."""
+    spec = get_spec(name)
+    path = spec.card_file if weights_dir is None else Path(weights_dir) / spec.card_file.name
+    try:
+        return ModelCard.load(path), None
+    except WeightsError as exc:
+        return None, str(exc)
+
+
+@dataclass
+class UploadedPhoto:
+    """One uploaded file: its native canvas, or the user-facing reason it was refused."""
+
+    filename: str
+    digest: str
+    native: np.ndarray | None = None  # 80×60×3 uint8
+    original_size: tuple[int, int] | None = None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def read_upload(filename: str, data: bytes) -> UploadedPhoto:
+    """Decode one upload into the native canvas; errors become a message, never an exception."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    try:
+        decoded = open_image(data)
+        native = np.array(to_native(decoded.image), dtype=np.uint8)  # writable copy
+    except ImageInputError as exc:
+        return UploadedPhoto(filename, digest, error=str(exc))
+    except Exception:  # belt and braces: an unexpected decoder failure is still only this file's
+        log.exception("unexpected failure reading %r", filename)
+        return UploadedPhoto(filename, digest, error="The file could not be read as an image.")
+    return UploadedPhoto(filename, digest, native, decoded.image.size, decoded.notes)

@@ -1,0 +1,386 @@
+"""Train one registry model on the saved split and write ``weights/NAME.safetensors`` + model card.
+
+    python -m core.train --model effnet_lite0 --data ../shared/data/fashion-small
+
+Reads top to bottom: defaults, data, ``train_one_epoch``, ``evaluate_logits``, ``main``.
+Checkpoints every epoch to ``runs/NAME/last.pt``; ``--resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from core.augment import AugmentParams, augment_batch, balance_with_copies, balanced_sampler_indices, make_augmenter
+from core.card import ModelCard, library_versions, load_model, save_weights, sha256_file
+from core.data import (
+    DEFAULT_CLASSES,
+    DEFAULT_LABEL_COLUMN,
+    DEFAULT_SPLIT_FILE,
+    find_default_data_dir,
+    get_or_make_split,
+    load_native_images,
+    load_styles,
+    split_fingerprint,
+)
+from core.evaluate import measure_splits
+from core.inference import predict_logits, to_float_batch
+from core.metrics import choose_logit_bias, classification_report, format_report
+from core.models import WEIGHTS_DIR, DressCodeNet, get_spec
+
+log = logging.getLogger(__name__)
+
+# defaults per model: (epochs, batch, lr, freeze_epochs, epoch_size, save dtype)
+DEFAULTS: dict[str, dict] = {
+    "baseline": dict(epochs=20, batch_size=64, lr=1e-3, freeze_epochs=0, epoch_size=12000, bf16=True),
+    "resnet50": dict(epochs=30, batch_size=48, lr=1e-3, freeze_epochs=1, epoch_size=6000, bf16=True),
+    "effnet_lite0": dict(epochs=12, batch_size=48, lr=1e-3, freeze_epochs=1, epoch_size=6000, bf16=True),
+}
+SAVE_DTYPE = {"resnet50": torch.float16}
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher ‖ student) on temperature-softened distributions, scaled by T²."""
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), log_target=True, reduction="batchmean"
+    ) * (t * t)
+
+
+def set_backbone_trainable(model: DressCodeNet, trainable: bool) -> None:
+    """Freeze or unfreeze the backbone (frozen: BN statistics stay fixed too)."""
+    for p in model.backbone.parameters():
+        p.requires_grad_(trainable)
+    model.backbone.train(trainable and model.training)
+
+
+def train_one_epoch(
+    model: DressCodeNet,
+    images: np.ndarray,
+    labels: np.ndarray,
+    order: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    args: argparse.Namespace,
+    augment: bool,
+    aug_params: AugmentParams,
+    teacher_logits: np.ndarray | None,
+    frozen: bool,
+    deadline: float,
+) -> dict[str, float]:
+    """One pass over ``order``; returns mean loss and accuracy on the (augmented) stream."""
+    model.train()
+    if frozen:
+        model.backbone.eval()
+    aug = make_augmenter(aug_params, images.shape[1:3])
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else nullcontext()
+    total, correct, loss_sum = 0, 0, 0.0
+    bar = tqdm(range(0, len(order), args.batch_size), desc="train", leave=False, mininterval=5, file=sys.stderr)
+    for start in bar:
+        idx = order[start : start + args.batch_size]
+        if len(idx) < 2:
+            continue
+        x = torch.from_numpy(np.ascontiguousarray(images[idx].transpose(0, 3, 1, 2)))
+        if augment:
+            x = augment_batch(x, aug)
+        x = to_float_batch(x)
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.from_numpy(labels[idx]).long()
+        with ctx:
+            logits = model(x)
+        logits = logits.float()
+        loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
+        if teacher_logits is not None:
+            t = torch.from_numpy(teacher_logits[idx]).float()
+            loss = (1 - args.distill_alpha) * loss + args.distill_alpha * distillation_loss(
+                logits, t, args.distill_temperature
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += len(idx)
+        correct += int((logits.argmax(1) == y).sum())
+        loss_sum += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}", refresh=False)
+        if time.time() > deadline:
+            log.warning("time budget reached inside the epoch; stopping it early")
+            break
+    return {"train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1), "train_images": total}
+
+
+def evaluate_logits(model: DressCodeNet, images: np.ndarray, bf16: bool) -> np.ndarray:
+    """Validation logits (bf16 during training for speed; final metrics use fp32)."""
+    return predict_logits(model, images, batch_size=128, bf16=bf16)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Command-line options; model-specific defaults come from ``DEFAULTS``."""
+    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, choices=["baseline", "resnet50", "effnet_lite0"])
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (default: auto-detect)")
+    p.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="where to write NAME.safetensors/json")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="checkpoint folder")
+    p.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE)
+    p.add_argument("--label-column", default=DEFAULT_LABEL_COLUMN)
+    p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
+    p.add_argument("--pretrained", default=None, help="imagenet | PATH | none (default per model)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--backbone-lr-mult", type=float, default=None,
+                   help="backbone LR = lr × this after unfreezing (default 0.3 pretrained, 1 otherwise)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--freeze-epochs", type=int, help="epochs with a frozen backbone (pretrained only)")
+    p.add_argument("--epoch-size", type=int, help="images drawn per epoch")
+    p.add_argument("--balance", choices=["sampler", "copies"], default="sampler",
+                   help="(b) class-balanced sampler with fresh augmentation, or (a) augmented copies")
+    p.add_argument("--fill-mode", choices=["nearest", "constant", "reflect"], default="nearest")
+    p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument("--distill-from", default=None, help="registry name of a trained teacher in --out")
+    p.add_argument("--distill-alpha", type=float, default=0.5)
+    p.add_argument("--distill-temperature", type=float, default=2.0)
+    p.add_argument("--patience", type=int, default=6, help="early stopping on validation macro-F1")
+    p.add_argument("--time-budget", type=float, default=None, help="minutes of training at most")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--max-train", type=int, default=None, help="cap the training images (smoke tests)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals")
+    return p
+
+
+def _fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    spec = get_spec(args.model)
+    for key, value in DEFAULTS[args.model].items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.pretrained is None:
+        args.pretrained = spec.default_pretrained
+    if args.backbone_lr_mult is None:
+        args.backbone_lr_mult = 1.0 if args.pretrained == "none" else 0.3
+    if args.pretrained == "none":
+        args.freeze_epochs = 0  # freezing a random backbone teaches nothing
+    args.channels_last = args.model != "baseline"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training script reads best in one piece
+    """Train, pick the best epoch on validation macro-F1, choose the decision rule on
+    validation, save weights + model card, then measure val and test from the saved file."""
+    args = _fill_defaults(get_args_parser().parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    set_seed(args.seed)
+    command = "python -m core.train " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
+    spec = get_spec(args.model)
+    data_dir = args.data or find_default_data_dir()
+    if data_dir is None:
+        raise SystemExit("no --data given and no dataset found")
+    t_start = time.time()
+
+    # ---- data
+    catalog = load_styles(data_dir, args.classes, args.label_column)
+    split = get_or_make_split(catalog, args.split_file, args.seed)
+    label_of = catalog.label_of()
+    ids = {s: list(v) for s, v in split.items()}
+    if args.max_train:
+        rng = np.random.default_rng(args.seed)
+        ids["train"] = sorted(rng.choice(ids["train"], size=min(args.max_train, len(ids["train"])), replace=False))
+    labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
+    log.info("loading images …")
+    images = {s: load_native_images(catalog, v) for s, v in ids.items()}
+    aug_params = AugmentParams(fill_mode=args.fill_mode)
+    train_imgs, train_labels = images["train"], labels["train"]
+    if args.balance == "copies":
+        train_imgs, train_labels = balance_with_copies(train_imgs, train_labels, aug_params, args.seed)
+        log.info("balanced with augmented copies: %s", np.bincount(train_labels).tolist())
+
+    # ---- model, teacher
+    model = spec.builder(len(args.classes), args.pretrained)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    teacher_logits = None
+    if args.distill_from:
+        teacher, _ = load_model(args.distill_from, args.out)
+        log.info("computing teacher (%s) logits on %d training images …", args.distill_from, len(train_imgs))
+        teacher_logits = predict_logits(teacher, train_imgs, bf16=True).astype(np.float32)
+        del teacher
+
+    # ---- optimiser: head and backbone groups, warm-up then cosine
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": head_params, "lr": args.lr},
+            {"params": list(model.backbone.parameters()), "lr": args.lr * args.backbone_lr_mult},
+        ],
+        weight_decay=args.weight_decay,
+    )
+    steps_per_epoch = math.ceil(args.epoch_size / args.batch_size) if args.balance == "sampler" else math.ceil(
+        min(args.epoch_size, len(train_imgs)) / args.batch_size
+    )
+    total_steps = max(1, steps_per_epoch * args.epochs)
+    warmup = min(300, total_steps // 10 + 1)
+
+    def lr_lambda(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+
+    history: list[dict] = []
+    best = {"score": -1.0, "epoch": -1, "state": None}
+    start_epoch = 0
+    ckpt_path = args.runs / args.model / "last.pt"
+    if args.resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        history, best, start_epoch = ck["history"], ck["best"], ck["epoch"] + 1
+        t_start -= ck.get("elapsed", 0.0)
+        log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+    deadline = t_start + (args.time_budget * 60 if args.time_budget else float("inf"))
+    rng = np.random.default_rng(args.seed + start_epoch)
+    train_time = 0.0
+    train_seen = 0
+
+    # ---- loop
+    for epoch in range(start_epoch, args.epochs):
+        frozen = epoch < args.freeze_epochs
+        set_backbone_trainable(model, not frozen)
+        if args.balance == "sampler":
+            order = balanced_sampler_indices(train_labels, args.epoch_size, rng)
+        else:
+            order = rng.permutation(len(train_imgs))[: args.epoch_size]
+        t0 = time.time()
+        stats = train_one_epoch(
+            model, train_imgs, train_labels, order, optimizer, scheduler, args,
+            augment=args.balance == "sampler", aug_params=aug_params,
+            teacher_logits=teacher_logits, frozen=frozen, deadline=deadline,
+        )
+        train_time += time.time() - t0
+        train_seen += stats["train_images"]
+        val_logits = evaluate_logits(model, images["val"], args.bf16)
+        val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(labels["val"])))
+        rep = classification_report(labels["val"], val_logits.argmax(1), args.classes, n_boot=0)
+        row = {
+            "epoch": epoch + 1,
+            "frozen_backbone": frozen,
+            **{k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()},
+            "val_loss": round(val_loss, 5),
+            "val_acc": round(rep["accuracy"], 5),
+            "val_balanced_acc": round(rep["balanced_accuracy"], 5),
+            "val_macro_f1": round(rep["macro_f1"], 5),
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(time.time() - t0, 1),
+        }
+        history.append(row)
+        log.info("epoch %d: %s", epoch + 1, {k: v for k, v in row.items() if k != "epoch"})
+        if rep["macro_f1"] > best["score"]:
+            best = {"score": rep["macro_f1"], "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "epoch": epoch, "history": history, "best": best, "args": vars(args),
+             "elapsed": time.time() - t_start},
+            ckpt_path,
+        )
+        if epoch + 1 - best["epoch"] >= args.patience:
+            log.info("early stopping: no validation macro-F1 gain for %d epochs", args.patience)
+            break
+        if time.time() > deadline:
+            log.info("time budget of %.0f min reached", args.time_budget)
+            break
+
+    # ---- best epoch → decision rule on validation → save → measure from the saved file
+    model.load_state_dict(best["state"])
+    model = model.to(memory_format=torch.contiguous_format)
+    val_logits = predict_logits(model, images["val"])
+    bias, objective = choose_logit_bias(val_logits, labels["val"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights_path = args.out / spec.weights_file.name
+    save_dtype = SAVE_DTYPE.get(args.model, torch.float32)
+    digest = save_weights(model, weights_path, save_dtype)
+    n_params = sum(p.numel() for p in model.parameters())
+    card = ModelCard(
+        name=args.model,
+        classes=list(args.classes),
+        data={
+            "dataset": "Kaggle Fashion Product Images (small), 60×80 px",
+            "label_column": args.label_column,
+            "split_file": str(args.split_file.name),
+            "split_fingerprint": split_fingerprint(split),
+            "split_counts": {s: catalog.counts(v) for s, v in ids.items()},
+            "skipped_rows": catalog.skipped,
+        },
+        preprocessing=model.prep.to_dict(),
+        architecture={"title": spec.title, "description": spec.description, "parameters": n_params,
+                      "cam_layers": [[c.path, c.label] for c in spec.cam_layers]},
+        training={
+            "command": command,
+            "seed": args.seed,
+            "initialisation": args.pretrained,
+            "balancing": args.balance,
+            "augmentation": aug_params.to_dict(),
+            "distilled_from": args.distill_from,
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "best_epoch": best["epoch"],
+            "epochs_run": len(history),
+            "wall_time_s": round(time.time() - t_start, 1),
+            "train_images_per_s": round(train_seen / max(train_time, 1e-9), 1),
+            "threads": args.threads,
+        },
+        history=history,
+        decision_rule={
+            "kind": "argmax of logits + per-class offsets chosen on the validation split",
+            "logit_bias": bias,
+            "objective": "mean of macro-F1 and balanced accuracy on validation",
+            "validation_objective": round(objective, 5),
+        },
+        weights={"file": weights_path.name, "sha256": digest, "dtype": str(save_dtype).replace("torch.", ""),
+                 "bytes": weights_path.stat().st_size},
+        versions=library_versions(),
+    )
+    card.save(args.out / spec.card_file.name)
+    # measure with the shipped file and the shipped rule, exactly as evaluate does
+    shipped, card = load_model(args.model, args.out)
+    measure_splits(shipped, card, images, labels, ids, args.bootstrap, args.seed)
+    for s in ("val", "test"):
+        print(format_report(card.metrics[s], f"== {args.model} on {s} =="))  # noqa: T201 - CLI output
+    card.training["wall_time_s"] = round(time.time() - t_start, 1)
+    card.weights["sha256"] = sha256_file(weights_path)
+    card.save(args.out / spec.card_file.name)
+    log.info("wrote %s and %s", weights_path, args.out / spec.card_file.name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

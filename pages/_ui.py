@@ -1,0 +1,209 @@
+"""Streamlit glue shared by the pages: cached models, settings, small renderers.
+
+Everything that is not drawing lives in ``core/``; this module only caches and draws.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.data import DATA_ENV_VAR, find_default_data_dir, load_styles
+from core.gradcam import Explanation
+from core.models import REGISTRY, get_spec
+from core.overlay import colorize, enlarge, normalise, overlay, png_bytes
+from core.service import LoadedModel, load_card, load_explainer, read_upload
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif"]
+DISPLAY_HEIGHT = 320
+PLOTLY_SCALES = {"jet": "Jet", "inferno": "Inferno", "viridis": "Viridis", "magma": "Magma", "turbo": "Turbo"}
+CLASS_COLOURS = {"Casual": "#4dabf7", "Formal": "#343a40", "Smart Casual": "#f59f00"}
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+def plain(text: str) -> str:
+    """Escape user text (file names) so Markdown/HTML in it is shown, never rendered."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+# ------------------------------------------------------------------ cached resources
+@st.cache_resource(show_spinner="Loading model …", max_entries=8)
+def get_model(name: str) -> LoadedModel:
+    """One loaded model (with its lock) shared by every session."""
+    return load_explainer(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def get_card(name: str):  # noqa: ANN201 - (card | None, error | None)
+    """A model card and/or the reason it is missing."""
+    return load_card(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def explain(model_name: str, digest: str, _native: np.ndarray, layers: tuple[str, ...], target: int | None) -> Explanation:
+    """Prediction + Grad-CAM of ``layers``; cached by photo digest, model, layers and target."""
+    loaded = get_model(model_name)
+    assert loaded.explainer is not None
+    return loaded.explainer.explain(_native, list(layers), target)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def read_photo(filename: str, data: bytes):  # noqa: ANN201
+    """Decode an upload (cached by content)."""
+    return read_upload(filename, data)
+
+
+@st.cache_resource(show_spinner="Reading the dataset index …", max_entries=4)
+def get_catalog(root: str):  # noqa: ANN201
+    """The dataset index for the configured folder, or None."""
+    try:
+        return load_styles(root)
+    except (OSError, KeyError, ValueError, StopIteration):
+        return None
+
+
+# ------------------------------------------------------------------ settings
+def _defaults() -> dict[str, str]:
+    return {
+        "model_a": "baseline",
+        "model_b": "resnet50",
+        "data_dir": os.environ.get(DATA_ENV_VAR) or str(find_default_data_dir() or ""),
+    }
+
+
+def setting(key: str) -> str:
+    """A sidebar setting, or its default when a page runs without the sidebar."""
+    return st.session_state[key] if key in st.session_state else _defaults()[key]
+
+
+def init_state() -> None:
+    """Session defaults, set once."""
+    for key, value in _defaults().items():
+        # re-assigning keeps a sidebar widget's value when the page (and so its widget id) changes
+        st.session_state[key] = st.session_state[key] if key in st.session_state else value
+
+
+def data_dir() -> Path | None:
+    """The configured dataset folder if it has the Kaggle layout, else None."""
+    raw = str(setting("data_dir")).strip()
+    if not raw:
+        return None
+    p = Path(raw).expanduser()
+    return p if (p / "styles.csv").is_file() and (p / "images").is_dir() else None
+
+
+def model_label(name: str) -> str:
+    """Display name of a registry model, marked when disabled."""
+    loaded = get_model(name)
+    return get_spec(name).title + ("" if loaded.ok else " (unavailable)")
+
+
+def chosen_models() -> list[str]:
+    """The two models picked in the sidebar (may be the same one twice)."""
+    return [setting("model_a"), setting("model_b")]
+
+
+def sidebar() -> None:
+    """The shared sidebar: model pickers, dataset folder, model status."""
+    names = list(REGISTRY)
+    with st.sidebar:
+        st.subheader("Models")
+        st.selectbox("Model A", names, key="model_a", format_func=model_label)
+        st.selectbox("Model B", names, key="model_b", format_func=model_label)
+        for name in names:
+            loaded = get_model(name)
+            if not loaded.ok:
+                st.error(f"{get_spec(name).title} is disabled: {loaded.error}", icon="⚠️")
+        st.subheader("Dataset")
+        st.text_input(
+            "Dataset folder (Kaggle layout)",
+            key="data_dir",
+            help=f"Folder with styles.csv and images/. Also read from ${DATA_ENV_VAR}.",
+        )
+        if setting("data_dir") and data_dir() is None:
+            st.caption("That folder has no styles.csv + images/; dataset features are off.")
+        elif data_dir() is None:
+            st.caption("No dataset configured: dataset galleries are off; everything else works.")
+
+
+# ------------------------------------------------------------------ renderers
+def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
+    """Horizontal probability bars for all classes."""
+    fig = go.Figure(
+        go.Bar(
+            x=[float(p) for p in probs],
+            y=classes,
+            orientation="h",
+            marker_color=[CLASS_COLOURS.get(c, "#868e96") for c in classes],
+            text=[f"{p:.1%}" for p in probs],
+            textposition="auto",
+        )
+    )
+    fig.update_layout(height=150, margin=dict(l=0, r=0, t=0, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
+                      yaxis=dict(autorange="reversed"))
+    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+
+
+def raw_map_chart(cam: np.ndarray, vmax: float, cmap: str, key: str, title: str = "raw map") -> None:
+    """The layer-resolution Grad-CAM with a colour bar on the given scale."""
+    fig = go.Figure(go.Heatmap(z=cam, zmin=0.0, zmax=max(vmax, 1e-12), colorscale=PLOTLY_SCALES.get(cmap, "Jet"),
+                               colorbar=dict(thickness=10, len=0.9)))
+    fig.update_layout(height=DISPLAY_HEIGHT, margin=dict(l=0, r=0, t=24, b=0), title=dict(text=title, font_size=12),
+                      yaxis=dict(autorange="reversed", scaleanchor="x", visible=False), xaxis=dict(visible=False))
+    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+
+
+def overlay_image(exp: Explanation, layer: str, opacity: float, cmap: str, smooth: bool, vmax: float | None) -> np.ndarray:
+    """Overlay of one layer's map on the exact model input, enlarged for display."""
+    up = exp.upsampled(layer, "bilinear" if smooth else "nearest")
+    img = overlay(exp.model_input, normalise(up, vmax), opacity, cmap)
+    return enlarge(img, max(1, DISPLAY_HEIGHT // img.shape[0]))
+
+
+def colour_strip(cmap: str) -> np.ndarray:
+    """A small horizontal colour bar image (low → high)."""
+    ramp = np.tile(np.linspace(0, 1, 256)[None, :], (12, 1))
+    return colorize(ramp, cmap)
+
+
+def cam_top(exp: Explanation, layer: str, smooth: bool) -> float:
+    """The maximum of a map as it is displayed (for shared scales)."""
+    return float(exp.upsampled(layer, "bilinear" if smooth else "nearest").max())
+
+
+def png(image: np.ndarray) -> bytes:
+    """PNG bytes for downloads."""
+    return png_bytes(image)
+
+
+def metrics_table(cards: dict, split: str) -> pd.DataFrame:
+    """One row per model (+ majority-class reference): per-class P/R/F1, balanced acc., macro-F1."""
+    rows = []
+    ref = None
+    for name, card in cards.items():
+        m = card.metrics.get(split)
+        if not m:
+            continue
+        ref = ref or m.get("majority_class_reference")
+        rows.append(_metric_row(get_spec(name).title, m))
+    if ref:
+        rows.append(_metric_row("Majority class (reference)", ref))
+    return pd.DataFrame(rows)
+
+
+def _metric_row(label: str, m: dict) -> dict:
+    row = {"model": label, "accuracy": m["accuracy"], "balanced acc.": m["balanced_accuracy"], "macro-F1": m["macro_f1"]}
+    ci = m.get("ci95") or {}
+    if "macro_f1" in ci:
+        row["macro-F1 95% CI"] = f"{ci['macro_f1'][0]:.3f}–{ci['macro_f1'][1]:.3f}"
+    for cls, pc in m["per_class"].items():
+        row[f"{cls} P"] = pc["precision"]
+        row[f"{cls} R"] = pc["recall"]
+        row[f"{cls} F1"] = pc["f1"]
+    return row

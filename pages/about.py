@@ -1,0 +1,72 @@
+"""About: one card per model, read from its model card."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.models import REGISTRY
+from pages import _ui
+
+st.title("About the models")
+st.caption("Everything here is read from the model cards in weights/ that the training script wrote.")
+
+INIT_TEXT = {
+    "none": "trained from scratch (random initialisation, no ImageNet weights)",
+    "imagenet": "initialised from ImageNet-pretrained weights",
+}
+
+for name, spec in REGISTRY.items():
+    with st.container(border=True):
+        st.subheader(spec.title)
+        card, err = _ui.get_card(name)
+        loaded = _ui.get_model(name)
+        if card is None:
+            st.error(f"No usable model card: {err}")
+            continue
+        if not loaded.ok:
+            st.error(f"The weights are unavailable, so the app does not use this model: {loaded.error}")
+        init = card.training.get("initialisation", "?")
+        st.markdown(f"**Architecture.** {spec.description} {card.architecture.get('parameters', 0):,} parameters.")
+        st.markdown(f"**Initialisation.** {INIT_TEXT.get(init, f'from a local weights file ({init})')}.")
+        if name == "resnet50" and init == "none":
+            st.warning(
+                "The shipped ResNet50 was trained **without ImageNet weights**: they cannot be downloaded on the "
+                "machines this product is built on. To retrain it with them on a machine with internet: "
+                "`python -m core.train --model resnet50 --pretrained imagenet --data DIR` (or "
+                "`--pretrained /path/to/resnet50-11ad3fa6.pth` offline).",
+                icon="ℹ️",
+            )
+        if card.training.get("distilled_from"):
+            st.markdown(f"**Distillation.** Trained with soft targets from `{card.training['distilled_from']}`.")
+        prep = card.preprocessing
+        st.markdown(
+            f"**Input.** {prep.get('native_size')} native canvas (W×H) → {prep.get('input_size')} model input; "
+            f"{prep.get('fit')}; normalised with mean {prep.get('mean')} and std {prep.get('std')}."
+        )
+        data = card.data
+        counts = data.get("split_counts", {})
+        st.markdown(
+            f"**Training data.** {data.get('dataset', '?')}; label column `{data.get('label_column')}`; split "
+            f"`{data.get('split_file')}` (fingerprint `{data.get('split_fingerprint')}`): "
+            + ", ".join(f"{s} {sum(c.values()):,}" for s, c in counts.items())
+            + f". Balancing: {card.training.get('balancing')}; seed {card.training.get('seed')}."
+        )
+        t = card.metrics.get("test", {})
+        if t:
+            ci = t.get("ci95", {})
+            st.markdown(
+                f"**Test metrics.** accuracy {t['accuracy']:.3f}, balanced accuracy {t['balanced_accuracy']:.3f} "
+                f"(95% CI {ci.get('balanced_accuracy', [0, 0])[0]:.3f}–{ci.get('balanced_accuracy', [0, 0])[1]:.3f}), "
+                f"macro-F1 {t['macro_f1']:.3f} (95% CI {ci.get('macro_f1', [0, 0])[0]:.3f}–"
+                f"{ci.get('macro_f1', [0, 0])[1]:.3f}). Decision rule: {card.decision_rule.get('kind')} "
+                f"{card.decision_rule.get('logit_bias')}."
+            )
+        st.markdown(
+            f"**Training cost.** {card.training.get('wall_time_s', 0) / 60:.1f} min wall time, "
+            f"{card.training.get('train_images_per_s', '?')} training images/s on {card.training.get('threads')} "
+            f"CPU threads; command `{card.training.get('command')}`."
+        )
+        st.markdown(f"**Weights.** `{card.weights.get('file')}` ({card.weights.get('dtype')}), sha256 "
+                    f"`{card.weights.get('sha256')}` — verified before loading.")
+        layers = ", ".join(label for _, label in card.architecture.get("cam_layers", []))
+        st.markdown(f"**Grad-CAM layers.** {layers}.")

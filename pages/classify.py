@@ -1,0 +1,165 @@
+"""Classify: drop photos, compare two models, see Grad-CAM for each."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.data import DEFAULT_CLASSES
+from core.models import get_spec
+from core.overlay import COLORMAPS
+from pages import _ui
+
+st.title("Dress code: Casual, Formal or Smart Casual?")
+st.caption(
+    "Drop product photos. Two models classify each one side by side, and Grad-CAM shows which "
+    "parts of the image pushed each model towards the class it explains."
+)
+
+names = _ui.chosen_models()
+models = {n: _ui.get_model(n) for n in dict.fromkeys(names)}
+classes = next((m.card.classes for m in models.values() if m.ok), list(DEFAULT_CLASSES))
+
+files = st.file_uploader(
+    "Product photos (JPEG, PNG, WebP, BMP, GIF, TIFF)",
+    type=_ui.UPLOAD_TYPES,
+    accept_multiple_files=True,
+    key="uploads",
+    help="Several at once is fine. Large photos are fitted to the 60×80 canvas the models were trained on.",
+)
+
+with st.expander("Heatmap settings", expanded=True):
+    c1, c2, c3 = st.columns(3)
+    layers: dict[str, str] = {}
+    for col, slot, name in ((c1, "a", names[0]), (c2, "b", names[1])):
+        spec = get_spec(name)
+        paths = [c.path for c in spec.cam_layers]
+        labels = {c.path: c.label for c in spec.cam_layers}
+        layers[slot] = col.selectbox(
+            f"Layer — {spec.title} ({'A' if slot == 'a' else 'B'})",
+            paths,
+            index=len(paths) - 1,
+            format_func=labels.__getitem__,
+            key=f"layer_{slot}_{name}",
+        )
+    target_label = c3.selectbox(
+        "Explain which class",
+        ["predicted class", *classes],
+        key="target",
+        help="'Why not Formal?': pick a class to see what speaks for it in each model's eyes.",
+    )
+    c4, c5, c6, c7 = st.columns(4)
+    opacity = c4.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+    cmap = c5.selectbox("Colour map", COLORMAPS, key="cmap")
+    smooth = c6.radio("Upsampling", ["smooth", "blocky"], horizontal=True, key="upsampling") == "smooth"
+    shared = c7.toggle(
+        "Shared scale",
+        key="shared_scale",
+        help="Both models' maps on one colour scale (with a colour bar), instead of each to its own maximum.",
+    )
+target = None if target_label == "predicted class" else classes.index(target_label)
+
+
+def explanations(photo) -> dict[str, object]:  # noqa: ANN001
+    """Both chosen models' explanations of one photo (None for a disabled model)."""
+    out = {}
+    for slot, name in (("a", names[0]), ("b", names[1])):
+        if models[name].ok:
+            out[slot] = _ui.explain(name, photo.digest, photo.native, (layers[slot],), target)
+        else:
+            out[slot] = None
+    return out
+
+
+def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
+    """Side-by-side predictions, probability bars, overlays and raw maps for one photo."""
+    for note in photo.notes:
+        st.info(f"Note: {note}.")
+    ok = [e for e in exps.values() if e is not None]
+    if len(ok) == 2:
+        a, b = ok
+        if a.predicted == b.predicted:
+            st.badge(f"Models agree: {classes[a.predicted]}", icon="✅", color="green")
+        else:
+            st.badge(f"Models disagree: {classes[a.predicted]} vs {classes[b.predicted]}", icon="⚠️", color="orange")
+    tops = {s: _ui.cam_top(e, layers[s], smooth) for s, e in exps.items() if e is not None}
+    shared_top = max(tops.values(), default=0.0)
+    if shared and tops:
+        st.image(_ui.colour_strip(cmap), caption=f"shared scale: 0 → {shared_top:.3g}", width=320)
+    cols = st.columns(2)
+    for col, slot, name in ((cols[0], "a", names[0]), (cols[1], "b", names[1])):
+        spec = get_spec(name)
+        exp = exps[slot]
+        with col:
+            st.subheader(spec.title)
+            if exp is None:
+                st.error(f"This model is unavailable: {models[name].error}")
+                continue
+            st.metric("Prediction", classes[exp.predicted], f"{exp.probs[exp.predicted]:.1%} confidence",
+                      delta_color="off")
+            _ui.probability_chart(exp.probs, classes, key=f"prob_{key}_{slot}")
+            vmax = shared_top if shared else tops[slot]
+            img = _ui.overlay_image(exp, layers[slot], opacity, cmap, smooth, vmax)
+            layer_label = spec.cam_layer(layers[slot]).label
+            why = classes[exp.target] + ("" if target is None else " (chosen)")
+            left, right = st.columns([3, 2])
+            left.image(img, caption=f"Grad-CAM for {why} · {layer_label}")
+            with right:
+                _ui.raw_map_chart(exp.maps[layers[slot]], vmax * _raw_ratio(exp, layers[slot]), cmap,
+                                  key=f"raw_{key}_{slot}", title="raw map (layer resolution)")
+            st.download_button(
+                "Download overlay (PNG)",
+                _ui.png(img),
+                file_name=f"gradcam_{name}_{photo.digest}.png",
+                mime="image/png",
+                key=f"dl_{key}_{slot}",
+            )
+
+
+def _raw_ratio(exp, layer: str) -> float:  # noqa: ANN001
+    """Raw-map max over displayed-map max, so the raw chart uses the same scale as the overlay."""
+    raw_top = float(exp.maps[layer].max())
+    shown_top = _ui.cam_top(exp, layer, smooth)
+    return raw_top / shown_top if shown_top > 0 else 1.0
+
+
+if not files:
+    st.info("Drag one or more product photos into the drop zone above to start.")
+    st.stop()
+
+photos = [_ui.read_photo(f.name, f.getvalue()) for f in files]
+good = [p for p in photos if p.error is None]
+for p in photos:
+    if p.error:
+        st.warning(f"{_ui.plain(p.filename)}: {p.error}", icon="🚫")
+
+if len(photos) == 1 and good:
+    render_detail(good[0], explanations(good[0]), key="single")
+elif good:
+    rows, details = [], []
+    with st.spinner(f"Classifying {len(good)} photos …"):
+        for i, p in enumerate(good):
+            exps = explanations(p)
+            details.append((p, exps))
+            row = {"file": p.filename}
+            for slot, name in (("a", names[0]), ("b", names[1])):
+                e = exps[slot]
+                title = get_spec(name).title
+                row[f"{title} class"] = classes[e.predicted] if e else "unavailable"
+                row[f"{title} confidence"] = float(e.probs[e.predicted]) if e else None
+            row["agree"] = bool(exps["a"] and exps["b"] and exps["a"].predicted == exps["b"].predicted)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    st.subheader(f"Results for {len(good)} photos")
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={c: st.column_config.ProgressColumn(c, format="percent", min_value=0, max_value=1)
+                       for c in table.columns if c.endswith("confidence")},
+        key="results_table",
+    )
+    st.download_button("Download results (CSV)", table.to_csv(index=False).encode(), file_name="dress_code_results.csv",
+                       mime="text/csv", key="dl_csv")
+    for i, (p, exps) in enumerate(details):
+        with st.expander(f"{i + 1}. {_ui.plain(p.filename)}", expanded=False):
+            render_detail(p, exps, key=f"row{i}")

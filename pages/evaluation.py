@@ -1,0 +1,142 @@
+"""Evaluation: confusion matrices, metrics across models, training curves, and a gallery per cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core.models import REGISTRY, get_spec
+from pages import _ui
+
+GALLERY_PAGE = 8
+
+st.title("How good are the models?")
+st.caption(
+    "All numbers come from the model cards in weights/, measured on the saved validation and test "
+    "splits (never on training data). The test split holds only 9 Smart Casual images, so the 95% "
+    "bootstrap intervals matter."
+)
+
+cards, problems = {}, {}
+for name in REGISTRY:
+    card, err = _ui.get_card(name)
+    if card is not None:
+        cards[name] = card
+    else:
+        problems[name] = err
+for name, err in problems.items():
+    st.warning(f"{get_spec(name).title}: {err}")
+if not cards:
+    st.error("No model cards found in weights/: train a model first (see README).")
+    st.stop()
+
+split = st.segmented_control("Split", ["val", "test"], default="test", key="eval_split", required=True)
+st.subheader("Metrics across models")
+table = _ui.metrics_table(cards, split)
+fmt = {c: "{:.3f}" for c in table.columns if c not in ("model", "macro-F1 95% CI")}
+st.dataframe(table.style.format(fmt), hide_index=True, key="eval_metrics")
+
+st.subheader("Confusion matrices")
+norm = st.segmented_control("Show", ["counts", "row-normalised (recall)", "column-normalised (precision)"],
+                            default="counts", key="eval_norm", required=True)
+chosen = [n for n in dict.fromkeys(_ui.chosen_models()) if n in cards]
+
+
+def matrix_figure(cm: np.ndarray, classes: list[str], title: str) -> go.Figure:
+    """Annotated heatmap of a confusion matrix under the chosen normalisation."""
+    cm = np.asarray(cm, dtype=float)
+    if norm.startswith("row"):
+        z = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        text = [[f"{v:.2f}" for v in r] for r in z]
+    elif norm.startswith("column"):
+        z = cm / np.maximum(cm.sum(0, keepdims=True), 1)
+        text = [[f"{v:.2f}" for v in r] for r in z]
+    else:
+        z = np.log1p(cm)
+        text = [[f"{int(v)}" for v in r] for r in cm]
+    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, text=text, texttemplate="%{text}", colorscale="Blues",
+                               showscale=False, hovertemplate="true %{y} → predicted %{x}: %{text}<extra></extra>"))
+    fig.update_layout(title=title, height=330, margin=dict(l=0, r=0, t=40, b=0),
+                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+    return fig
+
+
+cols = st.columns(max(1, 2 * len(chosen)))
+i = 0
+for name in chosen:
+    for s in ("val", "test"):
+        m = cards[name].metrics.get(s)
+        if m:
+            cols[i].plotly_chart(matrix_figure(m["confusion_matrix"], cards[name].classes,
+                                               f"{get_spec(name).title} — {s}"), key=f"cm_{name}_{s}")
+        i += 1
+
+st.subheader("Training curves")
+for name in chosen:
+    hist = cards[name].history
+    if not hist:
+        continue
+    ep = [h["epoch"] for h in hist]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy / macro-F1"))
+    fig.add_scatter(x=ep, y=[h["train_loss"] for h in hist], name="train loss", row=1, col=1)
+    fig.add_scatter(x=ep, y=[h["val_loss"] for h in hist], name="val loss", row=1, col=1)
+    fig.add_scatter(x=ep, y=[h["train_acc"] for h in hist], name="train acc. (balanced stream)", row=1, col=2)
+    fig.add_scatter(x=ep, y=[h["val_acc"] for h in hist], name="val acc.", row=1, col=2)
+    fig.add_scatter(x=ep, y=[h["val_macro_f1"] for h in hist], name="val macro-F1", row=1, col=2)
+    fig.update_layout(title=get_spec(name).title, height=300, margin=dict(l=0, r=0, t=50, b=0))
+    fig.update_xaxes(title_text="epoch")
+    st.plotly_chart(fig, key=f"curves_{name}")
+
+st.subheader("Look inside a cell")
+root = _ui.data_dir()
+first = chosen[0] if chosen else next(iter(cards))
+classes = cards[first].classes
+c1, c2, c3, c4 = st.columns(4)
+cell_model = c1.selectbox("Matrix of", list(cards), format_func=lambda n: get_spec(n).title, key="cell_model",
+                          index=list(cards).index(first))
+cell_split = c2.selectbox("Split", ["val", "test"], index=1, key="cell_split")
+true_cls = c3.selectbox("True class", classes, index=len(classes) - 1, key="cell_true")
+pred_cls = c4.selectbox("Predicted class", classes, index=0, key="cell_pred")
+if root is None:
+    st.info(
+        f"With the dataset folder configured (sidebar, or $DRESSCODE_DATA), this shows the {cell_split} images "
+        f"that are truly {true_cls} and that {get_spec(cell_model).title} predicted as {pred_cls}, each with both "
+        "models' Grad-CAM heatmaps."
+    )
+    st.stop()
+catalog = _ui.get_catalog(str(root))
+preds = cards[cell_model].predictions.get(cell_split)
+if catalog is None or not preds:
+    st.warning("The dataset folder could not be read, or this model card has no per-image predictions.")
+    st.stop()
+label_of = catalog.label_of()
+t_idx, p_idx = classes.index(true_cls), classes.index(pred_cls)
+cell_ids = [i for i, p in zip(preds["ids"], preds["pred"]) if int(p) == p_idx and label_of.get(i) == t_idx]
+missing = [i for i in preds["ids"] if i not in label_of]
+st.write(f"{len(cell_ids)} images in this cell.")
+if missing:
+    st.caption(f"{len(missing)} images of the saved split are not in this dataset copy and are left out.")
+if not cell_ids:
+    st.stop()
+pages_n = (len(cell_ids) - 1) // GALLERY_PAGE + 1
+page_no = st.number_input("Page", 1, pages_n, 1, key="cell_page") if pages_n > 1 else 1
+show = cell_ids[(page_no - 1) * GALLERY_PAGE : page_no * GALLERY_PAGE]
+for pid in show:
+    photo = _ui.read_photo(f"{pid}.jpg", catalog.image_path(pid).read_bytes())
+    if photo.error:
+        st.warning(f"image {pid}: {photo.error}")
+        continue
+    cols = st.columns(1 + len(chosen))
+    cols[0].image(photo.native, caption=f"id {pid} · true {true_cls}", width=120)
+    for col, name in zip(cols[1:], chosen):
+        loaded = _ui.get_model(name)
+        if not loaded.ok:
+            col.error(f"{get_spec(name).title} unavailable")
+            continue
+        layer = get_spec(name).default_cam_layer.path
+        exp = _ui.explain(name, photo.digest, photo.native, (layer,), None)
+        img = _ui.overlay_image(exp, layer, 0.5, "jet", True, None)
+        col.image(img, caption=f"{get_spec(name).title}: {classes[exp.predicted]} ({exp.probs[exp.predicted]:.0%})",
+                  width=180)

@@ -1,0 +1,70 @@
+"""Layers: what each registered layer of both models looks at, early edges to whole garment."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core.data import DEFAULT_CLASSES
+from core.models import get_spec
+from core.overlay import COLORMAPS
+from pages import _ui
+
+st.title("What does each layer see?")
+st.caption(
+    "Grad-CAM of every registered layer, from early edges to the whole garment. The whole strip "
+    "comes from one forward and one backward pass per model."
+)
+
+names = _ui.chosen_models()
+models = {n: _ui.get_model(n) for n in dict.fromkeys(names)}
+classes = next((m.card.classes for m in models.values() if m.ok), list(DEFAULT_CLASSES))
+
+source = st.radio("Photo", ["upload", "dataset sample"], horizontal=True, key="layers_source")
+photo = None
+if source == "upload":
+    f = st.file_uploader("One product photo", type=_ui.UPLOAD_TYPES, key="layers_upload")
+    if f is not None:
+        photo = _ui.read_photo(f.name, f.getvalue())
+else:
+    root = _ui.data_dir()
+    catalog = _ui.get_catalog(str(root)) if root else None
+    if catalog is None:
+        st.info("No dataset folder is configured (sidebar), so dataset samples are unavailable; upload a photo instead.")
+    else:
+        cls = st.selectbox("Class", catalog.classes, key="layers_class")
+        ids = [i for i, k in zip(catalog.ids, catalog.labels) if catalog.classes[k] == cls]
+        pick = st.number_input("Sample number", 0, len(ids) - 1, 0, key="layers_pick")
+        pid = ids[int(pick)]
+        photo = _ui.read_photo(f"{pid}.jpg", catalog.image_path(pid).read_bytes())
+
+c1, c2, c3 = st.columns(3)
+target_label = c1.selectbox("Explain which class", ["predicted class", *classes], key="layers_target")
+cmap = c2.selectbox("Colour map", COLORMAPS, key="layers_cmap")
+opacity = c3.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="layers_opacity")
+target = None if target_label == "predicted class" else classes.index(target_label)
+
+if photo is None:
+    st.stop()
+if photo.error:
+    st.warning(f"{_ui.plain(photo.filename)}: {photo.error}", icon="🚫")
+    st.stop()
+
+st.image(np.asarray(photo.native), caption="the 60×80 canvas every model starts from", width=120)
+for name in dict.fromkeys(names):
+    spec = get_spec(name)
+    st.subheader(spec.title)
+    if not models[name].ok:
+        st.error(f"This model is unavailable: {models[name].error}")
+        continue
+    paths = tuple(c.path for c in spec.cam_layers)
+    exp = _ui.explain(name, photo.digest, photo.native, paths, target)
+    st.caption(
+        f"Predicted **{classes[exp.predicted]}** ({exp.probs[exp.predicted]:.1%}); maps explain "
+        f"**{classes[exp.target]}**. Each map is scaled to its own maximum."
+    )
+    cols = st.columns(len(paths))
+    for col, layer in zip(cols, spec.cam_layers):
+        img = _ui.overlay_image(exp, layer.path, opacity, cmap, True, None)
+        h, w = exp.maps[layer.path].shape
+        col.image(img, caption=f"{layer.label} — map {w}×{h}")
