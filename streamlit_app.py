@@ -7,15 +7,15 @@ import streamlit as st
 from pages import _ui
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-st.set_page_config(page_title="Dress-code explainer", page_icon="👔", layout="wide")
+st.set_page_config(page_title="Dress-code explainer", page_icon=":material/checkroom:", layout="wide")
 _ui.init_state()
 
 pages = [
-    st.Page("pages/classify.py", title="Classify", icon="🖼️", default=True),
-    st.Page("pages/layers.py", title="Layers", icon="🧅"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon="📊"),
-    st.Page("pages/data.py", title="Data & augmentation", icon="🧪"),
-    st.Page("pages/about.py", title="About the models", icon="ℹ️"),
+    st.Page("pages/classify.py", title="Classify", icon=":material/checkroom:", default=True),
+    st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:"),
+    st.Page("pages/data.py", title="Data & augmentation", icon=":material/science:"),
+    st.Page("pages/about.py", title="About the models", icon=":material/info:"),
 ]
 page = st.navigation(pages)
 _ui.sidebar()

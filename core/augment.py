@@ -69,9 +69,10 @@ def augment_variants(
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
     aug = make_augmenter(params, tuple(image.shape[-2:]))
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))  # fresh variants, and the caller's RNG moves on
     with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+        torch.manual_seed(seed)
         return [aug(image) for _ in range(n)]
 
 
@@ -106,9 +107,7 @@ def balance_with_copies(
     return np.concatenate([images, *extra_imgs]), np.concatenate([labels, *extra_labels])
 
 
-def balanced_sampler_indices(
-    labels: Sequence[int], epoch_size: int, rng: np.random.Generator
-) -> np.ndarray:
+def balanced_sampler_indices(labels: Sequence[int], epoch_size: int, rng: np.random.Generator) -> np.ndarray:
     """Strategy (b): indices drawn with equal probability per class (with replacement);
     each draw gets a fresh augmentation in the training loop."""
     labels = np.asarray(labels)

@@ -94,7 +94,13 @@ class ModelCard:
             card = cls(**doc)
         except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
             raise WeightsError(f"model card {path.name} is malformed ({exc.__class__.__name__})") from None
-        if not isinstance(card.classes, list) or not card.classes or not card.weights.get("sha256"):
+        if (
+            not isinstance(card.classes, list)
+            or not card.classes
+            or not isinstance(card.weights, dict)
+            or not card.weights.get("sha256")
+            or not all(isinstance(x, dict) for x in (card.decision_rule, card.metrics, card.training, card.data))
+        ):
             raise WeightsError(f"model card {path.name} lacks classes or the weights' sha256")
         return card
 
@@ -110,9 +116,7 @@ def save_weights(model: DressCodeNet, path: Path, dtype: torch.dtype = torch.flo
     return sha256_file(path)
 
 
-def load_model(
-    name: str, weights_dir: Path | None = None, verify: bool = True
-) -> tuple[DressCodeNet, ModelCard]:
+def load_model(name: str, weights_dir: Path | None = None, verify: bool = True) -> tuple[DressCodeNet, ModelCard]:
     """Build ``name`` from the registry and load its shipped weights after checking sha256.
 
     Raises :class:`WeightsError` with a short message when the card or the weights are

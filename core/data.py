@@ -217,9 +217,7 @@ def load_split(path: Path) -> dict[str, list[int]]:
     return {s: [int(i) for i in doc[s]] for s in SPLITS}
 
 
-def get_or_make_split(
-    catalog: Catalog, split_file: Path = DEFAULT_SPLIT_FILE, seed: int = 42
-) -> dict[str, list[int]]:
+def get_or_make_split(catalog: Catalog, split_file: Path = DEFAULT_SPLIT_FILE, seed: int = 42) -> dict[str, list[int]]:
     """The saved split restricted to this catalog's ids; made and saved if the file is absent.
 
     Ids of the saved split that this copy of the data lacks are dropped; usable ids that the
@@ -259,9 +257,7 @@ def load_native_images(catalog: Catalog, ids: Sequence[int], use_cache: bool = T
     app uses for uploads. A decoded copy is cached under ``~/.cache/dresscode``.
     """
     ids = [int(i) for i in ids]
-    key = hashlib.sha256(
-        json.dumps([str(catalog.root.resolve()), ids, NATIVE_SIZE, 2]).encode()
-    ).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps([str(catalog.root.resolve()), ids, NATIVE_SIZE, 2]).encode()).hexdigest()[:20]
     cache = _cache_dir() / f"images-{key}.npy"
     if use_cache and cache.is_file():
         arr = np.load(cache, mmap_mode=None)
@@ -276,8 +272,8 @@ def load_native_images(catalog: Catalog, ids: Sequence[int], use_cache: bool = T
             return np.full((NATIVE_SIZE[1], NATIVE_SIZE[0], 3), 255, np.uint8)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        arr = np.stack(list(pool.map(decode, ids))) if ids else np.zeros(
-            (0, NATIVE_SIZE[1], NATIVE_SIZE[0], 3), np.uint8
+        arr = (
+            np.stack(list(pool.map(decode, ids))) if ids else np.zeros((0, NATIVE_SIZE[1], NATIVE_SIZE[0], 3), np.uint8)
         )
     if use_cache and len(ids) > 64:
         try:
@@ -317,9 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
     p.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument(
-        "--new-split", action="store_true", help="make a fresh split instead of the saved one"
-    )
+    p.add_argument("--new-split", action="store_true", help="make a fresh split instead of the saved one")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data = args.data or find_default_data_dir()

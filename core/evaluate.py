@@ -57,11 +57,17 @@ def measure_splits(
         log.info("%s", format_report(rep, f"== {card.name} on {s} =="))
 
 
-def refresh_card(name: str, data_dir: Path, weights_dir: Path | None = None, n_boot: int = 1000) -> ModelCard:
+def refresh_card(
+    name: str,
+    data_dir: Path,
+    weights_dir: Path | None = None,
+    n_boot: int = 1000,
+    split_file: Path = DEFAULT_SPLIT_FILE,
+) -> ModelCard:
     """Re-measure val/test metrics and per-image predictions of a shipped model into its card."""
     model, card = load_model(name, weights_dir)
     catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
-    split = get_or_make_split(catalog)
+    split = get_or_make_split(catalog, split_file, card.training.get("seed", 42))
     label_of = catalog.label_of()
     ids = {s: split[s] for s in ("val", "test")}
     labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
@@ -105,8 +111,9 @@ def evaluate_model(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
-    p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m core.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", required=True, choices=list(REGISTRY))
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
@@ -115,8 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="write the metrics as JSON")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--refresh-card", action="store_true",
-                   help="re-measure val/test metrics and predictions into the model card")
+    p.add_argument(
+        "--refresh-card", action="store_true", help="re-measure val/test metrics and predictions into the model card"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -124,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if data is None:
         p.error("no --data given and no dataset found")
     if args.refresh_card:
-        refresh_card(args.model, data, args.weights, args.bootstrap)
+        refresh_card(args.model, data, args.weights, args.bootstrap, args.split_file)
         return 0
     report = evaluate_model(args.model, data, args.split, args.weights, args.split_file, args.bootstrap)
     print(format_report(report, f"== {args.model} on {args.split} ({data}) =="))  # noqa: T201 - CLI output

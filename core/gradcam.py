@@ -46,11 +46,14 @@ class Explanation:
 
 @contextmanager
 def explaining(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration of an explanation; training and requires_grad flags restored."""
+    """Eval mode and frozen weights for the duration of an explanation (no weight gradients
+    are computed); the training and requires_grad flags are put back afterwards."""
     modes = {m: m.training for m in model.modules()}
     flags = {p: p.requires_grad for p in model.parameters()}
     try:
         model.eval()
+        for p in flags:
+            p.requires_grad_(False)
         yield
     finally:
         for m, was in modes.items():
@@ -78,15 +81,16 @@ class GradCamExplainer:
         """The registered Grad-CAM layers, early to late."""
         return [c.path for c in self.spec.cam_layers]
 
-    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Probabilities (decision rule applied) for uint8 ``N×H×W×3`` native images."""
+    def predict(self, images: np.ndarray, batch_size: int = 64, bf16: bool = False) -> np.ndarray:
+        """Probabilities (decision rule applied) for uint8 ``N×H×W×3`` native images.
+
+        ``bf16``: bfloat16 autocast with channels-last inputs, the fast batch path (see bench/).
+        """
         with self.lock:
-            logits = predict_logits(self.model, images, batch_size=batch_size)
+            logits = predict_logits(self.model, images, batch_size=batch_size, bf16=bf16)
         return apply_decision_rule(logits, self.logit_bias)
 
-    def explain(
-        self, image: np.ndarray, layers: Sequence[str] | None = None, target: int | None = None
-    ) -> Explanation:
+    def explain(self, image: np.ndarray, layers: Sequence[str] | None = None, target: int | None = None) -> Explanation:
         """Prediction + Grad-CAM of ``layers`` (default: the registry's default layer) for
         ``target`` (default: the predicted class), from one forward and one backward."""
         layers = list(layers) if layers else [self.spec.default_cam_layer.path]
@@ -105,10 +109,15 @@ class GradCamExplainer:
             return logits.gather(1, chosen)
 
         modules = [self.model.get_submodule(p) for p in layers]
+        # Autograd starts at the earliest requested layer: nothing before it is recorded.
+        earliest = self.model.get_submodule(min(layers, key=self.layer_paths.index))
         with self.lock, explaining(self.model):
-            x.requires_grad_(True)  # layer outputs need a grad path even with frozen weights
-            grads, evals = compute_layer_gradients_and_eval(forward, modules, (x,), 0 if target is None else target)
-            model_input = self.model.model_input(x.detach())
+            handle = earliest.register_forward_pre_hook(_track_from_here)
+            try:
+                grads, evals = compute_layer_gradients_and_eval(forward, modules, (x,), 0 if target is None else target)
+            finally:
+                handle.remove()
+            model_input = self.model.model_input(x)
         maps = {}
         for path, g, a in zip(layers, grads, evals):
             maps[path] = _grad_cam(g[0], a[0])[0, 0].numpy()
@@ -125,6 +134,11 @@ class GradCamExplainer:
             gc = LayerGradCam(self.model, self.model.get_submodule(layer))
             attr = gc.attribute(x, target=target, relu_attributions=True)
         return attr.detach()[0, 0].numpy()
+
+
+def _track_from_here(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: the layer's input becomes a leaf that requires grad."""
+    return tuple(a.detach().requires_grad_(True) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
 
 
 def _grad_cam(grad: torch.Tensor, act: torch.Tensor) -> torch.Tensor:

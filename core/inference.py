@@ -13,6 +13,8 @@ from torch import nn
 def to_float_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``N×H×W×3`` array (or ``N×3×H×W`` tensor) → float ``N×3×H×W`` in [0, 1]."""
     if isinstance(images, np.ndarray):
+        if not images.flags.writeable:
+            images = images.copy()
         images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     return images.float().div_(255.0)
 
@@ -27,15 +29,13 @@ def apply_decision_rule(logits: np.ndarray, logit_bias: Sequence[float] | None) 
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict_logits(
-    model: nn.Module, images: np.ndarray, batch_size: int = 128, bf16: bool = False
-) -> np.ndarray:
+def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 128, bf16: bool = False) -> np.ndarray:
     """Logits for uint8 ``N×H×W×3`` native images, in batches, under inference mode.
 
     ``bf16`` uses bfloat16 autocast (faster on CPUs with AMX/AVX512-BF16); the default fp32
     path is the one the model cards' metrics were measured with.
     """
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     out = []
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
@@ -43,9 +43,12 @@ def predict_logits(
         with torch.inference_mode(), ctx:
             for i in range(0, len(images), batch_size):
                 x = to_float_batch(images[i : i + batch_size])
+                if bf16:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 out.append(model(x).float().numpy())
     finally:
-        model.train(was_training)
+        for m, was in modes.items():
+            m.training = was
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(out)

@@ -90,9 +90,11 @@ def classification_report(
     }
 
 
-def majority_baseline(y_true: Sequence[int], classes: Sequence[str], majority: int = 0) -> dict:
-    """The reference: always predict the majority class."""
+def majority_baseline(y_true: Sequence[int], classes: Sequence[str], majority: int | None = None) -> dict:
+    """The reference: always predict the majority class (by default the most frequent in ``y_true``)."""
     y_true = np.asarray(y_true, int)
+    if majority is None:
+        majority = int(np.bincount(y_true, minlength=len(classes)).argmax()) if len(y_true) else 0
     return classification_report(y_true, np.full_like(y_true, majority), classes, n_boot=0)
 
 

@@ -8,6 +8,7 @@ upsamples and normalises, so the preprocessing travels with the weights.
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +23,14 @@ from core.preprocess import NATIVE_SIZE
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_ENV_VAR = "DRESSCODE_WEIGHTS"
+
+
+def weights_dir() -> Path:
+    """Folder of the shipped weights and cards: ``$DRESSCODE_WEIGHTS`` or ``weights/``."""
+    return Path(os.environ[WEIGHTS_ENV_VAR]) if os.environ.get(WEIGHTS_ENV_VAR) else WEIGHTS_DIR
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_MEAN = (127.0 / 255.0,) * 3  # (x*255 - 127) / 128
@@ -135,13 +144,21 @@ RESNET_WEIGHTS_HINT = (
 def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise PretrainedWeightsError(f"pretrained weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt pickle/zip/safetensors: one clear error type
+        raise PretrainedWeightsError(
+            f"{path} is not a readable state dict ({exc.__class__.__name__}); pass a torch state_dict file"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise PretrainedWeightsError(f"{path} does not hold a state dict (found {type(state).__name__})")
     return state
 
 
@@ -236,12 +253,12 @@ class ModelSpec:
     @property
     def weights_file(self) -> Path:
         """Shipped weights (safetensors)."""
-        return WEIGHTS_DIR / f"{self.name}.safetensors"
+        return weights_dir() / f"{self.name}.safetensors"
 
     @property
     def card_file(self) -> Path:
         """Shipped model card (JSON)."""
-        return WEIGHTS_DIR / f"{self.name}.json"
+        return weights_dir() / f"{self.name}.json"
 
     @property
     def default_cam_layer(self) -> CamLayer:

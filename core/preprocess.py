@@ -29,7 +29,7 @@ NATIVE_SIZE: tuple[int, int] = (60, 80)  # (width, height) of the dataset's imag
 NATIVE_JPEG_QUALITY = 75  # the dataset was re-encoded at about this quality
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # MPO opens as JPEG
 MAX_PIXELS = 40_000_000  # refuse larger images (decompression bombs included)
-MAX_BYTES = 50 * 1024 * 1024
+MAX_BYTES = 25 * 1024 * 1024  # same as server.maxUploadSize in .streamlit/config.toml
 MIN_SIDE = 8
 MAX_ASPECT = 8.0
 WHITE = (255, 255, 255)
@@ -50,8 +50,19 @@ class DecodedImage:
 
 
 def _sniff_heic(data: bytes) -> bool:
-    return len(data) > 12 and data[4:8] == b"ftyp" and data[8:12] in (
-        b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"avif",
+    return (
+        len(data) > 12
+        and data[4:8] == b"ftyp"
+        and data[8:12]
+        in (
+            b"heic",
+            b"heix",
+            b"hevc",
+            b"hevx",
+            b"mif1",
+            b"msf1",
+            b"avif",
+        )
     )
 
 
@@ -69,7 +80,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
             arr = (arr - lo) / (hi - lo if hi > lo else 1.0) * 255.0
         arr = np.nan_to_num(arr, nan=0.0).clip(0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
-    if mode == "P":
+    if mode == "P" or (mode in ("RGB", "L", "LA") and "transparency" in img.info):
         img = img.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -113,9 +124,7 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageInputError("The image is too large (possible decompression bomb).") from None
     except UnidentifiedImageError:
-        raise ImageInputError(
-            "This is not an image in a supported format (JPEG, PNG, WebP, BMP, GIF, TIFF)."
-        ) from None
+        raise ImageInputError("This is not an image in a supported format (JPEG, PNG, WebP, BMP, GIF, TIFF).") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
         log.info("decode failed: %r", exc)
         raise ImageInputError("The image file is damaged or truncated and cannot be read.") from None
@@ -126,10 +135,14 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         raise ImageInputError(f"The image is too small ({w}×{h} px); at least {MIN_SIDE} px per side.")
     if max(w, h) / min(w, h) > MAX_ASPECT:
         raise ImageInputError(f"The image is too elongated ({w}×{h} px) to be a product photo.")
-    if mode in ("RGBA", "LA", "PA", "P") and "transparency" in img.info or mode in ("RGBA", "LA"):
+    if "transparency" in img.info or mode in ("RGBA", "LA", "PA"):
         notes.append("transparent areas were placed on white")
     if mode == "CMYK":
         notes.append("CMYK colours were converted to RGB")
+    if mode.startswith("I;16") or mode == "I":
+        notes.append("16/32-bit greyscale was scaled to 8 bits")
+    if mode == "F":
+        notes.append("floating-point pixels were scaled to 8 bits")
     try:
         rgb = _to_rgb(img)
     except (OSError, ValueError) as exc:

@@ -139,8 +139,9 @@ def evaluate_logits(model: DressCodeNet, images: np.ndarray, bf16: bool) -> np.n
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Command-line options; model-specific defaults come from ``DEFAULTS``."""
-    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m core.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", required=True, choices=["baseline", "resnet50", "effnet_lite0"])
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: auto-detect)")
     p.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="where to write NAME.safetensors/json")
@@ -152,13 +153,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--backbone-lr-mult", type=float, default=None,
-                   help="backbone LR = lr × this after unfreezing (default 0.3 pretrained, 1 otherwise)")
+    p.add_argument(
+        "--backbone-lr-mult",
+        type=float,
+        default=None,
+        help="backbone LR = lr × this after unfreezing (default 0.3 pretrained, 1 otherwise)",
+    )
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--freeze-epochs", type=int, help="epochs with a frozen backbone (pretrained only)")
     p.add_argument("--epoch-size", type=int, help="images drawn per epoch")
-    p.add_argument("--balance", choices=["sampler", "copies"], default="sampler",
-                   help="(b) class-balanced sampler with fresh augmentation, or (a) augmented copies")
+    p.add_argument(
+        "--balance",
+        choices=["sampler", "copies"],
+        default="sampler",
+        help="(b) class-balanced sampler with fresh augmentation, or (a) augmented copies",
+    )
     p.add_argument("--fill-mode", choices=["nearest", "constant", "reflect"], default="nearest")
     p.add_argument("--label-smoothing", type=float, default=0.05)
     p.add_argument("--distill-from", default=None, help="registry name of a trained teacher in --out")
@@ -241,8 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
         ],
         weight_decay=args.weight_decay,
     )
-    steps_per_epoch = math.ceil(args.epoch_size / args.batch_size) if args.balance == "sampler" else math.ceil(
-        min(args.epoch_size, len(train_imgs)) / args.batch_size
+    steps_per_epoch = (
+        math.ceil(args.epoch_size / args.batch_size)
+        if args.balance == "sampler"
+        else math.ceil(min(args.epoch_size, len(train_imgs)) / args.batch_size)
     )
     total_steps = max(1, steps_per_epoch * args.epochs)
     warmup = min(300, total_steps // 10 + 1)
@@ -282,9 +293,18 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             order = rng.permutation(len(train_imgs))[: args.epoch_size]
         t0 = time.time()
         stats = train_one_epoch(
-            model, train_imgs, train_labels, order, optimizer, scheduler, args,
-            augment=args.balance == "sampler", aug_params=aug_params,
-            teacher_logits=teacher_logits, frozen=frozen, deadline=deadline,
+            model,
+            train_imgs,
+            train_labels,
+            order,
+            optimizer,
+            scheduler,
+            args,
+            augment=args.balance == "sampler",
+            aug_params=aug_params,
+            teacher_logits=teacher_logits,
+            frozen=frozen,
+            deadline=deadline,
         )
         train_time += time.time() - t0
         train_seen += stats["train_images"]
@@ -308,9 +328,16 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             best = {"score": rep["macro_f1"], "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "epoch": epoch, "history": history, "best": best, "args": vars(args),
-             "elapsed": time.time() - t_start},
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "history": history,
+                "best": best,
+                "args": vars(args),
+                "elapsed": time.time() - t_start,
+            },
             ckpt_path,
         )
         if epoch + 1 - best["epoch"] >= args.patience:
@@ -342,8 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             "skipped_rows": catalog.skipped,
         },
         preprocessing=model.prep.to_dict(),
-        architecture={"title": spec.title, "description": spec.description, "parameters": n_params,
-                      "cam_layers": [[c.path, c.label] for c in spec.cam_layers]},
+        architecture={
+            "title": spec.title,
+            "description": spec.description,
+            "parameters": n_params,
+            "cam_layers": [[c.path, c.label] for c in spec.cam_layers],
+        },
         training={
             "command": command,
             "seed": args.seed,
@@ -365,8 +396,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             "objective": "mean of macro-F1 and balanced accuracy on validation",
             "validation_objective": round(objective, 5),
         },
-        weights={"file": weights_path.name, "sha256": digest, "dtype": str(save_dtype).replace("torch.", ""),
-                 "bytes": weights_path.stat().st_size},
+        weights={
+            "file": weights_path.name,
+            "sha256": digest,
+            "dtype": str(save_dtype).replace("torch.", ""),
+            "bytes": weights_path.stat().st_size,
+        },
         versions=library_versions(),
     )
     card.save(args.out / spec.card_file.name)

@@ -18,7 +18,7 @@ from core.data import DATA_ENV_VAR, find_default_data_dir, load_styles
 from core.gradcam import Explanation
 from core.models import REGISTRY, get_spec
 from core.overlay import colorize, enlarge, normalise, overlay, png_bytes
-from core.service import LoadedModel, load_card, load_explainer, read_upload
+from core.service import LoadedModel, UploadedPhoto, load_card, load_explainer, read_upload
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif"]
 DISPLAY_HEIGHT = 320
@@ -46,7 +46,9 @@ def get_card(name: str):  # noqa: ANN201 - (card | None, error | None)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def explain(model_name: str, digest: str, _native: np.ndarray, layers: tuple[str, ...], target: int | None) -> Explanation:
+def explain(
+    model_name: str, digest: str, _native: np.ndarray, layers: tuple[str, ...], target: int | None
+) -> Explanation:
     """Prediction + Grad-CAM of ``layers``; cached by photo digest, model, layers and target."""
     loaded = get_model(model_name)
     assert loaded.explainer is not None
@@ -57,6 +59,15 @@ def explain(model_name: str, digest: str, _native: np.ndarray, layers: tuple[str
 def read_photo(filename: str, data: bytes):  # noqa: ANN201
     """Decode an upload (cached by content)."""
     return read_upload(filename, data)
+
+
+def dataset_photo(catalog, pid: int):  # noqa: ANN001, ANN201 - UploadedPhoto
+    """A dataset image as an upload; a file that vanished becomes a message, not a crash."""
+    try:
+        data = catalog.image_path(pid).read_bytes()
+    except OSError:
+        return UploadedPhoto(f"{pid}.jpg", "", error="listed in styles.csv but missing from the dataset folder")
+    return read_photo(f"{pid}.jpg", data)
 
 
 @st.cache_resource(show_spinner="Reading the dataset index …", max_entries=4)
@@ -145,21 +156,39 @@ def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
             textposition="auto",
         )
     )
-    fig.update_layout(height=150, margin=dict(l=0, r=0, t=0, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
-                      yaxis=dict(autorange="reversed"))
+    fig.update_layout(
+        height=150,
+        margin=dict(l=0, r=0, t=0, b=0),
+        xaxis=dict(range=[0, 1], tickformat=".0%"),
+        yaxis=dict(autorange="reversed"),
+    )
     st.plotly_chart(fig, key=key, config={"displayModeBar": False})
 
 
 def raw_map_chart(cam: np.ndarray, vmax: float, cmap: str, key: str, title: str = "raw map") -> None:
     """The layer-resolution Grad-CAM with a colour bar on the given scale."""
-    fig = go.Figure(go.Heatmap(z=cam, zmin=0.0, zmax=max(vmax, 1e-12), colorscale=PLOTLY_SCALES.get(cmap, "Jet"),
-                               colorbar=dict(thickness=10, len=0.9)))
-    fig.update_layout(height=DISPLAY_HEIGHT, margin=dict(l=0, r=0, t=24, b=0), title=dict(text=title, font_size=12),
-                      yaxis=dict(autorange="reversed", scaleanchor="x", visible=False), xaxis=dict(visible=False))
+    fig = go.Figure(
+        go.Heatmap(
+            z=cam,
+            zmin=0.0,
+            zmax=max(vmax, 1e-12),
+            colorscale=PLOTLY_SCALES.get(cmap, "Jet"),
+            colorbar=dict(thickness=10, len=0.9),
+        )
+    )
+    fig.update_layout(
+        height=DISPLAY_HEIGHT,
+        margin=dict(l=0, r=0, t=24, b=0),
+        title=dict(text=title, font_size=12),
+        yaxis=dict(autorange="reversed", scaleanchor="x", visible=False),
+        xaxis=dict(visible=False),
+    )
     st.plotly_chart(fig, key=key, config={"displayModeBar": False})
 
 
-def overlay_image(exp: Explanation, layer: str, opacity: float, cmap: str, smooth: bool, vmax: float | None) -> np.ndarray:
+def overlay_image(
+    exp: Explanation, layer: str, opacity: float, cmap: str, smooth: bool, vmax: float | None
+) -> np.ndarray:
     """Overlay of one layer's map on the exact model input, enlarged for display."""
     up = exp.upsampled(layer, "bilinear" if smooth else "nearest")
     img = overlay(exp.model_input, normalise(up, vmax), opacity, cmap)
@@ -198,7 +227,12 @@ def metrics_table(cards: dict, split: str) -> pd.DataFrame:
 
 
 def _metric_row(label: str, m: dict) -> dict:
-    row = {"model": label, "accuracy": m["accuracy"], "balanced acc.": m["balanced_accuracy"], "macro-F1": m["macro_f1"]}
+    row = {
+        "model": label,
+        "accuracy": m["accuracy"],
+        "balanced acc.": m["balanced_accuracy"],
+        "macro-F1": m["macro_f1"],
+    }
     ci = m.get("ci95") or {}
     if "macro_f1" in ci:
         row["macro-F1 95% CI"] = f"{ci['macro_f1'][0]:.3f}–{ci['macro_f1'][1]:.3f}"

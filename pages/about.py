@@ -66,7 +66,9 @@ for name, spec in REGISTRY.items():
             f"{card.training.get('train_images_per_s', '?')} training images/s on {card.training.get('threads')} "
             f"CPU threads; command `{card.training.get('command')}`."
         )
-        st.markdown(f"**Weights.** `{card.weights.get('file')}` ({card.weights.get('dtype')}), sha256 "
-                    f"`{card.weights.get('sha256')}` — verified before loading.")
+        st.markdown(
+            f"**Weights.** `{card.weights.get('file')}` ({card.weights.get('dtype')}), sha256 "
+            f"`{card.weights.get('sha256')}` — verified before loading."
+        )
         layers = ", ".join(label for _, label in card.architecture.get("cam_layers", []))
         st.markdown(f"**Grad-CAM layers.** {layers}.")

@@ -95,8 +95,13 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             if exp is None:
                 st.error(f"This model is unavailable: {models[name].error}")
                 continue
-            st.metric("Prediction", classes[exp.predicted], f"{exp.probs[exp.predicted]:.1%} confidence",
-                      delta_color="off")
+            st.metric(
+                "Prediction",
+                classes[exp.predicted],
+                f"{exp.probs[exp.predicted]:.1%} confidence",
+                delta_color="off",
+                delta_arrow="off",
+            )
             _ui.probability_chart(exp.probs, classes, key=f"prob_{key}_{slot}")
             vmax = shared_top if shared else tops[slot]
             img = _ui.overlay_image(exp, layers[slot], opacity, cmap, smooth, vmax)
@@ -105,8 +110,13 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             left, right = st.columns([3, 2])
             left.image(img, caption=f"Grad-CAM for {why} · {layer_label}")
             with right:
-                _ui.raw_map_chart(exp.maps[layers[slot]], vmax * _raw_ratio(exp, layers[slot]), cmap,
-                                  key=f"raw_{key}_{slot}", title="raw map (layer resolution)")
+                _ui.raw_map_chart(
+                    exp.maps[layers[slot]],
+                    vmax * _raw_ratio(exp, layers[slot]),
+                    cmap,
+                    key=f"raw_{key}_{slot}",
+                    title="raw map (layer resolution)",
+                )
             st.download_button(
                 "Download overlay (PNG)",
                 _ui.png(img),
@@ -138,7 +148,7 @@ if len(photos) == 1 and good:
 elif good:
     rows, details = [], []
     with st.spinner(f"Classifying {len(good)} photos …"):
-        for i, p in enumerate(good):
+        for p in good:
             exps = explanations(p)
             details.append((p, exps))
             row = {"file": p.filename}
@@ -154,12 +164,20 @@ elif good:
     st.dataframe(
         table,
         hide_index=True,
-        column_config={c: st.column_config.ProgressColumn(c, format="percent", min_value=0, max_value=1)
-                       for c in table.columns if c.endswith("confidence")},
+        column_config={
+            c: st.column_config.ProgressColumn(c, format="percent", min_value=0, max_value=1)
+            for c in table.columns
+            if c.endswith("confidence")
+        },
         key="results_table",
     )
-    st.download_button("Download results (CSV)", table.to_csv(index=False).encode(), file_name="dress_code_results.csv",
-                       mime="text/csv", key="dl_csv")
+    st.download_button(
+        "Download results (CSV)",
+        table.to_csv(index=False).encode(),
+        file_name="dress_code_results.csv",
+        mime="text/csv",
+        key="dl_csv",
+    )
     for i, (p, exps) in enumerate(details):
         with st.expander(f"{i + 1}. {_ui.plain(p.filename)}", expanded=False):
             render_detail(p, exps, key=f"row{i}")

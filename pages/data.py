@@ -22,8 +22,13 @@ if counts:
     fig = go.Figure()
     for s in SPLITS:
         fig.add_bar(name=s, x=classes, y=[counts[s][c] for c in classes], text=[counts[s][c] for c in classes])
-    fig.update_layout(barmode="group", height=320, yaxis_type="log", yaxis_title="images (log scale)",
-                      margin=dict(l=0, r=0, t=10, b=0))
+    fig.update_layout(
+        barmode="group",
+        height=320,
+        yaxis_type="log",
+        yaxis_title="images (log scale)",
+        margin=dict(l=0, r=0, t=10, b=0),
+    )
     st.plotly_chart(fig, key="split_counts")
     sizes = {s: sum(counts[s].values()) for s in SPLITS}
     st.caption(
@@ -35,8 +40,12 @@ if counts:
     top = max(train.values())
     fig = go.Figure()
     fig.add_bar(name="original", x=classes, y=[train[c] for c in classes], text=[train[c] for c in classes])
-    fig.add_bar(name="augmented copies added", x=classes, y=[top - train[c] for c in classes],
-                text=[top - train[c] for c in classes])
+    fig.add_bar(
+        name="augmented copies added",
+        x=classes,
+        y=[top - train[c] for c in classes],
+        text=[top - train[c] for c in classes],
+    )
     fig.update_layout(barmode="stack", height=320, margin=dict(l=0, r=0, t=10, b=0))
     st.plotly_chart(fig, key="balance_counts")
     st.caption(
@@ -69,7 +78,7 @@ else:
         ids = [i for i, k in zip(catalog.ids, catalog.labels) if catalog.classes[k] == cls]
         pick = st.number_input("Sample number", 0, len(ids) - 1, 0, key="aug_pick")
         pid = ids[int(pick)]
-        photo = _ui.read_photo(f"{pid}.jpg", catalog.image_path(pid).read_bytes())
+        photo = _ui.dataset_photo(catalog, pid)
 
 d = AugmentParams()
 c1, c2, c3 = st.columns(3)

@@ -39,8 +39,13 @@ fmt = {c: "{:.3f}" for c in table.columns if c not in ("model", "macro-F1 95% CI
 st.dataframe(table.style.format(fmt), hide_index=True, key="eval_metrics")
 
 st.subheader("Confusion matrices")
-norm = st.segmented_control("Show", ["counts", "row-normalised (recall)", "column-normalised (precision)"],
-                            default="counts", key="eval_norm", required=True)
+norm = st.segmented_control(
+    "Show",
+    ["counts", "row-normalised (recall)", "column-normalised (precision)"],
+    default="counts",
+    key="eval_norm",
+    required=True,
+)
 chosen = [n for n in dict.fromkeys(_ui.chosen_models()) if n in cards]
 
 
@@ -56,10 +61,26 @@ def matrix_figure(cm: np.ndarray, classes: list[str], title: str) -> go.Figure:
     else:
         z = np.log1p(cm)
         text = [[f"{int(v)}" for v in r] for r in cm]
-    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, text=text, texttemplate="%{text}", colorscale="Blues",
-                               showscale=False, hovertemplate="true %{y} → predicted %{x}: %{text}<extra></extra>"))
-    fig.update_layout(title=title, height=330, margin=dict(l=0, r=0, t=40, b=0),
-                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=classes,
+            y=classes,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+            hovertemplate="true %{y} → predicted %{x}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        height=330,
+        margin=dict(l=0, r=0, t=40, b=0),
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+    )
     return fig
 
 
@@ -69,8 +90,10 @@ for name in chosen:
     for s in ("val", "test"):
         m = cards[name].metrics.get(s)
         if m:
-            cols[i].plotly_chart(matrix_figure(m["confusion_matrix"], cards[name].classes,
-                                               f"{get_spec(name).title} — {s}"), key=f"cm_{name}_{s}")
+            cols[i].plotly_chart(
+                matrix_figure(m["confusion_matrix"], cards[name].classes, f"{get_spec(name).title} — {s}"),
+                key=f"cm_{name}_{s}",
+            )
         i += 1
 
 st.subheader("Training curves")
@@ -94,11 +117,18 @@ root = _ui.data_dir()
 first = chosen[0] if chosen else next(iter(cards))
 classes = cards[first].classes
 c1, c2, c3, c4 = st.columns(4)
-cell_model = c1.selectbox("Matrix of", list(cards), format_func=lambda n: get_spec(n).title, key="cell_model",
-                          index=list(cards).index(first))
+cell_model = c1.selectbox(
+    "Matrix of", list(cards), format_func=lambda n: get_spec(n).title, key="cell_model", index=list(cards).index(first)
+)
 cell_split = c2.selectbox("Split", ["val", "test"], index=1, key="cell_split")
 true_cls = c3.selectbox("True class", classes, index=len(classes) - 1, key="cell_true")
 pred_cls = c4.selectbox("Predicted class", classes, index=0, key="cell_pred")
+configured = str(_ui.setting("data_dir")).strip()
+if root is None and configured:
+    st.warning(
+        f"The configured dataset folder {_ui.plain(configured)} is missing or incomplete (it needs styles.csv "
+        "and images/), so the gallery is off."
+    )
 if root is None:
     st.info(
         f"With the dataset folder configured (sidebar, or $DRESSCODE_DATA), this shows the {cell_split} images "
@@ -124,7 +154,7 @@ pages_n = (len(cell_ids) - 1) // GALLERY_PAGE + 1
 page_no = st.number_input("Page", 1, pages_n, 1, key="cell_page") if pages_n > 1 else 1
 show = cell_ids[(page_no - 1) * GALLERY_PAGE : page_no * GALLERY_PAGE]
 for pid in show:
-    photo = _ui.read_photo(f"{pid}.jpg", catalog.image_path(pid).read_bytes())
+    photo = _ui.dataset_photo(catalog, pid)
     if photo.error:
         st.warning(f"image {pid}: {photo.error}")
         continue
@@ -138,5 +168,6 @@ for pid in show:
         layer = get_spec(name).default_cam_layer.path
         exp = _ui.explain(name, photo.digest, photo.native, (layer,), None)
         img = _ui.overlay_image(exp, layer, 0.5, "jet", True, None)
-        col.image(img, caption=f"{get_spec(name).title}: {classes[exp.predicted]} ({exp.probs[exp.predicted]:.0%})",
-                  width=180)
+        col.image(
+            img, caption=f"{get_spec(name).title}: {classes[exp.predicted]} ({exp.probs[exp.predicted]:.0%})", width=180
+        )

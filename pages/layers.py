@@ -30,13 +30,15 @@ else:
     root = _ui.data_dir()
     catalog = _ui.get_catalog(str(root)) if root else None
     if catalog is None:
-        st.info("No dataset folder is configured (sidebar), so dataset samples are unavailable; upload a photo instead.")
+        st.info(
+            "No dataset folder is configured (sidebar), so dataset samples are unavailable; upload a photo instead."
+        )
     else:
         cls = st.selectbox("Class", catalog.classes, key="layers_class")
         ids = [i for i, k in zip(catalog.ids, catalog.labels) if catalog.classes[k] == cls]
         pick = st.number_input("Sample number", 0, len(ids) - 1, 0, key="layers_pick")
         pid = ids[int(pick)]
-        photo = _ui.read_photo(f"{pid}.jpg", catalog.image_path(pid).read_bytes())
+        photo = _ui.dataset_photo(catalog, pid)
 
 c1, c2, c3 = st.columns(3)
 target_label = c1.selectbox("Explain which class", ["predicted class", *classes], key="layers_target")

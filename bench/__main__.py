@@ -1,0 +1,411 @@
+"""Benchmarks, measured side by side in one run: ``python -m bench --json PATH [--readme]``.
+
+1. explain one photo end to end (decode, preprocess, both default models, Grad-CAM);
+2. Grad-CAM on the same ResNet50, layer and input with pytorch-grad-cam and torchcam;
+3. the whole layer strip vs a single layer;
+4. batch classification of 256 images through both models (fp32 vs bf16 + channels_last);
+5. start-up to the first prediction, and resident memory with all models loaded;
+6. training throughput per model.
+
+CPU, ``torch.set_num_threads(2)``, warm-up first, median and spread (p10–p90) reported.
+``--quick`` runs every section with few repetitions on whatever weights exist (used by the test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.data import find_default_data_dir, load_styles
+from core.gradcam import GradCamExplainer
+from core.inference import to_float_batch
+from core.models import REGISTRY, weights_dir
+from core.service import load_explainer, read_upload
+
+log = logging.getLogger("bench")
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS = ("baseline", "resnet50")
+
+
+def timed(fn: Callable[[], object], reps: int, warmup: int = 2) -> dict[str, float]:
+    """Median and p10/p90 in milliseconds over ``reps`` runs after ``warmup``."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t) * 1000)
+    q = np.percentile(ts, [10, 50, 90])
+    return {"median_ms": float(q[1]), "p10_ms": float(q[0]), "p90_ms": float(q[2]), "reps": reps}
+
+
+def sample_images(n: int) -> list[tuple[str, bytes]]:
+    """``n`` dataset JPEGs (first ids of the test split order) or generated photos without data."""
+    root = find_default_data_dir()
+    if root is not None:
+        cat = load_styles(root)
+        ids = cat.ids[:: max(1, len(cat.ids) // n)][:n]
+        return [(f"{i}.jpg", cat.image_path(i).read_bytes()) for i in ids]
+    rng = np.random.default_rng(0)
+    out = []
+    for k in range(n):
+        arr = np.full((80, 60, 3), 255, np.uint8)
+        arr[10:70, 12:48] = rng.integers(0, 255, 3)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "JPEG", quality=75)
+        out.append((f"gen{k}.jpg", buf.getvalue()))
+    return out
+
+
+def big_photo() -> bytes:
+    """A 3000×4000 JPEG, like a phone photo of a product."""
+    arr = np.full((4000, 3000, 3), 250, np.uint8)
+    arr[600:3400, 700:2300] = (40, 50, 110)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two maps of the same shape."""
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    if a.std() == 0 or b.std() == 0:
+        return 1.0 if np.allclose(a, b) else 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def bench_explain(explainers: dict[str, GradCamExplainer], photo: bytes, reps: int) -> dict:
+    """Section 1: decode + preprocess + both models' prediction and default-layer Grad-CAM."""
+
+    def once() -> None:
+        up = read_upload("photo.jpg", photo)
+        for ex in explainers.values():
+            ex.explain(up.native)
+
+    return timed(once, reps)
+
+
+def bench_peers(ex: GradCamExplainer, native: np.ndarray, reps: int) -> dict:
+    """Section 2: ours vs pytorch-grad-cam vs torchcam, same model, layer, input and target."""
+    import cv2
+    from pytorch_grad_cam import GradCAM as PgcGradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torchcam.methods import GradCAM as TcGradCAM
+
+    layer = ex.spec.default_cam_layer.path
+    target = ex.explain(native).predicted
+    x = to_float_batch(native[None])
+    peer_model = copy.deepcopy(ex.model).eval()  # peers are used as documented: a trainable model
+    for p in peer_model.parameters():
+        p.requires_grad_(True)
+    out: dict = {"layer": layer, "target": int(target)}
+
+    ours_map = ex.explain(native, [layer], target).maps[layer]
+    out["ours"] = timed(lambda: ex.explain(native, [layer], target), reps)
+
+    pgc = PgcGradCAM(model=peer_model, target_layers=[peer_model.get_submodule(layer)])
+    pgc_targets = [ClassifierOutputTarget(target)]
+    pgc_map = pgc(input_tensor=x, targets=pgc_targets)[0]
+    out["pytorch_grad_cam"] = timed(lambda: pgc(input_tensor=x, targets=pgc_targets), reps)
+    pgc.activations_and_grads.release()
+
+    def torchcam_once() -> np.ndarray:
+        with TcGradCAM(peer_model, target_layer=layer) as extractor:
+            scores = peer_model(x)
+            return extractor(target, scores)[0][0].detach().numpy()
+
+    tc_map = torchcam_once()
+    out["torchcam"] = timed(torchcam_once, reps)
+
+    # Same upsampling for all three (pytorch-grad-cam's own: cv2 bilinear to the input size),
+    # then min-max scaling, which pytorch-grad-cam and torchcam both apply.
+    size = (x.shape[-1], x.shape[-2])
+
+    def prep(m: np.ndarray) -> np.ndarray:
+        m = cv2.resize(m.astype(np.float32), size) if m.shape != size[::-1] else m
+        m = m - m.min()
+        return m / m.max() if m.max() > 0 else m
+
+    ours_u, pgc_u, tc_u = prep(ours_map), prep(pgc_map), prep(tc_map)
+    out["correlation_vs_pytorch_grad_cam"] = correlation(ours_u, pgc_u)
+    out["correlation_vs_torchcam"] = correlation(ours_u, tc_u)
+    out["ratio_vs_pytorch_grad_cam"] = out["ours"]["median_ms"] / out["pytorch_grad_cam"]["median_ms"]
+    out["ratio_vs_torchcam"] = out["ours"]["median_ms"] / out["torchcam"]["median_ms"]
+    return out
+
+
+def bench_strip(ex: GradCamExplainer, native: np.ndarray, reps: int) -> dict:
+    """Section 3: all layers in one pass vs one layer, and vs one call per layer."""
+    layers = ex.layer_paths
+    single = timed(lambda: ex.explain(native, [ex.spec.default_cam_layer.path]), reps)
+    earliest = timed(lambda: ex.explain(native, [layers[0]]), reps)
+    strip = timed(lambda: ex.explain(native, layers), reps)
+    per_layer = timed(lambda: [ex.explain(native, [p]) for p in layers], max(2, reps // 2))
+    strip_map = ex.explain(native, layers).maps
+    same = all(np.allclose(strip_map[p], ex.explain(native, [p]).maps[p], rtol=1e-4, atol=1e-6) for p in layers)
+    return {
+        "single_default_layer": single,
+        "single_earliest_layer": earliest,
+        "strip_one_pass": strip,
+        "one_call_per_layer": per_layer,
+        "strip_over_single": strip["median_ms"] / single["median_ms"],
+        "strip_over_earliest_single": strip["median_ms"] / earliest["median_ms"],
+        "strip_over_per_layer_calls": strip["median_ms"] / per_layer["median_ms"],
+        "strip_maps_equal_single_calls": bool(same),
+    }
+
+
+def bench_batch(explainers: dict[str, GradCamExplainer], files: list[tuple[str, bytes]], reps: int) -> dict:
+    """Section 4: the multi-file path (decode + both models) in fp32 and in bf16 + channels_last."""
+    natives = np.stack([read_upload(n, b).native for n, b in files])
+    out: dict = {"images": len(files)}
+    preds: dict[str, dict[str, np.ndarray]] = {"fp32": {}, "bf16": {}}
+    for precision in ("fp32", "bf16"):
+
+        def once(precision: str = precision) -> None:
+            imgs = np.stack([read_upload(n, b).native for n, b in files])
+            for name, ex in explainers.items():
+                preds[precision][name] = ex.predict(imgs, batch_size=64, bf16=precision == "bf16").argmax(1)
+
+        t = timed(once, reps, warmup=1)
+        out[precision] = {**t, "images_per_s": len(files) / (t["median_ms"] / 1000)}
+    out["argmax_differences_bf16_vs_fp32"] = {
+        name: int((preds["bf16"][name] != preds["fp32"][name]).sum()) for name in explainers
+    }
+    out["decode_only"] = timed(lambda: [read_upload(n, b) for n, b in files], reps, warmup=1)
+    del natives
+    return out
+
+
+STARTUP_SNIPPET = """
+import time, resource, sys
+t0 = float(sys.argv[1])
+import numpy as np, torch
+torch.set_num_threads(2)
+from core.service import load_explainer
+names = sys.argv[2].split(",")
+loaded = {n: load_explainer(n) for n in names}
+img = np.full((80, 60, 3), 255, np.uint8)
+for n, m in loaded.items():
+    assert m.ok, m.error
+    m.explainer.predict(img[None])
+t1 = time.time()
+from core.service import load_explainer as _l
+for n in ("baseline", "resnet50", "effnet_lite0"):
+    if n not in loaded:
+        loaded[n] = _l(n)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(f"{t1 - t0:.4f} {rss:.1f}")
+"""
+
+
+def bench_startup(reps: int) -> dict:
+    """Section 5: fresh process → both default models loaded → first prediction; peak RSS."""
+    times, rss = [], []
+    for _ in range(reps):
+        t0 = time.time()
+        res = subprocess.run(
+            [sys.executable, "-c", STARTUP_SNIPPET, str(t0), ",".join(DEFAULT_MODELS)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        s, r = res.stdout.split()
+        times.append(float(s))
+        rss.append(float(r))
+    return {"startup_s_median": statistics.median(times), "startup_s_all": times, "rss_mb_all_models": max(rss)}
+
+
+def bench_training(n_steps: int) -> dict:
+    """Section 6: training images/s per model (the loop of core.train on real-size batches)."""
+    import torch.nn.functional as F
+
+    from core.train import DEFAULTS
+
+    out = {}
+    for name, spec in REGISTRY.items():
+        model = spec.builder(3, "none").train()
+        bf16 = DEFAULTS[name]["bf16"]
+        if name != "baseline":
+            model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters(), 1e-4)
+        bs = DEFAULTS[name]["batch_size"]
+        x = torch.rand(bs, 3, 80, 60)
+        y = torch.randint(0, 3, (bs,))
+
+        def step(
+            model: torch.nn.Module = model,
+            opt: torch.optim.Optimizer = opt,
+            bf16: bool = bf16,
+            x: torch.Tensor = x,
+            y: torch.Tensor = y,
+        ) -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(x).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        t = timed(step, n_steps, warmup=2)
+        card = None
+        try:
+            card = json.loads((weights_dir() / f"{name}.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            pass
+        out[name] = {
+            "batch_size": bs,
+            "bf16": bf16,
+            "images_per_s": bs / (t["median_ms"] / 1000),
+            "card_wall_time_min": round(card["training"]["wall_time_s"] / 60, 1) if card else None,
+            "card_train_images_per_s": card["training"].get("train_images_per_s") if card else None,
+        }
+    return out
+
+
+def table(res: dict) -> str:
+    """The printed / README table."""
+    p, s, b, st_, tr = res["peers"], res["strip"], res["batch"], res["startup"], res["training"]
+    rows = [
+        (
+            "Explain one photo (decode + 2 models + Grad-CAM)",
+            f"{res['explain_one']['median_ms']:.0f} ms "
+            f"(p10–p90 {res['explain_one']['p10_ms']:.0f}–{res['explain_one']['p90_ms']:.0f})",
+            "≤ 150 ms",
+        ),
+        ("… same, 3000×4000 phone photo", f"{res['explain_big']['median_ms']:.0f} ms", "—"),
+        ("Grad-CAM ResNet50 layer4: ours", f"{p['ours']['median_ms']:.1f} ms", "—"),
+        (
+            "… pytorch-grad-cam",
+            f"{p['pytorch_grad_cam']['median_ms']:.1f} ms (ratio ours/peer "
+            f"{p['ratio_vs_pytorch_grad_cam']:.2f}, map corr. {p['correlation_vs_pytorch_grad_cam']:.4f})",
+            "ratio ≤ 1.0",
+        ),
+        (
+            "… torchcam",
+            f"{p['torchcam']['median_ms']:.1f} ms (ratio ours/peer {p['ratio_vs_torchcam']:.2f}, "
+            f"map corr. {p['correlation_vs_torchcam']:.4f})",
+            "ratio ≤ 1.0",
+        ),
+        ("Layer strip (4 layers, one pass) / single default layer", f"{s['strip_over_single']:.2f}×", "≤ 1.5×"),
+        (
+            "… / single earliest layer; / 4 separate calls",
+            f"{s['strip_over_earliest_single']:.2f}×; {s['strip_over_per_layer_calls']:.2f}×",
+            "—",
+        ),
+        ("Batch of 256, both models, fp32", f"{b['fp32']['images_per_s']:.0f} images/s", "—"),
+        (
+            "Batch of 256, both models, bf16 + channels_last (app path)",
+            f"{b['bf16']['images_per_s']:.0f} images/s "
+            f"(argmax changes vs fp32: {b['argmax_differences_bf16_vs_fp32']})",
+            "≥ 150 images/s",
+        ),
+        ("Start-up to first prediction (2 models)", f"{st_['startup_s_median']:.2f} s", "≤ 6 s"),
+        ("Resident memory, all 3 models loaded", f"{st_['rss_mb_all_models']:.0f} MB", "≤ 1.5 GB"),
+    ]
+    for name, t in tr.items():
+        wall = f", card: {t['card_wall_time_min']} min total" if t["card_wall_time_min"] is not None else ""
+        rows.append((f"Training throughput {name}", f"{t['images_per_s']:.0f} images/s{wall}", "—"))
+    lines = ["| benchmark | result | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b_} | {c} |" for a, b_, c in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run all sections, print the table, write JSON (and optionally the README table)."""
+    ap = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="few repetitions (smoke test)")
+    ap.add_argument("--readme", action="store_true", help="rewrite the README's benchmark table")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(2)
+    reps = 3 if args.quick else args.reps
+    loaded = {n: load_explainer(n) for n in REGISTRY}
+    missing = [n for n in DEFAULT_MODELS if not loaded[n].ok]
+    if missing:
+        log.error("default models unavailable: %s", {n: loaded[n].error for n in missing})
+        return 2
+    explainers = {n: loaded[n].explainer for n in DEFAULT_MODELS}
+    files = sample_images(32 if args.quick else 256)
+    native = read_upload(*files[0]).native
+    res: dict = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
+    }
+    log.info("1/6 explain one photo")
+    res["explain_one"] = bench_explain(explainers, files[0][1], reps)
+    res["explain_big"] = bench_explain(explainers, big_photo(), max(3, reps // 4))
+    log.info("2/6 peers")
+    res["peers"] = bench_peers(explainers["resnet50"], native, reps)
+    log.info("3/6 layer strip")
+    res["strip"] = bench_strip(explainers["resnet50"], native, reps)
+    log.info("4/6 batch")
+    res["batch"] = bench_batch(explainers, files, 2 if args.quick else 5)
+    log.info("5/6 start-up")
+    res["startup"] = bench_startup(1 if args.quick else 3)
+    log.info("6/6 training throughput")
+    res["training"] = bench_training(2 if args.quick else 5)
+    res["max_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary = {
+        "explain_one_ms": res["explain_one"]["median_ms"],
+        "ratio_vs_pytorch_grad_cam": res["peers"]["ratio_vs_pytorch_grad_cam"],
+        "ratio_vs_torchcam": res["peers"]["ratio_vs_torchcam"],
+        "map_correlation_min": min(
+            res["peers"]["correlation_vs_pytorch_grad_cam"], res["peers"]["correlation_vs_torchcam"]
+        ),
+        "strip_over_single": res["strip"]["strip_over_single"],
+        "batch_images_per_s": res["batch"]["bf16"]["images_per_s"],
+        "startup_s": res["startup"]["startup_s_median"],
+        "rss_mb": res["startup"]["rss_mb_all_models"],
+    }
+    res = {**summary, **res}
+    text = table(res)
+    checks = [
+        f"maps agree with peers: min correlation {summary['map_correlation_min']:.4f} (need ≥ 0.99)",
+        f"strip maps equal single-layer maps: {res['strip']['strip_maps_equal_single_calls']}",
+        f"bf16 batch argmax differences vs fp32: {res['batch']['argmax_differences_bf16_vs_fp32']}",
+    ]
+    print(f"\nBenchmarks — {res['date']} — {res['machine']}\n\n{text}\n\nChecks:\n- " + "\n- ".join(checks))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(res, indent=1))
+    if args.readme:
+        readme = ROOT / "README.md"
+        body = readme.read_text()
+        a, b = "<!-- bench:start -->", "<!-- bench:end -->"
+        block = (
+            f"{a}\nMeasured {res['date']} on {res['machine']}\n"
+            f"(`python -m bench --json bench/results.json --readme`):\n\n{text}\n\nChecks: "
+            + "; ".join(checks)
+            + f".\n{b}"
+        )
+        if a in body:
+            body = body[: body.index(a)] + block + body[body.index(b) + len(b) :]
+        readme.write_text(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

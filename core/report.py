@@ -1,0 +1,65 @@
+"""Markdown table of the shipped models' metrics (from their cards), for the README.
+
+python -m core.report [--split test]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from core.card import ModelCard, WeightsError
+from core.models import REGISTRY
+
+
+def metrics_markdown(split: str = "test") -> str:
+    """One row per shipped model plus the majority-class predictor, on ``split``."""
+    head = (
+        "| model | init | accuracy | balanced acc. [95% CI] | macro-F1 [95% CI] | Casual F1 | Formal F1 "
+        "| Smart Casual F1 | Smart Casual found |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    rows, ref = [head], None
+    for name, spec in REGISTRY.items():
+        try:
+            card = ModelCard.load(spec.card_file)
+        except WeightsError:
+            continue
+        m = card.metrics.get(split)
+        if not m:
+            continue
+        ref = ref or m.get("majority_class_reference")
+        rows.append(_row(f"`{name}`", card.training.get("initialisation", "?"), m))
+    if ref:
+        rows.append(_row("majority class (reference)", "—", ref))
+    return "\n".join(rows)
+
+
+def _row(label: str, init: str, m: dict) -> str:
+    ci = m.get("ci95") or {}
+
+    def with_ci(key: str) -> str:
+        return f"{m[key]:.3f}" + (f" [{ci[key][0]:.2f}–{ci[key][1]:.2f}]" if key in ci else "")
+
+    pc = m["per_class"]
+    classes = list(pc)
+    last = classes[-1]
+    cm = m["confusion_matrix"]
+    found = f"{cm[-1][-1]} of {sum(cm[-1])}"
+    f1 = " | ".join(f"{pc[c]['f1']:.3f}" for c in classes)
+    return (
+        f"| {label} | {init} | {m['accuracy']:.3f} | {with_ci('balanced_accuracy')} | {with_ci('macro_f1')} "
+        f"| {f1} | {found if last else ''} |"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(prog="python -m core.report", description=__doc__)
+    p.add_argument("--split", choices=["val", "test"], default="test")
+    args = p.parse_args(argv)
+    print(metrics_markdown(args.split))  # noqa: T201 - CLI output
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

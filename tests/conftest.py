@@ -1,0 +1,41 @@
+"""Shared fixtures: the tiny generated dataset, an isolated image cache, one torch thread."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # so ``import core`` works with a bare ``pytest`` too
+    sys.path.insert(0, str(ROOT))
+
+from fixtures import make_fixture_dataset  # noqa: E402
+
+torch.set_num_threads(1)  # a training run may share the CPU; do not fight it
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated Kaggle-layout dataset (see ``tests/fixtures.py``), made once per session."""
+    return make_fixture_dataset(tmp_path_factory.mktemp("fashion-tiny"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_image_cache(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep decoded-image caches of generated data out of ``~/.cache`` (real-data tests may use it)."""
+    if request.node.get_closest_marker("realdata") is None:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """CLI entry points set torch's thread count; put it back to one after each test."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)

@@ -1,0 +1,80 @@
+"""Generated upload cases: good photos in many encodings and the hostile/broken ones."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def garment_photo(width: int = 600, height: int = 800, colour: tuple[int, int, int] = (30, 40, 120)) -> Image.Image:
+    """A product-photo-like image: a dark 'shirt' shape on white."""
+    arr = np.full((height, width, 3), 255, np.uint8)
+    h0, h1 = height // 6, height * 5 // 6
+    w0, w1 = width // 4, width * 3 // 4
+    arr[h0:h1, w0:w1] = colour
+    arr[h0 : h0 + height // 8, width // 8 : width * 7 // 8] = colour  # sleeves
+    return Image.fromarray(arr)
+
+
+def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
+    """Image → bytes in ``fmt``."""
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def png_bomb(side: int = 20_000) -> bytes:
+    """A tiny PNG whose header claims ``side``×``side`` pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    row = b"\x00" + b"\x00" * side
+    idat = zlib.compress(row * 64, 9)  # only a few rows: the header is what matters
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def good_cases() -> dict[str, tuple[bytes, str | None]]:
+    """Files that must be classified; value: (bytes, expected note fragment or None)."""
+    photo = garment_photo()
+    sixteen = Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257), mode="I;16")
+    floats = Image.fromarray(np.asarray(photo.convert("L"), dtype=np.float32) / 255.0, mode="F")
+    rgba = photo.convert("RGBA")
+    a = np.asarray(rgba).copy()
+    a[:100, :, 3] = 0
+    frames = [garment_photo(colour=c) for c in ((200, 0, 0), (0, 200, 0), (0, 0, 200))]
+    anim = io.BytesIO()
+    frames[0].save(anim, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return {
+        "photo.jpg": (encode(photo, "JPEG", quality=90), None),
+        "photo.png": (encode(photo, "PNG"), None),
+        "photo.webp": (encode(photo, "WEBP"), None),
+        "photo.bmp": (encode(photo, "BMP"), None),
+        "sixteen_bit.png": (encode(sixteen, "PNG"), "16/32-bit"),
+        "float.tiff": (encode(floats, "TIFF"), "floating-point"),
+        "cmyk.jpg": (encode(photo.convert("CMYK"), "JPEG"), "CMYK"),
+        "palette.png": (encode(photo.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"), None),
+        "rgba.png": (encode(Image.fromarray(a, "RGBA"), "PNG"), "transparent"),
+        "animated.gif": (anim.getvalue(), "first frame"),
+    }
+
+
+def bad_cases() -> dict[str, tuple[bytes, str]]:
+    """Files that must be refused; value: (bytes, expected message fragment)."""
+    photo = garment_photo()
+    jpeg = encode(photo, "JPEG", quality=90)
+    return {
+        "not_an_image.jpg": (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n", "not an image"),
+        "empty.png": (b"", "empty"),
+        "truncated.jpg": (jpeg[: len(jpeg) // 3], "damaged or truncated"),
+        "bomb.png": (png_bomb(), "too large"),
+        "tiny.png": (encode(Image.new("RGB", (1, 1), "white"), "PNG"), "too small"),
+        "elongated.png": (encode(Image.new("RGB", (2000, 20), "white"), "PNG"), "elongated"),
+        "photo.heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "HEIC"),
+        "huge_file.jpg": (jpeg + b"\x00" * (26 * 1024 * 1024), "larger than"),
+    }

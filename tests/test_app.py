@@ -1,0 +1,256 @@
+"""AppTest: every page renders, Classify works on real/generated photos, bad input is handled."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from image_cases import bad_cases, encode, garment_photo, good_cases
+from streamlit.testing.v1 import AppTest
+
+from core.models import REGISTRY
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "fashion-small"
+PAGES = ["pages/classify.py", "pages/layers.py", "pages/evaluation.py", "pages/data.py", "pages/about.py"]
+TIMEOUT = 300
+
+pytestmark = pytest.mark.skipif(
+    not all(spec.weights_file.is_file() for spec in REGISTRY.values()), reason="shipped weights are not present"
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    """Each test starts with empty Streamlit caches (models are shared module-wide otherwise)."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def sample_photos() -> list[tuple[str, bytes, str]]:
+    """Two real dataset images when ../shared is present, else two generated photos."""
+    if DATA.is_dir():
+        ids = ["15970", "39386"]  # a Casual shirt and Casual jeans
+        return [(f"{i}.jpg", (DATA / "images" / f"{i}.jpg").read_bytes(), "image/jpeg") for i in ids]
+    return [
+        ("shirt.jpg", encode(garment_photo(), "JPEG"), "image/jpeg"),
+        ("dark.png", encode(garment_photo(colour=(10, 10, 10)), "PNG"), "image/png"),
+    ]
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def image_urls(at: AppTest) -> list[str]:
+    return [img.url for el in at.get("imgs") for img in el.proto.imgs]
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [img.caption for el in at.get("imgs") for img in el.proto.imgs]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(page: str) -> None:
+    at = app()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title, "each page has a title"
+
+
+def test_classify_one_photo_shows_both_models_and_heatmaps() -> None:
+    at = app()
+    name, data, mime = sample_photos()[0]
+    at.file_uploader(key="uploads").set_value((name, data, mime))
+    at.run()
+    assert not at.exception
+    assert [m.label for m in at.metric] == ["Prediction", "Prediction"]
+    assert all(m.value in ("Casual", "Formal", "Smart Casual") for m in at.metric)
+    captions = image_captions(at)
+    assert sum("Grad-CAM for" in c for c in captions) == 2
+    assert len(at.get("plotly_chart")) >= 4  # two probability charts, two raw maps
+    assert any("Models agree" in m.value or "Models disagree" in m.value for m in at.markdown)
+
+
+def test_controls_update_heatmaps() -> None:
+    at = app()
+    at.file_uploader(key="uploads").set_value(sample_photos()[0])
+    at.run()
+    before_urls, before_caps = image_urls(at), image_captions(at)
+
+    at.selectbox(key="layer_b_resnet50").set_value("backbone.layer3")
+    at.run()
+    caps = image_captions(at)
+    assert any("layer3" in c for c in caps) and caps != before_caps
+    assert image_urls(at) != before_urls
+
+    at.selectbox(key="target").set_value("Formal")
+    at.run()
+    assert sum("Grad-CAM for Formal (chosen)" in c for c in image_captions(at)) == 2
+
+    urls = image_urls(at)
+    at.slider(key="opacity").set_value(0.9)
+    at.run()
+    assert image_urls(at) != urls
+
+    urls = image_urls(at)
+    at.toggle(key="shared_scale").set_value(True)
+    at.run()
+    assert any("shared scale" in c for c in image_captions(at))
+    assert not at.exception
+
+
+def test_batch_table_and_bad_inputs_each_get_a_message() -> None:
+    at = app()
+    files = [*sample_photos()]
+    files += [(n, b, "image/png") for n, (b, _) in good_cases().items()]
+    files += [(n, b, "application/octet-stream") for n, (b, _) in bad_cases().items()]
+    at.file_uploader(key="uploads").set_value(files)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = [w.value for w in at.warning]
+    for name, (_, fragment) in bad_cases().items():
+        mine = [w for w in warnings if w.startswith(name.replace(".", "\\.").replace("_", "\\_"))]
+        assert mine, f"no message for {name}: {warnings}"
+        assert fragment.lower() in mine[0].lower(), (name, mine[0])
+    table = at.dataframe[0].value
+    n_good = len(sample_photos()) + len(good_cases())
+    assert len(table) == n_good
+    assert set(table.columns) >= {"file", "agree"}
+    infos = " ".join(i.value for i in at.info)
+    for name, (_, note) in good_cases().items():
+        if note:
+            assert note in infos, (name, note)
+    assert at.get("download_button"), "CSV download present"
+
+
+def test_file_names_are_not_rendered_as_markdown() -> None:
+    at = app()
+    evil = "**bold**<img src=x onerror=alert(1)>[link](http://x).png"
+    at.file_uploader(key="uploads").set_value([(evil, b"not an image", "image/png"), sample_photos()[0]])
+    at.run()
+    msg = [w.value for w in at.warning][0]
+    assert "\\*\\*bold\\*\\*" in msg and "\\<img" in msg and "\\[link\\]" in msg
+
+
+def test_missing_or_corrupt_weights_disable_only_that_model(tmp_path, monkeypatch) -> None:
+    for spec in REGISTRY.values():
+        shutil.copy(spec.weights_file, tmp_path / spec.weights_file.name)
+        shutil.copy(spec.card_file, tmp_path / spec.card_file.name)
+    blob = (tmp_path / "resnet50.safetensors").read_bytes()
+    (tmp_path / "resnet50.safetensors").write_bytes(blob[: len(blob) // 2])  # truncated copy
+    (tmp_path / "effnet_lite0.safetensors").unlink()
+    monkeypatch.setenv("DRESSCODE_WEIGHTS", str(tmp_path))
+    at = app()
+    errors = " ".join(e.value for e in at.error)
+    assert "ResNet50 is disabled" in errors and "sha256" in errors
+    assert "EfficientNet-Lite0 (ImageNet) is disabled" in errors and "missing" in errors
+    at.file_uploader(key="uploads").set_value(sample_photos()[0])
+    at.run()
+    assert not at.exception
+    assert len(at.metric) == 1  # the baseline still classifies
+    assert any("unavailable" in e.value for e in at.error)
+    for page in PAGES[1:]:
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, page
+
+
+def test_layers_page_strip_for_both_models() -> None:
+    at = app()
+    at.switch_page("pages/layers.py")
+    at.run()
+    at.file_uploader(key="layers_upload").set_value(sample_photos()[0])
+    at.run()
+    assert not at.exception
+    caps = image_captions(at)
+    n_layers = len(REGISTRY["baseline"].cam_layers) + len(REGISTRY["resnet50"].cam_layers)
+    assert sum(" — map " in c for c in caps) == n_layers
+    assert any("early edges" in c for c in caps) and any("whole garment" in c for c in caps)
+
+
+def test_evaluation_page_tables_and_toggle() -> None:
+    at = app()
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert "Majority class (reference)" in list(table["model"])
+    assert len(at.get("plotly_chart")) >= 4
+    at.segmented_control(key="eval_norm").set_value("row-normalised (recall)")
+    at.run()
+    assert not at.exception
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
+def test_evaluation_cell_gallery_shows_images_with_heatmaps() -> None:
+    at = app()
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    at.selectbox(key="cell_true").set_value("Formal")
+    at.selectbox(key="cell_pred").set_value("Formal")
+    at.run()
+    assert not at.exception
+    caps = image_captions(at)
+    assert any(c.startswith("id ") for c in caps)
+    assert any("Baseline CNN:" in c for c in caps) and any("ResNet50:" in c for c in caps)
+
+
+def test_evaluation_without_dataset_says_what_it_would_show(monkeypatch) -> None:
+    monkeypatch.setenv("DRESSCODE_DATA", "/nonexistent")
+    at = app()
+    at.session_state["data_dir"] = ""
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    assert not at.exception
+    assert any("this shows the" in i.value for i in at.info)
+
+
+def test_augmentation_explorer_grid() -> None:
+    at = app()
+    at.switch_page("pages/data.py")
+    at.run()
+    at.file_uploader(key="aug_upload").set_value(sample_photos()[0])
+    at.run()
+    assert sum(c.startswith("variant") for c in image_captions(at)) == 12
+    at.selectbox(key="aug_fill").set_value("constant")
+    at.slider(key="aug_n").set_value(8)
+    at.run()
+    assert sum(c.startswith("variant") for c in image_captions(at)) == 8
+    assert not at.exception
+
+
+def test_evaluation_gallery_with_missing_dataset_folder_says_so(tmp_path) -> None:
+    at = app()
+    at.session_state["data_dir"] = str(tmp_path / "gone")
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    assert not at.exception
+    assert any("missing or incomplete" in w.value for w in at.warning)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
+def test_evaluation_gallery_with_partial_dataset_says_so(tmp_path) -> None:
+    part = tmp_path / "partial"
+    (part / "images").mkdir(parents=True)
+    shutil.copy(DATA / "styles.csv", part / "styles.csv")
+    for pid in ["15970", "39386", "1855", "53759"]:
+        if (DATA / "images" / f"{pid}.jpg").is_file():
+            shutil.copy(DATA / "images" / f"{pid}.jpg", part / "images" / f"{pid}.jpg")
+    at = app()
+    at.session_state["data_dir"] = str(part)
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    assert not at.exception
+    assert any("not in this dataset copy" in c.value for c in at.caption)

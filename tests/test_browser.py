@@ -1,0 +1,198 @@
+"""Real-browser tests: Debian Chromium + Playwright against ``streamlit run`` on 127.0.0.1.
+
+Run alone with ``python -m pytest -m browser``. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from image_cases import encode, garment_photo
+
+from core.models import REGISTRY
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "fashion-small"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/lib/chromium/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
+    pytest.mark.skipif(
+        not all(s.weights_file.is_file() for s in REGISTRY.values()), reason="shipped weights are not present"
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 90.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"streamlit did not come up at {url}")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """``streamlit run streamlit_app.py`` on a free loopback port."""
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "streamlit-browser.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture()
+def page(server: str):  # noqa: ANN201
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1600})
+        pg.set_default_timeout(120_000)
+        pg.goto(server, wait_until="domcontentloaded")
+        yield pg
+        browser.close()
+
+
+def two_photos(tmp_path: Path) -> list[str]:
+    if DATA.is_dir():
+        src = [DATA / "images" / "15970.jpg", DATA / "images" / "1855.jpg"]
+        src = [p if p.is_file() else DATA / "images" / "39386.jpg" for p in src]
+        out = []
+        for i, p in enumerate(src):
+            dst = tmp_path / f"photo{i}_{p.name}"
+            shutil.copy(p, dst)
+            out.append(str(dst))
+        return out
+    paths = []
+    for i, colour in enumerate(((30, 40, 120), (10, 10, 10))):
+        p = tmp_path / f"photo{i}.png"
+        p.write_bytes(encode(garment_photo(colour=colour), "PNG"))
+        paths.append(str(p))
+    return paths
+
+
+def choose(pg, label: str, option: str) -> None:  # noqa: ANN001
+    """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
+    box = pg.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    box.locator('[data-baseweb="select"]').click()
+    pg.locator('[role="option"]').filter(has_text=option).first.click()
+
+
+def test_drop_two_photos_switch_layer_and_open_evaluation(page, tmp_path: Path) -> None:  # noqa: ANN001
+    pg = page
+    ARTIFACTS.mkdir(exist_ok=True)
+    drop = pg.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    drop.wait_for(state="attached")
+    drop.set_input_files(two_photos(tmp_path))
+    pg.get_by_text("Results for 2 photos").wait_for()
+    pg.locator('[data-testid="stDataFrame"]').first.wait_for()
+    first = pg.locator('[data-testid="stExpander"]').filter(has_text="1. photo0").first
+    first.locator("summary").click()
+    metrics = first.locator('[data-testid="stMetric"]')
+    metrics.nth(1).wait_for()
+    assert metrics.count() == 2
+    for k in range(2):
+        assert metrics.nth(k).inner_text().split("\n")[1] in ("Casual", "Formal", "Smart Casual")
+    overlays = first.locator('[data-testid="stImage"]')
+    assert overlays.count() >= 2
+    caption_before = first.inner_text()
+    assert "whole garment (layer4" in caption_before
+    pg.screenshot(path=str(ARTIFACTS / "browser-classify.png"), full_page=True)
+
+    choose(pg, "Layer — ResNet50", "parts (layer3")
+    pg.get_by_text("parts (layer3, 8×10)").last.wait_for()
+    first = pg.locator('[data-testid="stExpander"]').filter(has_text="1. photo0").first
+    if not first.locator('[data-testid="stMetric"]').first.is_visible():
+        first.locator("summary").click()
+    first.get_by_text("Grad-CAM for").nth(1).wait_for()
+    assert "parts (layer3" in first.inner_text()
+    pg.screenshot(path=str(ARTIFACTS / "browser-layer3.png"), full_page=True)
+
+    pg.get_by_role("link", name="Evaluation").click()
+    pg.get_by_text("Confusion matrices").wait_for()
+    pg.locator('[data-testid="stPlotlyChart"]').nth(3).wait_for()
+    assert pg.locator('[data-testid="stPlotlyChart"]').count() >= 4
+    time.sleep(1.5)
+    pg.screenshot(path=str(ARTIFACTS / "browser-evaluation.png"), full_page=True)
+    assert not pg.locator('[data-testid="stException"]').count()
+
+
+def test_upload_over_the_limit_is_refused_by_the_server(page, tmp_path: Path) -> None:  # noqa: ANN001
+    big = tmp_path / "panorama.jpg"
+    big.write_bytes(encode(garment_photo(), "JPEG") + b"\0" * (26 * 1024 * 1024))
+    drop = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    drop.wait_for(state="attached")
+    drop.set_input_files(str(big))
+    page.get_by_text("or smaller").first.wait_for()  # Streamlit's own "File must be 25.0MB or smaller."
+    assert not page.locator('[data-testid="stMetric"]').count()
+    assert not page.locator('[data-testid="stException"]').count()
+    page.screenshot(path=str(ARTIFACTS / "browser-upload-limit.png"), full_page=True)
+
+
+def test_repository_files_are_not_served(server: str) -> None:
+    for path in ("/app/static/README.md", "/app/static/weights/split.json", "/README.md", "/core/models.py"):
+        try:
+            with urllib.request.urlopen(server + path, timeout=10) as r:
+                body = r.read()
+        except urllib.error.HTTPError as exc:
+            assert exc.code in (403, 404)
+            continue
+        assert b"Dress-code explainer" not in body and b"import torch" not in body, path

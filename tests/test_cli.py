@@ -1,0 +1,272 @@
+"""core.train and core.evaluate command lines, run in-process on the tiny generated dataset."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from core import evaluate, train
+from core.card import ModelCard, WeightsError, load_model, sha256_file
+from core.data import SPLITS, load_split, load_styles, split_fingerprint
+
+CLASSES = ["Casual", "Formal", "Smart Casual"]
+METRIC_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+@dataclass
+class TrainedRun:
+    """Where one tiny training run wrote its outputs."""
+
+    data: Path
+    out: Path
+    split_file: Path
+    runs: Path
+    stdout: str
+
+
+def train_argv(data: Path, base: Path, *extra: str) -> list[str]:
+    """Arguments for a small, fast baseline run writing everything under ``base``."""
+    return [
+        "--model",
+        "baseline",
+        "--data",
+        str(data),
+        "--out",
+        str(base / "weights"),
+        "--split-file",
+        str(base / "split.json"),
+        "--runs",
+        str(base / "runs"),
+        "--batch-size",
+        "32",
+        "--epoch-size",
+        "160",
+        "--bootstrap",
+        "20",
+        "--threads",
+        "1",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One baseline training run (3 short epochs, training set capped at 60 images)."""
+    base = tmp_path_factory.mktemp("train-run")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(base / "cache"))  # module scope: the autouse per-test one is not active yet
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            assert train.main(train_argv(tiny_dataset, base, "--epochs", "3", "--max-train", "60")) == 0
+    finally:
+        mp.undo()
+    return TrainedRun(tiny_dataset, base / "weights", base / "split.json", base / "runs", buf.getvalue())
+
+
+def run_evaluate(run: TrainedRun, split: str, json_path: Path, *extra: str) -> dict:
+    """``core.evaluate.main`` on the run's weights; returns the JSON it wrote."""
+    argv = [
+        "--model",
+        "baseline",
+        "--data",
+        str(run.data),
+        "--weights",
+        str(run.out),
+        "--split-file",
+        str(run.split_file),
+        "--split",
+        split,
+        "--json",
+        str(json_path),
+        "--bootstrap",
+        "20",
+        "--threads",
+        "1",
+        *extra,
+    ]
+    assert evaluate.main(argv) == 0
+    return json.loads(json_path.read_text())
+
+
+def check_report_shape(rep: dict, n: int) -> None:
+    """The documented keys of an evaluation report, and their consistency."""
+    for key in METRIC_KEYS:
+        assert 0.0 <= rep[key] <= 1.0
+    assert set(rep["per_class"]) == set(CLASSES)
+    for c in CLASSES:
+        assert set(rep["per_class"][c]) == {"precision", "recall", "f1", "support"}
+    cm = rep["confusion_matrix"]
+    assert len(cm) == 3 and all(len(row) == 3 for row in cm)
+    assert sum(map(sum, cm)) == rep["n"] == n
+    assert [sum(row) for row in cm] == [rep["per_class"][c]["support"] for c in CLASSES]
+    assert rep["accuracy"] == pytest.approx(sum(cm[i][i] for i in range(3)) / n)
+
+
+def test_train_writes_weights_card_split_checkpoint(trained: TrainedRun) -> None:
+    weights = trained.out / "baseline.safetensors"
+    card_path = trained.out / "baseline.json"
+    assert weights.is_file() and card_path.is_file() and trained.split_file.is_file()
+    assert (trained.runs / "baseline" / "last.pt").is_file()
+    card = ModelCard.load(card_path)
+    assert card.name == "baseline" and card.classes == CLASSES
+    assert card.weights["sha256"] == sha256_file(weights)
+    assert card.weights["dtype"] == "float32"
+    # history: one row per epoch
+    assert [row["epoch"] for row in card.history] == [1, 2, 3]
+    for row in card.history:
+        assert {"train_loss", "val_loss", "val_macro_f1", "val_balanced_acc", "lr"} <= set(row)
+    assert 1 <= card.training["best_epoch"] <= 3 and card.training["epochs_run"] == 3
+    # decision rule chosen on validation
+    rule = card.decision_rule
+    assert len(rule["logit_bias"]) == 3 and rule["logit_bias"][0] == 0.0
+    assert 0.0 <= rule["validation_objective"] <= 1.0
+    # data provenance
+    split = load_split(trained.split_file)
+    assert card.data["split_fingerprint"] == split_fingerprint(split)
+    assert sum(card.data["split_counts"]["train"].values()) == 60  # --max-train
+    assert card.data["split_counts"]["test"] == load_styles(trained.data).counts(split["test"])
+    assert card.data["skipped_rows"]["no_image"] == 1
+    assert card.preprocessing["native_size"] == [60, 80]
+    # metrics of val and test, measured from the saved file, with intervals
+    for s in ("val", "test"):
+        rep = card.metrics[s]
+        check_report_shape(rep, len(split[s]))
+        assert set(rep["ci95"]) == set(METRIC_KEYS)
+        assert "majority_class_reference" in rep and "argmax_without_rule" in rep
+        assert card.predictions[s]["ids"] == split[s]
+        assert len(card.predictions[s]["pred"]) == len(split[s])
+    assert "== baseline on test ==" in trained.stdout
+
+
+def test_tiny_model_learns_the_fixture(trained: TrainedRun) -> None:
+    card = ModelCard.load(trained.out / "baseline.json")
+    assert card.metrics["val"]["balanced_accuracy"] >= 0.7  # the classes look different: it must learn
+    assert (
+        card.metrics["val"]["balanced_accuracy"] > card.metrics["val"]["majority_class_reference"]["balanced_accuracy"]
+    )
+
+
+def test_evaluate_test_split_reproduces_card(
+    trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rep = run_evaluate(trained, "test", tmp_path / "deep" / "test.json")
+    out = capsys.readouterr().out
+    split = load_split(trained.split_file)
+    check_report_shape(rep, len(split["test"]))
+    assert set(rep["ci95"]) == set(METRIC_KEYS)
+    card = ModelCard.load(trained.out / "baseline.json")
+    for key in METRIC_KEYS:
+        assert rep[key] == card.metrics["test"][key]
+    assert rep["confusion_matrix"] == card.metrics["test"]["confusion_matrix"]
+    assert rep["decision_rule"] == card.decision_rule
+    assert rep["model"] == "baseline" and rep["split"] == "test"
+    # per-image predictions agree with the card's
+    card_pred = dict(zip(card.predictions["test"]["ids"], card.predictions["test"]["pred"]))
+    assert {int(i): CLASSES.index(c) for i, c in rep["predictions"].items()} == {
+        i: int(p) for i, p in card_pred.items()
+    }
+    assert "== baseline on test" in out and "confusion matrix" in out
+
+
+def test_evaluate_all_split(trained: TrainedRun, tmp_path: Path) -> None:
+    rep = run_evaluate(trained, "all", tmp_path / "all.json", "--bootstrap", "0")
+    check_report_shape(rep, 3 * 36)
+    assert [rep["per_class"][c]["support"] for c in CLASSES] == [36, 36, 36]
+    assert rep["ci95"] == {}
+    assert rep["split"] == "all"
+
+
+def test_evaluate_refuses_tampered_weights(trained: TrainedRun, tmp_path: Path) -> None:
+    wdir = tmp_path / "w"
+    shutil.copytree(trained.out, wdir)
+    p = wdir / "baseline.safetensors"
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(WeightsError):
+        evaluate.main(
+            [
+                "--model",
+                "baseline",
+                "--data",
+                str(trained.data),
+                "--weights",
+                str(wdir),
+                "--split-file",
+                str(trained.split_file),
+                "--threads",
+                "1",
+            ]
+        )
+
+
+def test_refresh_card_uses_given_split_file(
+    trained: TrainedRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wdir = tmp_path / "w"
+    shutil.copytree(trained.out, wdir)
+    real = evaluate.get_or_make_split
+
+    def guarded(catalog: object, split_file: Path | None = None, seed: int = 42) -> dict:
+        # never let a test touch the repository's weights/split.json
+        assert split_file is not None and Path(split_file) == trained.split_file, split_file
+        return real(catalog, split_file, seed)
+
+    monkeypatch.setattr(evaluate, "get_or_make_split", guarded)
+    argv = [
+        "--model",
+        "baseline",
+        "--data",
+        str(trained.data),
+        "--weights",
+        str(wdir),
+        "--split-file",
+        str(trained.split_file),
+        "--refresh-card",
+        "--bootstrap",
+        "0",
+        "--threads",
+        "1",
+    ]
+    assert evaluate.main(argv) == 0
+    card = ModelCard.load(wdir / "baseline.json")
+    assert card.metrics["test"]["n"] == len(load_split(trained.split_file)["test"])
+
+
+def test_resume_continues_history(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "1", "--max-train", "40")) == 0
+    first = ModelCard.load(tmp_path / "weights" / "baseline.json")
+    assert len(first.history) == 1
+    assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "2", "--max-train", "40", "--resume")) == 0
+    card = ModelCard.load(tmp_path / "weights" / "baseline.json")
+    assert [r["epoch"] for r in card.history] == [1, 2]
+    assert card.history[0] == first.history[0]
+    capsys.readouterr()
+
+
+def test_balance_copies_and_distillation(trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = tmp_path
+    shutil.copytree(trained.out, base / "weights")  # the teacher
+    shutil.copy(trained.split_file, base / "split.json")
+    argv = train_argv(
+        trained.data, base, "--epochs", "1", "--max-train", "40", "--balance", "copies", "--distill-from", "baseline"
+    )
+    assert train.main(argv) == 0
+    card = ModelCard.load(base / "weights" / "baseline.json")
+    assert card.training["balancing"] == "copies" and card.training["distilled_from"] == "baseline"
+    model, _ = load_model("baseline", base / "weights")
+    assert model is not None
+    capsys.readouterr()
+
+
+def test_split_file_made_once_and_reused(trained: TrainedRun) -> None:
+    doc = json.loads(trained.split_file.read_text())
+    assert doc["meta"]["seed"] == 42 and doc["meta"]["classes"] == CLASSES
+    assert sorted(i for s in SPLITS for i in doc[s]) == sorted(load_styles(trained.data).ids)

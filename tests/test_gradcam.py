@@ -1,0 +1,240 @@
+"""core.gradcam: multi-layer Grad-CAM equals Captum's LayerGradCam; no side effects; thread safety."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core.gradcam import GradCamExplainer
+from core.models import DressCodeNet, get_spec
+
+HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def images(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` uint8 native images (``80×60×3``) with some structure."""
+    rng = np.random.default_rng(seed)
+    out = np.full((n, 80, 60, 3), 255, np.uint8)
+    for k in range(n):
+        y0, x0 = rng.integers(5, 30), rng.integers(5, 25)
+        out[k, y0 : y0 + 40, x0 : x0 + 25] = rng.integers(0, 200, 3)
+        out[k] = np.clip(out[k].astype(int) + rng.integers(-20, 20, (80, 60, 3)), 0, 255)
+    return out
+
+
+def build(name: str, seed: int = 0) -> DressCodeNet:
+    """A registry model not trained on our task (eval mode): random baseline; EfficientNet with its
+    ImageNet backbone (from the installed package) and a random head, so its maps are not ~1e-10."""
+    torch.manual_seed(seed)
+    return get_spec(name).builder(3, "imagenet" if name == "effnet_lite0" else "none").eval()
+
+
+def assert_maps_close(got: np.ndarray, ref: np.ndarray, rel: float = 1e-4) -> None:
+    """Equal up to ``rel`` of the reference map's peak (maps' scale varies by orders of magnitude)."""
+    assert got.shape == ref.shape
+    scale = max(float(np.abs(ref).max()), 1e-30)
+    assert float(np.abs(got - ref).max()) <= rel * scale, (float(np.abs(got - ref).max()), scale)
+
+
+@pytest.fixture(scope="module", params=["baseline", "effnet_lite0"])
+def explainer(request: pytest.FixtureRequest) -> Iterator[GradCamExplainer]:
+    """An explainer on a model untrained for the task, frozen as the app loads it."""
+    model = build(request.param)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    yield GradCamExplainer(model, get_spec(request.param), ["Casual", "Formal", "Smart Casual"])
+
+
+def hook_counts(model: nn.Module) -> dict[str, int]:
+    """Total number of registered hooks of each kind over all modules."""
+    return {h: sum(len(getattr(m, h)) for m in model.modules()) for h in HOOK_DICTS}
+
+
+@pytest.mark.parametrize("target", [0, 1, 2])
+def test_maps_equal_captum_layergradcam(explainer: GradCamExplainer, target: int) -> None:
+    img = images(1, seed=target)[0]
+    exp = explainer.explain(img, layers=explainer.layer_paths, target=target)
+    assert set(exp.maps) == set(explainer.layer_paths)
+    assert exp.target == target
+    nonzero = 0
+    for layer in explainer.layer_paths:
+        ref = explainer.explain_single_layer(img, layer, target)
+        got = exp.maps[layer]
+        assert got.ndim == 2 and (got >= 0).all()
+        assert_maps_close(got, ref)
+        nonzero += int(ref.max() > 0)
+    assert nonzero >= 1  # not trivially all-zero maps
+
+
+def test_maps_depend_on_target(explainer: GradCamExplainer) -> None:
+    img = images(1, seed=5)[0]
+    layer = explainer.layer_paths[-1]
+    maps = [explainer.explain(img, [layer], target=t).maps[layer] for t in range(3)]
+    peaks = [float(m.max()) for m in maps]
+    assert min(peaks) > 0
+    normed = [m / p for m, p in zip(maps, peaks)]
+    assert max(float(np.abs(normed[i] - normed[j]).max()) for i in range(3) for j in range(i)) > 0.05
+
+
+def test_prediction_matches_predict(explainer: GradCamExplainer) -> None:
+    imgs = images(3, seed=9)
+    probs = explainer.predict(imgs)
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1.0)
+    for k in range(3):
+        exp = explainer.explain(imgs[k])
+        np.testing.assert_allclose(exp.probs, probs[k], rtol=1e-5, atol=1e-6)
+        assert exp.predicted == int(probs[k].argmax())
+        assert set(exp.maps) == {explainer.spec.default_cam_layer.path}  # default layer only
+
+
+def test_target_none_explains_predicted(explainer: GradCamExplainer) -> None:
+    img = images(1, seed=3)[0]
+    exp = explainer.explain(img, layers=explainer.layer_paths)
+    assert exp.target == exp.predicted == int(exp.probs.argmax())
+    ref = explainer.explain(img, layers=explainer.layer_paths, target=exp.predicted)
+    for layer in explainer.layer_paths:
+        assert_maps_close(exp.maps[layer], ref.maps[layer], 1e-5)
+
+
+@pytest.mark.parametrize("name", ["baseline", "effnet_lite0"])
+def test_target_none_follows_decision_rule(name: str) -> None:
+    model = build(name)
+    img = images(1, seed=4)[0]
+    plain = GradCamExplainer(model, get_spec(name), ["a", "b", "c"]).explain(img)
+    forced = (plain.predicted + 1) % 3
+    bias = [0.0, 0.0, 0.0]
+    bias[forced] = 50.0  # the rule now always predicts ``forced``
+    ex = GradCamExplainer(model, get_spec(name), ["a", "b", "c"], logit_bias=bias)
+    exp = ex.explain(img)
+    assert exp.predicted == exp.target == forced
+    layer = get_spec(name).default_cam_layer.path
+    assert_maps_close(exp.maps[layer], ex.explain(img, target=forced).maps[layer], 1e-5)
+
+
+def test_model_input_and_upsampled(explainer: GradCamExplainer) -> None:
+    img = images(1, seed=2)[0]
+    exp = explainer.explain(img, layers=explainer.layer_paths)
+    w, h = explainer.model.prep.input_size
+    assert exp.model_input.shape == (h, w, 3) and exp.model_input.dtype == np.uint8
+    if (w, h) == (60, 80):
+        assert np.abs(exp.model_input.astype(int) - img.astype(int)).max() <= 1
+    for layer in explainer.layer_paths:
+        up = exp.upsampled(layer)
+        assert up.shape == (h, w)
+        assert exp.upsampled(layer, "nearest").shape == (h, w)
+
+
+def test_unknown_layer(explainer: GradCamExplainer) -> None:
+    with pytest.raises(KeyError, match="not registered"):
+        explainer.explain(images(1)[0], layers=["backbone"])
+
+
+def set_start(model: DressCodeNet, start: str) -> None:
+    """Put ``model`` in one of the starting states of the side-effect tests."""
+    if start == "train_trainable":
+        model.train()
+        for p in model.parameters():
+            p.requires_grad_(True)
+    elif start == "eval_frozen":
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+    else:  # "mixed": head training, backbone frozen in eval, as in training's freeze phase
+        model.train()
+        model.backbone.eval()
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+
+
+def snapshot(model: nn.Module) -> tuple[dict, dict, dict]:
+    """Per-module training flags, per-parameter requires_grad, hook counts."""
+    return (
+        {n: m.training for n, m in model.named_modules()},
+        {n: p.requires_grad for n, p in model.named_parameters()},
+        hook_counts(model),
+    )
+
+
+@pytest.mark.parametrize("name", ["baseline", "effnet_lite0"])
+@pytest.mark.parametrize("start", ["train_trainable", "eval_frozen", "mixed"])
+def test_explain_no_side_effects(name: str, start: str) -> None:
+    model = build(name)
+    set_start(model, start)
+    before = snapshot(model)
+    assert before[2] == dict.fromkeys(HOOK_DICTS, 0)
+    assert any(before[0].values()) or start == "eval_frozen"
+    ex = GradCamExplainer(model, get_spec(name), ["a", "b", "c"])
+    img = images(1, seed=1)[0]
+    ex.explain(img, layers=ex.layer_paths)
+    ex.explain(img, layers=ex.layer_paths, target=1)
+    ex.explain_single_layer(img, ex.layer_paths[0], 2)
+    assert snapshot(model) == before
+    assert all(p.grad is None for p in model.parameters())  # no gradients left on the weights
+
+
+@pytest.mark.parametrize("name", ["baseline", "effnet_lite0"])
+@pytest.mark.parametrize(
+    "start",
+    [
+        "train_trainable",
+        "eval_frozen",
+        "mixed",
+    ],
+)
+def test_predict_no_side_effects(name: str, start: str) -> None:
+    model = build(name)
+    set_start(model, start)
+    before = snapshot(model)
+    GradCamExplainer(model, get_spec(name), ["a", "b", "c"]).predict(images(2))
+    assert snapshot(model) == before
+
+
+def test_explain_in_train_mode_uses_eval_behaviour() -> None:
+    model = build("baseline").train()  # dropout active in train mode
+    ex = GradCamExplainer(model, get_spec("baseline"), ["a", "b", "c"])
+    img = images(1, seed=8)[0]
+    a = ex.explain(img, target=0)
+    b = ex.explain(img, target=0)
+    layer = get_spec("baseline").default_cam_layer.path
+    assert np.array_equal(a.maps[layer], b.maps[layer]) and np.array_equal(a.probs, b.probs)
+    assert model.training
+
+
+@pytest.mark.parametrize("name", ["baseline", "effnet_lite0"])
+def test_threads_on_one_explainer(name: str) -> None:
+    model = build(name, seed=3)
+    ex = GradCamExplainer(model, get_spec(name), ["a", "b", "c"])
+    imgs = images(8, seed=11)
+    layers = ex.layer_paths
+    sequential = [ex.explain(imgs[k], layers=layers) for k in range(8)]
+    results: list = [None] * 8
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def work(k: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[k] = ex.explain(imgs[k], layers=layers)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and all(r is not None for r in results)
+    for seq, par in zip(sequential, results):
+        assert seq.predicted == par.predicted and seq.target == par.target
+        assert np.array_equal(seq.probs, par.probs)
+        assert np.array_equal(seq.model_input, par.model_input)
+        for layer in layers:
+            assert np.array_equal(seq.maps[layer], par.maps[layer])
+    # different images really gave different explanations
+    assert len({r.maps[layers[-1]].tobytes() for r in results}) > 1
+    assert hook_counts(model) == dict.fromkeys(HOOK_DICTS, 0)

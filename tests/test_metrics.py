@@ -1,0 +1,141 @@
+"""core.metrics on hand-computed cases: report, intervals, majority reference, decision rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.metrics import (
+    bootstrap_intervals,
+    choose_logit_bias,
+    classification_report,
+    confusion_matrix,
+    format_report,
+    majority_baseline,
+)
+
+CLASSES = ["Casual", "Formal", "Smart Casual"]
+# true:  0 0 0 0 1 1 2 2
+# pred:  0 0 0 1 1 0 2 0
+Y_TRUE = [0, 0, 0, 0, 1, 1, 2, 2]
+Y_PRED = [0, 0, 0, 1, 1, 0, 2, 0]
+
+
+def test_confusion_matrix_counts() -> None:
+    cm = confusion_matrix(Y_TRUE, Y_PRED, 3)
+    assert cm.tolist() == [[3, 1, 0], [1, 1, 0], [1, 0, 1]]
+    assert confusion_matrix([], [], 2).tolist() == [[0, 0], [0, 0]]
+
+
+def test_report_hand_computed() -> None:
+    r = classification_report(Y_TRUE, Y_PRED, CLASSES, n_boot=0)
+    # precision: Casual 3/5, Formal 1/2, Smart 1/1; recall: 3/4, 1/2, 1/2
+    f1 = [2 * (3 / 5) * (3 / 4) / (3 / 5 + 3 / 4), 0.5, 2 * 1 * 0.5 / 1.5]
+    assert r["n"] == 8
+    assert r["accuracy"] == pytest.approx(5 / 8)
+    assert r["balanced_accuracy"] == pytest.approx((3 / 4 + 1 / 2 + 1 / 2) / 3)
+    assert r["macro_f1"] == pytest.approx(sum(f1) / 3)
+    pc = r["per_class"]
+    assert pc["Casual"] == pytest.approx({"precision": 0.6, "recall": 0.75, "f1": f1[0], "support": 4})
+    assert pc["Formal"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert pc["Smart Casual"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
+    assert r["confusion_matrix"] == [[3, 1, 0], [1, 1, 0], [1, 0, 1]]
+    assert r["classes"] == CLASSES
+    assert r["ci95"] == {}
+    assert isinstance(pc["Casual"]["support"], int)
+
+
+def test_report_perfect_and_never_predicted() -> None:
+    perfect = classification_report([0, 1, 2, 2], [0, 1, 2, 2], CLASSES, n_boot=0)
+    assert perfect["accuracy"] == perfect["balanced_accuracy"] == perfect["macro_f1"] == 1.0
+    # a class that is never predicted has precision 0 (not NaN) and pulls the macro scores down
+    r = classification_report([0, 0, 1, 2], [0, 0, 0, 0], CLASSES, n_boot=0)
+    assert r["per_class"]["Formal"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert r["balanced_accuracy"] == pytest.approx(1 / 3)
+    assert r["macro_f1"] == pytest.approx((2 * (0.5 * 1) / 1.5) / 3)
+
+
+def test_class_without_support_left_out_of_macro_scores() -> None:
+    r = classification_report([0, 0, 1, 1], [0, 0, 1, 1], CLASSES, n_boot=0)
+    assert r["per_class"]["Smart Casual"]["support"] == 0
+    assert r["balanced_accuracy"] == 1.0 and r["macro_f1"] == 1.0
+
+
+def test_bootstrap_interval_contains_point() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    pred = np.where(rng.random(300) < 0.7, y, rng.integers(0, 3, 300))
+    r = classification_report(y, pred, CLASSES, n_boot=300, seed=1)
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+        lo, hi = r["ci95"][key]
+        assert lo <= r[key] <= hi
+        assert 0.0 < hi - lo < 0.25  # a real interval, not a point and not everything
+    again = classification_report(y, pred, CLASSES, n_boot=300, seed=1)
+    assert again["ci95"] == r["ci95"]
+    other = classification_report(y, pred, CLASSES, n_boot=300, seed=2)
+    assert other["ci95"] != r["ci95"]
+
+
+def test_bootstrap_degenerate_cases() -> None:
+    empty = bootstrap_intervals(np.array([], int), np.array([], int), 3, n_boot=10)
+    assert empty == {k: [0.0, 0.0] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+    perfect = bootstrap_intervals(np.array([0, 1, 2] * 10), np.array([0, 1, 2] * 10), 3, n_boot=50)
+    assert perfect["accuracy"] == [1.0, 1.0]
+
+
+def test_majority_baseline_numbers() -> None:
+    y = [0] * 8 + [1] * 3 + [2] * 1
+    r = majority_baseline(y, CLASSES)
+    assert r["accuracy"] == pytest.approx(8 / 12)
+    assert r["balanced_accuracy"] == pytest.approx(1 / 3)
+    f1_casual = 2 * (8 / 12) * 1 / (8 / 12 + 1)
+    assert r["macro_f1"] == pytest.approx(f1_casual / 3)
+    assert r["confusion_matrix"] == [[8, 0, 0], [3, 0, 0], [1, 0, 0]]
+    assert r["ci95"] == {}
+    other = majority_baseline(y, CLASSES, majority=1)
+    assert other["accuracy"] == pytest.approx(3 / 12)
+
+
+def _minority_case() -> tuple[np.ndarray, np.ndarray]:
+    """Logits where Smart Casual (2) is always a little below Casual: plain argmax never predicts it."""
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    logits = np.zeros((100, 3))
+    logits[y == 0] = [2.0, 0.0, 1.0]
+    logits[y == 1] = [0.0, 2.0, -1.0]
+    logits[y == 2] = [1.6, 0.0, 1.2]  # needs +0.5 on class 2 to win
+    logits += rng.normal(0, 0.05, logits.shape)
+    return logits, y
+
+
+def test_choose_logit_bias_improves_minority() -> None:
+    logits, y = _minority_case()
+    plain = classification_report(y, logits.argmax(1), CLASSES, n_boot=0)
+    assert plain["per_class"]["Smart Casual"]["recall"] == 0.0
+    bias, objective = choose_logit_bias(logits, y)
+    assert len(bias) == 3 and bias[0] == 0.0
+    assert 0.4 < bias[2] - bias[0] < 1.0
+    ruled = classification_report(y, (logits + np.array(bias)).argmax(1), CLASSES, n_boot=0)
+    assert ruled["per_class"]["Smart Casual"]["recall"] == 1.0
+    assert ruled["per_class"]["Casual"]["recall"] == 1.0  # not bought with the majority class
+    assert objective == pytest.approx(0.5 * (ruled["macro_f1"] + ruled["balanced_accuracy"]))
+    assert objective > 0.5 * (plain["macro_f1"] + plain["balanced_accuracy"])
+
+
+def test_choose_logit_bias_prefers_no_offset_when_argmax_is_best() -> None:
+    y = np.array([0, 1, 2] * 10)
+    logits = np.eye(3)[y] * 3.0
+    bias, objective = choose_logit_bias(logits, y)
+    assert bias == [0.0, 0.0, 0.0]
+    assert objective == 1.0
+
+
+def test_format_report_table() -> None:
+    r = classification_report(Y_TRUE, Y_PRED, CLASSES, n_boot=20)
+    text = format_report(r, "== title ==")
+    lines = text.splitlines()
+    assert lines[0] == "== title =="
+    assert "images: 8" in text
+    assert f"accuracy:          {5 / 8:.3f}  [" in text
+    assert any(ln.startswith("Smart Casual") and ln.split()[-1] == "2" for ln in lines)  # support
+    assert lines[-1].split()[-3:] == ["1", "0", "1"]  # last confusion row

@@ -1,0 +1,290 @@
+"""core.preprocess: decoding any upload to RGB, refusing bad inputs, fitting to the native canvas."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.preprocess import (
+    MAX_BYTES,
+    NATIVE_SIZE,
+    ImageInputError,
+    load_native_rgb,
+    open_image,
+    pil_to_uint8_chw,
+    to_native,
+)
+
+RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
+
+
+def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
+    """Encode ``img`` in ``fmt`` to bytes."""
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def two_tone(size: tuple[int, int] = NATIVE_SIZE, mode: str = "RGB") -> Image.Image:
+    """Left half red, right half blue."""
+    w, h = size
+    img = Image.new("RGB", size, RED)
+    img.paste(BLUE, (w // 2, 0, w, h))
+    return img.convert(mode) if mode != "RGB" else img
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature + IHDR claiming ``width×height`` and an empty IDAT: no real pixel data."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def close(a: tuple[int, ...], b: tuple[int, ...], tol: int = 12) -> bool:
+    """Colours equal within ``tol`` per channel (lossy formats)."""
+    return all(abs(x - y) <= tol for x, y in zip(a, b))
+
+
+# ---------------------------------------------------------------- formats and modes
+@pytest.mark.parametrize(
+    ("fmt", "kw"),
+    [("JPEG", {"quality": 95}), ("PNG", {}), ("WEBP", {"quality": 95}), ("BMP", {}), ("GIF", {}), ("TIFF", {})],
+)
+def test_open_formats(fmt: str, kw: dict) -> None:
+    data = encode(two_tone(), fmt, **kw)
+    dec = open_image(data)
+    assert dec.source_format == fmt
+    assert dec.image.mode == "RGB" and dec.image.size == NATIVE_SIZE
+    assert close(dec.image.getpixel((5, 40)), RED)
+    assert close(dec.image.getpixel((55, 40)), BLUE)
+    assert dec.notes == []
+
+
+def test_animated_gif_first_frame_and_note() -> None:
+    first, second = Image.new("RGB", NATIVE_SIZE, RED), Image.new("RGB", NATIVE_SIZE, BLUE)
+    data = encode(first, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
+    dec = open_image(data)
+    assert any("animated" in n and "2 frames" in n for n in dec.notes)
+    assert close(dec.image.getpixel((30, 40)), RED)
+
+
+def test_cmyk_jpeg() -> None:
+    img = Image.new("CMYK", NATIVE_SIZE, (0, 0, 0, 0))  # no ink: white
+    img.paste((255, 0, 0, 0), (0, 0, 30, 80))  # full cyan
+    dec = open_image(encode(img, "JPEG", quality=95))
+    assert dec.source_mode == "CMYK" and dec.image.mode == "RGB"
+    assert close(dec.image.getpixel((10, 40)), (0, 255, 255))
+    assert close(dec.image.getpixel((50, 40)), WHITE)
+    assert any("CMYK" in n for n in dec.notes)
+
+
+def test_palette_png() -> None:
+    img = two_tone().convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    dec = open_image(encode(img, "PNG"))
+    assert dec.source_mode == "P" and dec.image.mode == "RGB"
+    assert close(dec.image.getpixel((5, 40)), RED) and close(dec.image.getpixel((55, 40)), BLUE)
+
+
+def test_palette_with_transparency_on_white() -> None:
+    img = Image.new("P", NATIVE_SIZE, 0)
+    img.putpalette([0, 0, 0, 200, 10, 10] + [0] * 762)
+    img.paste(1, (0, 0, 30, 80))
+    data = encode(img, "GIF", transparency=0)  # index 0 (black) is transparent
+    dec = open_image(data)
+    assert dec.image.getpixel((50, 40)) == WHITE
+    assert dec.image.getpixel((10, 40)) == (200, 10, 10)
+    assert any("transparent" in n for n in dec.notes)
+
+
+def test_rgba_composited_on_white() -> None:
+    img = Image.new("RGBA", NATIVE_SIZE, (0, 0, 0, 0))  # fully transparent black
+    img.paste((200, 0, 0, 255), (0, 0, 30, 40))  # opaque red
+    img.paste((0, 0, 0, 128), (0, 40, 30, 80))  # half-transparent black
+    dec = open_image(encode(img, "PNG"))
+    assert dec.source_mode == "RGBA"
+    assert dec.image.getpixel((50, 10)) == WHITE
+    assert dec.image.getpixel((10, 10)) == (200, 0, 0)
+    assert all(abs(c - 127) <= 2 for c in dec.image.getpixel((10, 60)))
+    assert any("transparent" in n for n in dec.notes)
+
+
+def test_la_composited_on_white() -> None:
+    img = Image.new("LA", NATIVE_SIZE, (0, 0))
+    img.paste((50, 255), (0, 0, 30, 80))
+    dec = open_image(encode(img, "PNG"))
+    assert dec.image.getpixel((50, 40)) == WHITE
+    assert dec.image.getpixel((10, 40)) == (50, 50, 50)
+
+
+def test_rgb_png_with_colour_key_transparency_on_white() -> None:
+    img = Image.new("RGB", NATIVE_SIZE, (0, 0, 0))
+    img.paste(RED, (0, 0, 30, 80))
+    dec = open_image(encode(img, "PNG", transparency=(0, 0, 0)))  # black is transparent
+    assert dec.image.getpixel((50, 40)) == WHITE
+
+
+def test_16bit_png_scaled_not_stretched() -> None:
+    arr = np.zeros((80, 60), np.uint16)
+    arr[:, 30:] = 32896  # half of full scale: must come out as mid-grey (128), not white
+    img = Image.fromarray(arr)
+    assert img.mode == "I;16"
+    dec = open_image(encode(img, "PNG"))
+    assert dec.source_mode.startswith("I;16") or dec.source_mode == "I"
+    out = np.asarray(dec.image)
+    assert out.shape == (80, 60, 3)
+    assert out[:, :30].max() == 0
+    assert np.all(np.abs(out[:, 30:].astype(int) - 128) <= 1)
+
+
+def test_16bit_png_uniform_white() -> None:
+    img = Image.fromarray(np.full((80, 60), 65535, np.uint16))
+    out = np.asarray(open_image(encode(img, "PNG")).image)
+    assert out.min() == 255
+
+
+def test_float_tiff_unit_range() -> None:
+    arr = np.zeros((80, 60), np.float32)
+    arr[:, 30:] = 0.5
+    arr[:10] = 1.0
+    dec = open_image(encode(Image.fromarray(arr), "TIFF"))
+    assert dec.source_mode == "F"
+    out = np.asarray(dec.image)
+    assert out[40, 5].tolist() == [0, 0, 0]
+    assert all(abs(c - 127) <= 1 for c in out[40, 50])
+    assert out[5, 5].tolist() == [255, 255, 255]
+
+
+def test_float_tiff_wide_range_rescaled() -> None:
+    arr = np.full((80, 60), -100.0, np.float32)
+    arr[:, 30:] = 900.0
+    out = np.asarray(open_image(encode(Image.fromarray(arr), "TIFF")).image)
+    assert out[40, 5].tolist() == [0, 0, 0] and out[40, 50].tolist() == [255, 255, 255]
+
+
+def test_exif_orientation_applied() -> None:
+    stored = two_tone((80, 40))  # stored landscape: left red, right blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    dec = open_image(encode(stored, "JPEG", quality=95, exif=exif.tobytes()))
+    assert dec.image.size == (40, 80)
+    assert close(dec.image.getpixel((20, 10)), RED)  # the left edge went to the top
+    assert close(dec.image.getpixel((20, 70)), BLUE)
+
+
+def test_large_jpeg_draft_path_to_native() -> None:
+    data = encode(two_tone((1500, 2000)), "JPEG", quality=90)
+    native = load_native_rgb(data)
+    assert native.size == NATIVE_SIZE and native.mode == "RGB"
+    assert close(native.getpixel((10, 40)), RED, 25) and close(native.getpixel((50, 40)), BLUE, 25)
+
+
+# ---------------------------------------------------------------- refused inputs
+def _heic() -> bytes:
+    return b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+
+
+def _truncated_jpeg() -> bytes:
+    rng = np.random.default_rng(0)
+    data = encode(Image.fromarray(rng.integers(0, 256, (80, 60, 3), dtype=np.uint8)), "JPEG", quality=90)
+    return data[: len(data) // 2]
+
+
+BAD_INPUTS = {
+    "empty": lambda: b"",
+    "random": lambda: np.random.default_rng(1).bytes(4096),
+    "text": lambda: b"<html><body>not an image</body></html>",
+    "truncated_jpeg": _truncated_jpeg,
+    "png_without_pixels": lambda: png_header_only(100, 100),
+    "one_pixel": lambda: encode(Image.new("RGB", (1, 1), RED), "PNG"),
+    "tiny": lambda: encode(Image.new("RGB", (5, 80), RED), "PNG"),
+    "elongated": lambda: encode(Image.new("RGB", (800, 20), RED), "PNG"),
+    "bomb_header": lambda: png_header_only(60000, 60000),
+    "over_max_pixels_header": lambda: png_header_only(7000, 7000),
+    "heic": _heic,
+    "avif": lambda: b"\x00\x00\x00\x1cftypavif" + b"\x00" * 64,
+    "ppm_not_allowed": lambda: encode(Image.new("RGB", NATIVE_SIZE, RED), "PPM"),
+    "ico_not_allowed": lambda: encode(Image.new("RGB", (64, 64), RED), "ICO"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_inputs_raise_image_input_error(name: str) -> None:
+    data = BAD_INPUTS[name]()
+    with pytest.raises(ImageInputError) as exc:
+        open_image(data)
+    assert str(exc.value) and len(str(exc.value)) < 200
+
+
+def test_small_max_pixels_refuses() -> None:
+    data = encode(Image.new("RGB", NATIVE_SIZE, RED), "PNG")
+    assert open_image(data).image.size == NATIVE_SIZE
+    with pytest.raises(ImageInputError, match="too large"):
+        open_image(data, max_pixels=1000)
+
+
+def test_bomb_messages() -> None:
+    with pytest.raises(ImageInputError, match="too large"):
+        open_image(png_header_only(60000, 60000))
+    with pytest.raises(ImageInputError, match="too large"):
+        open_image(png_header_only(7000, 7000))
+
+
+def test_heic_message_says_what_to_do() -> None:
+    with pytest.raises(ImageInputError, match="JPEG or PNG"):
+        open_image(_heic())
+
+
+def test_too_many_bytes() -> None:
+    with pytest.raises(ImageInputError, match="larger than"):
+        open_image(b"\xff" * (MAX_BYTES + 1))
+
+
+def test_image_input_error_is_value_error() -> None:
+    assert issubclass(ImageInputError, ValueError)
+
+
+# ---------------------------------------------------------------- native canvas
+def test_to_native_keeps_native_input() -> None:
+    img = two_tone()
+    assert to_native(img) is img
+
+
+@pytest.mark.parametrize(("size", "pad_axis"), [((1200, 1200), "rows"), ((2000, 1000), "rows"), ((600, 1600), "cols")])
+def test_large_product_photo_padded_white(size: tuple[int, int], pad_axis: str) -> None:
+    w, h = size
+    photo = Image.new("RGB", size, (30, 30, 30))  # the product fills the whole photo
+    out = to_native(photo)
+    assert out.size == NATIVE_SIZE and out.mode == "RGB"
+    arr = np.asarray(out).astype(int)
+    scale = min(60 / w, 80 / h)
+    cw, ch = round(w * scale), round(h * scale)
+    if pad_axis == "rows":
+        pad = (80 - ch) // 2
+        assert pad >= 10
+        assert arr[: pad - 2].min() >= 245 and arr[ch + pad + 2 :].min() >= 245  # white bands
+        assert arr[40, 5:55].max() <= 50  # the product in the middle
+    else:
+        pad = (60 - cw) // 2
+        assert pad >= 8
+        assert arr[:, : pad - 2].min() >= 245 and arr[:, cw + pad + 2 :].min() >= 245
+        assert arr[10:70, 30].max() <= 50
+
+
+def test_to_native_same_aspect_fills_canvas() -> None:
+    out = to_native(two_tone((30, 40)))
+    assert out.size == NATIVE_SIZE
+    assert close(out.getpixel((2, 2)), RED, 25) and close(out.getpixel((57, 77)), BLUE, 25)
+
+
+def test_pil_to_uint8_chw() -> None:
+    arr = pil_to_uint8_chw(two_tone())
+    assert arr.shape == (3, 80, 60) and arr.dtype == np.uint8
+    assert arr[:, 40, 5].tolist() == list(RED) and arr[:, 40, 55].tolist() == list(BLUE)

@@ -1,0 +1,112 @@
+"""Checks against the real dataset copy in ``../shared/data/fashion-small`` (skipped when absent)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from core.card import ModelCard
+from core.data import DEFAULT_SPLIT_FILE, SPLITS, Catalog, load_split, load_styles, read_styles, split_fingerprint
+from core.evaluate import evaluate_model
+from core.models import REGISTRY, WEIGHTS_DIR
+
+pytestmark = pytest.mark.realdata
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data" / "fashion-small"
+SPLIT_FILE = REPO / "weights" / "split.json"
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    """The real dataset folder, or a clean skip."""
+    if not ((DATA / "styles.csv").is_file() and (DATA / "images").is_dir()):
+        pytest.skip(f"real dataset not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture(scope="module")
+def catalog(data_dir: Path) -> Catalog:
+    """The real catalog with the app's three classes."""
+    return load_styles(data_dir)
+
+
+def test_paths_agree_with_core() -> None:
+    assert SPLIT_FILE == DEFAULT_SPLIT_FILE and SPLIT_FILE.parent == WEIGHTS_DIR
+
+
+def test_class_counts(catalog: Catalog) -> None:
+    assert catalog.counts() == {"Casual": 30953, "Formal": 2111, "Smart Casual": 60}
+
+
+def test_recovered_rows_and_nothing_dropped(data_dir: Path, catalog: Catalog) -> None:
+    assert catalog.recovered_rows == 22
+    rows, recovered = read_styles(data_dir / "styles.csv")
+    assert recovered == 22
+    n_lines = sum(1 for line in (data_dir / "styles.csv").read_text(encoding="utf-8").splitlines() if line.strip())
+    assert len(rows) == n_lines - 1  # every data line is a row: none dropped
+    assert all(len(r) == 10 for r in rows)
+    assert all(r["year"] == "" or r["year"].isdigit() for r in rows)  # no shifted columns
+
+
+@pytest.fixture(scope="module")
+def saved_split() -> dict[str, list[int]]:
+    """The repository's saved split."""
+    if not SPLIT_FILE.is_file():
+        pytest.fail(f"{SPLIT_FILE} is missing from the repository")
+    return load_split(SPLIT_FILE)
+
+
+def test_saved_split_ids_usable_and_complete(catalog: Catalog, saved_split: dict) -> None:
+    usable = set(catalog.ids)
+    all_ids = [i for s in SPLITS for i in saved_split[s]]
+    assert len(all_ids) == len(set(all_ids))  # no id in two splits
+    assert set(all_ids) <= usable
+    assert set(all_ids) == usable  # this copy is the one the split was made from
+    assert json.loads(SPLIT_FILE.read_text())["fingerprint"] == split_fingerprint(saved_split)
+
+
+def test_saved_split_stratified(catalog: Catalog, saved_split: dict) -> None:
+    totals = catalog.counts()
+    for name in ("Casual", "Formal"):
+        for s, frac in zip(SPLITS, (0.70, 0.15, 0.15)):
+            assert abs(catalog.counts(saved_split[s])[name] / totals[name] - frac) < 0.02
+    assert all(catalog.counts(saved_split[s])["Smart Casual"] >= 5 for s in SPLITS)
+
+
+def test_no_identical_image_across_splits(data_dir: Path, saved_split: dict) -> None:
+    where: dict[str, set[str]] = defaultdict(set)
+    for s in SPLITS:
+        for i in saved_split[s]:
+            digest = hashlib.sha256((data_dir / "images" / f"{i}.jpg").read_bytes()).hexdigest()
+            where[digest].add(s)
+    crossing = {d: v for d, v in where.items() if len(v) > 1}
+    assert not crossing, f"{len(crossing)} byte-identical images are in more than one split"
+    n_ids = sum(len(v) for v in saved_split.values())
+    assert len(where) < n_ids  # the real data does have identical images, so the check means something
+
+
+def _shipped(name: str) -> tuple[Path, Path]:
+    return WEIGHTS_DIR / f"{name}.safetensors", WEIGHTS_DIR / f"{name}.json"
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_shipped_weights_reproduce_card(data_dir: Path, saved_split: dict, name: str) -> None:
+    weights, card_path = _shipped(name)
+    if not (weights.is_file() and card_path.is_file()):
+        pytest.skip(f"{name}: no shipped weights yet")
+    card = ModelCard.load(card_path)
+    assert card.data["split_fingerprint"] == split_fingerprint(saved_split), "card made on another split"
+    recorded = card.metrics["test"]
+    rep = evaluate_model(name, data_dir, "test", weights_dir=WEIGHTS_DIR, split_file=SPLIT_FILE, n_boot=0)
+    assert rep["n"] == recorded["n"] == len(saved_split["test"])
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+        assert rep[key] == recorded[key], key
+    assert rep["confusion_matrix"] == recorded["confusion_matrix"]
+    if card.predictions.get("test"):
+        pred = card.predictions["test"]
+        assert {str(i): card.classes[int(p)] for i, p in zip(pred["ids"], pred["pred"])} == rep["predictions"]
