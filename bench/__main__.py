@@ -199,6 +199,7 @@ STARTUP_SNIPPET = """
 import time, resource, sys
 t0 = float(sys.argv[1])
 import numpy as np, torch
+import streamlit  # what `streamlit run` imports too
 torch.set_num_threads(2)
 from core.service import load_explainer
 names = sys.argv[2].split(",")

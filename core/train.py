@@ -393,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
         decision_rule={
             "kind": "argmax of logits + per-class offsets chosen on the validation split",
             "logit_bias": bias,
-            "objective": "mean of macro-F1 and balanced accuracy on validation",
+            "objective": "macro-F1 on validation (ties: smallest offsets)",
             "validation_objective": round(objective, 5),
         },
         weights={

@@ -22,6 +22,7 @@ from core.service import LoadedModel, UploadedPhoto, load_card, load_explainer, 
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif"]
 DISPLAY_HEIGHT = 320
+BATCH_BF16 = False  # the multi-photo table uses the fp32 path, so it agrees with each photo's detail view
 PLOTLY_SCALES = {"jet": "Jet", "inferno": "Inferno", "viridis": "Viridis", "magma": "Magma", "turbo": "Turbo"}
 CLASS_COLOURS = {"Casual": "#4dabf7", "Formal": "#343a40", "Smart Casual": "#f59f00"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
@@ -53,6 +54,14 @@ def explain(
     loaded = get_model(model_name)
     assert loaded.explainer is not None
     return loaded.explainer.explain(_native, list(layers), target)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def predict_batch(model_name: str, digests: tuple[str, ...], _natives: np.ndarray) -> np.ndarray:
+    """Class probabilities for a batch of photos (no heatmaps); cached by the photos' digests."""
+    loaded = get_model(model_name)
+    assert loaded.explainer is not None
+    return loaded.explainer.predict(_natives, batch_size=64, bf16=BATCH_BF16)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -146,19 +147,26 @@ for p in photos:
 if len(photos) == 1 and good:
     render_detail(good[0], explanations(good[0]), key="single")
 elif good:
-    rows, details = [], []
+    natives = np.stack([p.native for p in good])
+    digests = tuple(p.digest for p in good)
     with st.spinner(f"Classifying {len(good)} photos …"):
-        for p in good:
-            exps = explanations(p)
-            details.append((p, exps))
-            row = {"file": p.filename}
-            for slot, name in (("a", names[0]), ("b", names[1])):
-                e = exps[slot]
-                title = get_spec(name).title
-                row[f"{title} class"] = classes[e.predicted] if e else "unavailable"
-                row[f"{title} confidence"] = float(e.probs[e.predicted]) if e else None
-            row["agree"] = bool(exps["a"] and exps["b"] and exps["a"].predicted == exps["b"].predicted)
-            rows.append(row)
+        probs = {
+            slot: _ui.predict_batch(name, digests, natives) if models[name].ok else None
+            for slot, name in (("a", names[0]), ("b", names[1]))
+        }
+    rows = []
+    for i, p in enumerate(good):
+        row = {"file": p.filename}
+        preds = {}
+        for slot, name in (("a", names[0]), ("b", names[1])):
+            title = get_spec(name).title
+            pr = probs[slot]
+            preds[slot] = None if pr is None else int(pr[i].argmax())
+            row[f"{title} class"] = "unavailable" if pr is None else classes[preds[slot]]
+            row[f"{title} confidence"] = None if pr is None else float(pr[i].max())
+        row["agree"] = preds["a"] is not None and preds["a"] == preds["b"]
+        row["notes"] = "; ".join(p.notes)
+        rows.append(row)
     table = pd.DataFrame(rows)
     st.subheader(f"Results for {len(good)} photos")
     st.dataframe(
@@ -178,6 +186,9 @@ elif good:
         mime="text/csv",
         key="dl_csv",
     )
-    for i, (p, exps) in enumerate(details):
-        with st.expander(f"{i + 1}. {_ui.plain(p.filename)}", expanded=False):
-            render_detail(p, exps, key=f"row{i}")
+    st.caption("Open a row to see its heatmaps (computed when opened).")
+    for i, p in enumerate(good):
+        box = st.expander(f"{i + 1}. {_ui.plain(p.filename)}", key=f"row_{i}_{p.digest}", on_change="rerun")
+        with box:
+            if box.open:
+                render_detail(p, explanations(p), key=f"row{i}")

@@ -42,8 +42,8 @@ def png_bomb(side: int = 20_000) -> bytes:
 def good_cases() -> dict[str, tuple[bytes, str | None]]:
     """Files that must be classified; value: (bytes, expected note fragment or None)."""
     photo = garment_photo()
-    sixteen = Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257), mode="I;16")
-    floats = Image.fromarray(np.asarray(photo.convert("L"), dtype=np.float32) / 255.0, mode="F")
+    sixteen = Image.fromarray(np.asarray(photo.convert("L"), dtype=np.uint16) * 257)
+    floats = Image.fromarray(np.asarray(photo.convert("L"), dtype=np.float32) / 255.0)
     rgba = photo.convert("RGBA")
     a = np.asarray(rgba).copy()
     a[:100, :, 3] = 0

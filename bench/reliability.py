@@ -1,0 +1,313 @@
+"""Reliability run: load, faults and hostile input, written to RELIABILITY.md.
+
+    python -m bench.reliability --sessions 20 --rounds 3 [--fuzz 3000] [--no-load]
+
+Every row says what was tried, how many times, what happened and what was lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.card import ModelCard
+from core.models import REGISTRY
+from core.preprocess import to_native
+from core.service import load_explainer, read_upload
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from image_cases import bad_cases, encode, garment_photo, good_cases  # noqa: E402
+
+log = logging.getLogger("bench.reliability")
+
+
+def fuzz(n: int, seed: int = 0) -> dict:
+    """Random and mutated bytes through the upload reader: only friendly refusals allowed."""
+    rng = random.Random(seed)
+    seeds = [encode(garment_photo(120, 160), f) for f in ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")]
+    ok = refused = crashed = 0
+    worst = 0.0
+    for k in range(n):
+        if k % 3 == 0:
+            data = rng.randbytes(rng.randint(0, 4096))
+        else:
+            data = bytearray(rng.choice(seeds))
+            for _ in range(rng.randint(1, 16)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            data = bytes(data[: rng.randint(1, len(data))])
+        t = time.perf_counter()
+        try:
+            res = read_upload("fuzz.bin", data)
+        except Exception:  # noqa: BLE001 - counting, not hiding
+            crashed += 1
+            continue
+        worst = max(worst, time.perf_counter() - t)
+        if res.error:
+            refused += 1
+        else:
+            ok += 1
+    return {"n": n, "decoded": ok, "refused_with_message": refused, "exceptions": crashed, "worst_s": worst}
+
+
+def faults() -> list[dict]:
+    """Each weights/card fault on a copy of weights/: that model disabled, the others fine."""
+    kinds = [
+        "weights missing",
+        "weights truncated",
+        "weights bit flipped",
+        "card missing",
+        "card malformed",
+        "card sha256 wrong",
+    ]
+    out = []
+    for kind in kinds:
+        for name in REGISTRY:
+            tmp = Path(tempfile.mkdtemp(prefix="dresscode-fault-"))
+            try:
+                for spec in REGISTRY.values():
+                    shutil.copy(spec.weights_file, tmp / spec.weights_file.name)
+                    shutil.copy(spec.card_file, tmp / spec.card_file.name)
+                w, c = tmp / f"{name}.safetensors", tmp / f"{name}.json"
+                if kind == "weights missing":
+                    w.unlink()
+                elif kind == "weights truncated":
+                    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+                elif kind == "weights bit flipped":
+                    b = bytearray(w.read_bytes())
+                    b[len(b) // 3] ^= 0x10
+                    w.write_bytes(bytes(b))
+                elif kind == "card missing":
+                    c.unlink()
+                elif kind == "card malformed":
+                    c.write_text('{"name": "x", "classes": ')
+                else:
+                    card = ModelCard.load(c)
+                    card.weights["sha256"] = "f" * 64
+                    card.save(c)
+                results = {n: load_explainer(n, tmp) for n in REGISTRY}
+                out.append(
+                    {
+                        "fault": kind,
+                        "model": name,
+                        "disabled_with_message": (not results[name].ok) and bool(results[name].error),
+                        "others_ok": all(r.ok for n, r in results.items() if n != name),
+                        "message": results[name].error,
+                    }
+                )
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def hostile_uploads(rounds: int) -> dict:
+    """The hostile/broken files of the app tests, each refused with its message; good ones classified."""
+    bad, good = bad_cases(), good_cases()
+    refused = classified = wrong = 0
+    for _ in range(rounds):
+        for _name, (data, fragment) in bad.items():
+            res = read_upload("x", data)
+            if res.error and fragment.lower() in res.error.lower():
+                refused += 1
+            else:
+                wrong += 1
+        for _name, (data, _) in good.items():
+            res = read_upload("x", data)
+            classified += res.error is None
+            wrong += res.error is not None
+    return {
+        "files": rounds * (len(bad) + len(good)),
+        "refused_with_message": refused,
+        "decoded": classified,
+        "unexpected": wrong,
+        "kinds": sorted(bad) + sorted(good),
+    }
+
+
+def interrupted_and_threads(n_interrupts: int, n_threads: int) -> dict:
+    """Explanations killed mid-forward never leave the lock held; threads on one model get their own results."""
+    loaded = load_explainer("resnet50")
+    ex = loaded.explainer
+    imgs = [np.asarray(to_native(garment_photo(colour=(i * 30 % 255, 40, 200 - i * 20)))) for i in range(n_threads)]
+    layer = ex.model.get_submodule("backbone.layer2")
+
+    class Killed(Exception):
+        pass
+
+    def boom(module, args, output):  # noqa: ANN001, ANN202
+        raise Killed
+
+    lock_free = 0
+    for _ in range(n_interrupts):
+        h = layer.register_forward_hook(boom)
+        try:
+            ex.explain(imgs[0], ex.layer_paths)
+        except Killed:
+            pass
+        finally:
+            h.remove()
+        lock_free += not ex.lock.locked()
+    hooks_left = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in ex.model.modules())
+    expected = [ex.explain(im, ex.layer_paths) for im in imgs]
+    got: dict[int, object] = {}
+
+    def work(i: int) -> None:
+        got[i] = ex.explain(imgs[i], ex.layer_paths)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    same = sum(
+        1
+        for i in range(n_threads)
+        if i in got
+        and all(np.allclose(got[i].maps[p], expected[i].maps[p]) for p in ex.layer_paths)
+        and np.allclose(got[i].probs, expected[i].probs)
+    )
+    return {
+        "interrupts": n_interrupts,
+        "lock_free_after": lock_free,
+        "hooks_left": hooks_left,
+        "threads": n_threads,
+        "threads_with_own_correct_result": same,
+    }
+
+
+def write_markdown(res: dict, command: str) -> str:
+    """The RELIABILITY.md text."""
+    rows = []
+    if "load" in res:
+        ld = res["load"]
+        rows.append(
+            (
+                f"{ld['sessions']} concurrent browser sessions × {ld['rounds']} rounds, each uploading its own "
+                "photo and reading back both predictions",
+                ld["requests"],
+                f"errors {ld['errors']}, cross-talk {ld['cross_talk']}, median {ld['median_s']:.1f} s, p95 "
+                f"{ld['p95_s']:.1f} s to a rendered prediction; server peak RSS {ld['peak_rss_mb']:.0f} MB, "
+                f"growth over rounds {ld['rss_growth_mb']:+.0f} MB (after each: "
+                f"{', '.join(f'{x:.0f}' for x in ld['rss_after_round_mb'])} MB); tracebacks in server log "
+                f"{ld['tracebacks_in_server_log']}",
+                "nothing" if ld["errors"] == 0 and ld["cross_talk"] == 0 else "SEE FAILURES",
+            )
+        )
+    fz = res["fuzz"]
+    rows.append(
+        (
+            "Random and mutated bytes (JPEG/PNG/GIF/BMP/WebP/TIFF seeds) through the upload reader",
+            fz["n"],
+            f"decoded {fz['decoded']}, refused with a message {fz['refused_with_message']}, other exceptions "
+            f"{fz['exceptions']}, slowest {fz['worst_s'] * 1000:.0f} ms",
+            "nothing" if fz["exceptions"] == 0 else "SEE EXCEPTIONS",
+        )
+    )
+    hu = res["hostile"]
+    rows.append(
+        (
+            "Hostile and unusual uploads: " + ", ".join(hu["kinds"]),
+            hu["files"],
+            f"refused with the expected message {hu['refused_with_message']}, decoded and classified "
+            f"{hu['decoded']}, unexpected {hu['unexpected']}",
+            "nothing" if hu["unexpected"] == 0 else "SEE",
+        )
+    )
+    by_kind: dict[str, list] = {}
+    for f in res["faults"]:
+        by_kind.setdefault(f["fault"], []).append(f)
+    for kind, fs in by_kind.items():
+        good = sum(f["disabled_with_message"] and f["others_ok"] for f in fs)
+        rows.append(
+            (
+                f"Fault: {kind} (each model in turn)",
+                len(fs),
+                f"that model disabled with a message and the others working: {good}/{len(fs)} "
+                f"(e.g. \u201c{fs[0]['message']}\u201d)",
+                "nothing" if good == len(fs) else "SEE",
+            )
+        )
+    it = res["interrupts"]
+    rows.append(
+        (
+            "Explanation killed mid-forward (a session closing or rerunning), then another session",
+            it["interrupts"],
+            f"lock free afterwards {it['lock_free_after']}/{it['interrupts']}, hooks left {it['hooks_left']}",
+            "nothing",
+        )
+    )
+    rows.append(
+        (
+            "Threads explaining different photos on one shared ResNet50",
+            it["threads"],
+            f"each got its own correct result: {it['threads_with_own_correct_result']}/{it['threads']}",
+            "nothing",
+        )
+    )
+    lines = [
+        "# Reliability",
+        "",
+        f"Run on {res['date']} with `{command}` (2 CPU cores). Server security settings and the "
+        "image-format allow list are checked by `tests/test_reliability.py` and `tests/test_browser.py`: upload "
+        'limit 25 MB enforced by the server and by `core`, error details hidden (`showErrorDetails = "none"`), '
+        "XSRF protection on, CORS at its safe default, static file serving off (repository files are not "
+        "served), and images opened only as JPEG, PNG, WebP, BMP, GIF or TIFF (never EPS, PSD, FITS, ICO …).",
+        "",
+        "| what was tried | times | what happened | what was lost |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI."""
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.reliability", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--fuzz", type=int, default=3000)
+    ap.add_argument("--no-load", action="store_true", help="skip the browser load test")
+    ap.add_argument("--out", type=Path, default=ROOT / "RELIABILITY.md")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(2)
+    res: dict = {"date": date.today().isoformat()}
+    log.info("fuzz")
+    res["fuzz"] = fuzz(args.fuzz)
+    log.info("hostile uploads")
+    res["hostile"] = hostile_uploads(5)
+    log.info("faults")
+    res["faults"] = faults()
+    log.info("interrupts and threads")
+    res["interrupts"] = interrupted_and_threads(20, 8)
+    if not args.no_load:
+        from bench.load import run_load
+
+        log.info("load: %d sessions × %d rounds", args.sessions, args.rounds)
+        res["load"] = run_load(args.sessions, args.rounds)
+    command = "python -m bench.reliability " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = write_markdown(res, command.strip())
+    args.out.write_text(text)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""The benchmark and reliability scripts run end to end (quick mode, tiny fixture data).
+
+They measure nothing here: timings are never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.models import REGISTRY
+
+pytestmark = pytest.mark.skipif(
+    not all(s.weights_file.is_file() for s in REGISTRY.values()), reason="shipped weights are not present"
+)
+
+KEYS = [
+    "explain_one_ms",
+    "ratio_vs_pytorch_grad_cam",
+    "ratio_vs_torchcam",
+    "map_correlation_min",
+    "strip_over_single",
+    "batch_images_per_s",
+    "startup_s",
+    "rss_mb",
+]
+
+
+def test_bench_runs_on_the_tiny_fixture(tiny_dataset: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    pytest.importorskip("pytorch_grad_cam")
+    pytest.importorskip("torchcam")
+    from bench.__main__ import main
+
+    monkeypatch.setenv("DRESSCODE_DATA", str(tiny_dataset))
+    out = tmp_path / "bench.json"
+    assert main(["--json", str(out), "--quick"]) == 0
+    res = json.loads(out.read_text())
+    for key in KEYS:
+        assert isinstance(res[key], float) and res[key] > 0, key
+    assert res["peers"]["layer"] == "backbone.layer4"
+    assert res["strip"]["strip_maps_equal_single_calls"] is True
+    assert set(res["training"]) == set(REGISTRY)
+    printed = capsys.readouterr().out
+    assert "| benchmark | result | target |" in printed and "Checks:" in printed
+
+
+def test_reliability_script_runs_without_the_browser_part(tmp_path: Path) -> None:
+    from bench.reliability import main
+
+    out = tmp_path / "RELIABILITY.md"
+    assert main(["--no-load", "--fuzz", "60", "--out", str(out), "--json", str(tmp_path / "r.json")]) == 0
+    text = out.read_text()
+    assert "| what was tried | times | what happened | what was lost |" in text
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["fuzz"]["exceptions"] == 0
+    assert res["hostile"]["unexpected"] == 0
+    assert all(f["disabled_with_message"] and f["others_ok"] for f in res["faults"])
+    assert res["interrupts"]["lock_free_after"] == res["interrupts"]["interrupts"]
+    assert res["interrupts"]["threads_with_own_correct_result"] == res["interrupts"]["threads"]
