@@ -51,11 +51,11 @@ def app() -> AppTest:
 
 
 def image_urls(at: AppTest) -> list[str]:
-    return [img.url for el in at.get("imgs") for img in el.proto.imgs]
+    return [url for el in at.get("image") for url in el.value]
 
 
 def image_captions(at: AppTest) -> list[str]:
-    return [img.caption for el in at.get("imgs") for img in el.proto.imgs]
+    return [c for el in at.get("image") for c in el.captions]
 
 
 @pytest.mark.parametrize("page", PAGES)
