@@ -35,7 +35,7 @@ from PIL import Image
 
 from core.data import find_default_data_dir, load_styles
 from core.gradcam import GradCamExplainer
-from core.inference import to_float_batch
+from core.inference import BATCH_BF16, to_float_batch
 from core.models import REGISTRY, weights_dir
 from core.service import load_explainer, read_upload
 
@@ -312,12 +312,16 @@ def table(res: dict) -> str:
             f"{s['strip_over_earliest_single']:.2f}×; {s['strip_over_per_layer_calls']:.2f}×",
             "—",
         ),
-        ("Batch of 256, both models, fp32", f"{b['fp32']['images_per_s']:.0f} images/s", "—"),
         (
-            "Batch of 256, both models, bf16 + channels_last (app path)",
+            "Batch of 256, both models, fp32" + (" (app path)" if not BATCH_BF16 else ""),
+            f"{b['fp32']['images_per_s']:.0f} images/s",
+            "≥ 150 images/s" if not BATCH_BF16 else "—",
+        ),
+        (
+            "Batch of 256, both models, bf16 + channels_last" + (" (app path)" if BATCH_BF16 else ""),
             f"{b['bf16']['images_per_s']:.0f} images/s "
             f"(argmax changes vs fp32: {b['argmax_differences_bf16_vs_fp32']})",
-            "≥ 150 images/s",
+            "≥ 150 images/s" if BATCH_BF16 else "—",
         ),
         ("Start-up to first prediction (2 models)", f"{st_['startup_s_median']:.2f} s", "≤ 6 s"),
         ("Resident memory, all 3 models loaded", f"{st_['rss_mb_all_models']:.0f} MB", "≤ 1.5 GB"),
@@ -378,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             res["peers"]["correlation_vs_pytorch_grad_cam"], res["peers"]["correlation_vs_torchcam"]
         ),
         "strip_over_single": res["strip"]["strip_over_single"],
-        "batch_images_per_s": res["batch"]["bf16"]["images_per_s"],
+        "batch_images_per_s": res["batch"]["bf16" if BATCH_BF16 else "fp32"]["images_per_s"],  # the app's path
         "startup_s": res["startup"]["startup_s_median"],
         "rss_mb": res["startup"]["rss_mb_all_models"],
     }

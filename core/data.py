@@ -225,6 +225,19 @@ def get_or_make_split(catalog: Catalog, split_file: Path = DEFAULT_SPLIT_FILE, s
     """
     split_file = Path(split_file)
     if split_file.is_file():
+        meta = json.loads(split_file.read_text()).get("meta", {})
+        if meta.get("label_column", catalog.label_column) != catalog.label_column or list(
+            meta.get("classes", catalog.classes)
+        ) != list(catalog.classes):
+            log.warning(
+                "%s was made for %s %s; making a fresh split for %s %s (pass --split-file to save one)",
+                split_file,
+                meta.get("label_column"),
+                meta.get("classes"),
+                catalog.label_column,
+                list(catalog.classes),
+            )
+            return make_split(catalog, seed=seed)
         saved = load_split(split_file)
         have = set(catalog.ids)
         split = {s: [i for i in saved[s] if i in have] for s in SPLITS}

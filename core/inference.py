@@ -9,6 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
+# The app's multi-photo table: fp32, so each row agrees with that photo's own (fp32) explanation.
+# bench/ measures the bf16 + channels-last alternative and counts the argmax changes it would bring.
+BATCH_BF16 = False
+
 
 def to_float_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``N×H×W×3`` array (or ``N×3×H×W`` tensor) → float ``N×3×H×W`` in [0, 1]."""

@@ -99,7 +99,7 @@ def majority_baseline(y_true: Sequence[int], classes: Sequence[str], majority: i
 
 
 def choose_logit_bias(
-    logits: np.ndarray, y_true: Sequence[int], grid: Sequence[float] = tuple(np.arange(-1.0, 3.01, 0.25))
+    logits: np.ndarray, y_true: Sequence[int], grid: Sequence[float] = tuple(np.arange(-3.0, 3.01, 0.25))
 ) -> tuple[list[float], float]:
     """Pick per-class logit offsets (class 0 fixed at 0) on *validation* data.
 

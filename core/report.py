@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from core.card import ModelCard, WeightsError
 from core.models import REGISTRY
@@ -56,8 +57,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(prog="python -m core.report", description=__doc__)
     p.add_argument("--split", choices=["val", "test"], default="test")
+    p.add_argument("--readme", type=Path, default=None, help="rewrite the metrics block of this README")
     args = p.parse_args(argv)
-    print(metrics_markdown(args.split))  # noqa: T201 - CLI output
+    table = metrics_markdown(args.split)
+    print(table)  # noqa: T201 - CLI output
+    if args.readme:
+        a, b = "<!-- metrics:start -->", "<!-- metrics:end -->"
+        body = args.readme.read_text()
+        block = (
+            f"{a}\nOn the saved **{args.split}** split, with each card's validation-chosen decision rule "
+            f"(`python -m core.report --readme README.md`; 95% bootstrap intervals in brackets):\n\n"
+            f"{table}\n{b}"
+        )
+        body = body[: body.index(a)] + block + body[body.index(b) + len(b) :]
+        args.readme.write_text(body)
     return 0
 
 

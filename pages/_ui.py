@@ -16,13 +16,13 @@ import streamlit as st
 
 from core.data import DATA_ENV_VAR, find_default_data_dir, load_styles
 from core.gradcam import Explanation
+from core.inference import BATCH_BF16
 from core.models import REGISTRY, get_spec
 from core.overlay import colorize, enlarge, normalise, overlay, png_bytes
 from core.service import LoadedModel, UploadedPhoto, load_card, load_explainer, read_upload
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif"]
 DISPLAY_HEIGHT = 320
-BATCH_BF16 = False  # the multi-photo table uses the fp32 path, so it agrees with each photo's detail view
 PLOTLY_SCALES = {"jet": "Jet", "inferno": "Inferno", "viridis": "Viridis", "magma": "Magma", "turbo": "Turbo"}
 CLASS_COLOURS = {"Casual": "#4dabf7", "Formal": "#343a40", "Smart Casual": "#f59f00"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")

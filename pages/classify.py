@@ -113,7 +113,7 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             with right:
                 _ui.raw_map_chart(
                     exp.maps[layers[slot]],
-                    vmax * _raw_ratio(exp, layers[slot]),
+                    vmax,
                     cmap,
                     key=f"raw_{key}_{slot}",
                     title="raw map (layer resolution)",
@@ -125,13 +125,6 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
                 mime="image/png",
                 key=f"dl_{key}_{slot}",
             )
-
-
-def _raw_ratio(exp, layer: str) -> float:  # noqa: ANN001
-    """Raw-map max over displayed-map max, so the raw chart uses the same scale as the overlay."""
-    raw_top = float(exp.maps[layer].max())
-    shown_top = _ui.cam_top(exp, layer, smooth)
-    return raw_top / shown_top if shown_top > 0 else 1.0
 
 
 if not files:
