@@ -17,19 +17,12 @@ from pathlib import Path
 import pytest
 from image_cases import encode, garment_photo
 
+from bench.load import CHROMIUM, CHROMIUM_ARGS
 from core.models import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "fashion-small"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/lib/chromium/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
