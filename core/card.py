@@ -142,7 +142,7 @@ def load_model(name: str, weights_dir: Path | None = None, verify: bool = True) 
         raise WeightsError(f"weights file {weights_path.name} cannot be read ({exc.__class__.__name__})") from None
     model = spec.builder(len(card.classes), "none")
     try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        model.load_state_dict(state)  # copies into the fp32 parameters, converting fp16 tensor by tensor
     except RuntimeError:
         raise WeightsError(f"weights file {weights_path.name} does not fit the {name} architecture") from None
     model.eval()

@@ -23,6 +23,7 @@ from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
+from core.fastpath import FastBatchPredictor
 from core.inference import apply_decision_rule, predict_logits, to_float_batch
 from core.models import DressCodeNet, ModelSpec
 
@@ -75,19 +76,31 @@ class GradCamExplainer:
         self.lock = threading.Lock()
         bias = torch.zeros(len(self.classes)) if logit_bias is None else torch.tensor(logit_bias, dtype=torch.float32)
         self._bias = bias
+        self._fast: FastBatchPredictor | None = None  # built on first fast predict
 
     @property
     def layer_paths(self) -> list[str]:
         """The registered Grad-CAM layers, early to late."""
         return [c.path for c in self.spec.cam_layers]
 
-    def predict(self, images: np.ndarray, batch_size: int = 64, bf16: bool = False) -> np.ndarray:
+    @property
+    def fast_rechecked(self) -> int:
+        """Rows the last fast ``predict`` re-ran in fp32 (near ties)."""
+        return 0 if self._fast is None else self._fast.rechecked
+
+    def predict(self, images: np.ndarray, batch_size: int = 128, fast: bool = False) -> np.ndarray:
         """Probabilities (decision rule applied) for uint8 ``N×H×W×3`` native images.
 
-        ``bf16``: bfloat16 autocast with channels-last inputs, the fast batch path (see bench/).
+        ``fast``: the folded bfloat16 copy with fp32 re-checks of near ties
+        (:class:`core.fastpath.FastBatchPredictor`) — same predicted class as the default fp32 path.
         """
         with self.lock:
-            logits = predict_logits(self.model, images, batch_size=batch_size, bf16=bf16)
+            if fast:
+                if self._fast is None:
+                    self._fast = FastBatchPredictor(self.model)
+                logits = self._fast.logits(images, self.logit_bias, batch_size=batch_size)
+            else:
+                logits = predict_logits(self.model, images, batch_size=batch_size)
         return apply_decision_rule(logits, self.logit_bias)
 
     def explain(self, image: np.ndarray, layers: Sequence[str] | None = None, target: int | None = None) -> Explanation:

@@ -1,0 +1,123 @@
+"""core.fastpath: BatchNorm folding is exact, near ties are re-run in fp32, the class never changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_gradcam import images
+from torch import nn
+
+from core.fastpath import FastBatchPredictor, fold_batchnorm
+from core.gradcam import GradCamExplainer
+from core.inference import apply_decision_rule, predict_logits
+from core.models import DressCodeNet, Preprocessing, dense_head, get_spec
+
+
+def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial statistics and affine parameters (fresh ones are identities)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def resnet() -> DressCodeNet:
+    torch.manual_seed(0)
+    return randomise_batchnorm(get_spec("resnet50").builder(3, "none"))
+
+
+def test_fold_resnet50_is_exact(resnet: DressCodeNet) -> None:
+    folded, fused = fold_batchnorm(resnet)
+    assert fused == 53  # stem + 16 bottlenecks × 3 + 4 downsample branches
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in resnet.modules())  # the original is untouched
+    x = torch.rand(3, 3, 80, 60)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), resnet(x), rtol=1e-4, atol=1e-4)
+
+
+def test_fold_effnet_is_exact() -> None:
+    torch.manual_seed(0)
+    model = get_spec("effnet_lite0").builder(3, "imagenet").eval()
+    folded, fused = fold_batchnorm(model)
+    assert fused == 49  # stem + first block × 2 + 15 blocks × 3 + conv head
+    x = torch.rand(2, 3, 80, 60)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+class BnFirst(nn.Module):
+    """Registers conv before bn but applies bn first: registration order lies about the data flow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.bn(x))
+
+
+def test_folding_that_changes_outputs_is_refused() -> None:
+    torch.manual_seed(0)
+    model = DressCodeNet(Preprocessing(), randomise_batchnorm(BnFirst()), dense_head(3, 3, hidden=8)).eval()
+    assert fold_batchnorm(model)[1] == 1  # the naive fold happens …
+    fast = FastBatchPredictor(model)
+    assert fast.fused == 0  # … but the numeric check rejects it
+    imgs = images(6)
+    z32 = predict_logits(model, imgs)
+    np.testing.assert_allclose(fast.fast_logits(imgs), z32, rtol=0.05, atol=0.05)
+
+
+def test_same_class_as_fp32_and_near_ties_rechecked(resnet: DressCodeNet) -> None:
+    imgs = images(12, seed=3)
+    z32 = predict_logits(resnet, imgs)
+    zf = FastBatchPredictor(resnet).fast_logits(imgs)
+    # an untrained ResNet50 with random statistics is far less tame in bf16 than the shipped one
+    # (bench measures that one); the guarantee holds whenever the margin exceeds twice the error
+    fast = FastBatchPredictor(resnet, margin=2.5 * float(np.abs(zf - z32).max()))
+    # a bias that puts rows right at ties: the fast path must still give fp32's classes
+    bias = [0.0, float(np.median(z32[:, 0] - z32[:, 1])), float(np.median(z32[:, 0] - z32[:, 2]))]
+    z = fast.logits(imgs, bias)
+    expected = apply_decision_rule(z32, bias).argmax(1)
+    np.testing.assert_array_equal(apply_decision_rule(z, bias).argmax(1), expected)
+    adjusted = np.sort(zf + np.asarray(bias, dtype=np.float32), axis=1)
+    close = adjusted[:, -1] - adjusted[:, -2] < fast.margin
+    assert fast.rechecked == int(close.sum()) > 0
+    np.testing.assert_allclose(z[close], z32[close], rtol=1e-5, atol=1e-4)  # re-run rows carry fp32 logits
+
+
+def test_margin_extremes(resnet: DressCodeNet) -> None:
+    imgs = images(5, seed=1)
+    z32 = predict_logits(resnet, imgs)
+    everything = FastBatchPredictor(resnet, margin=float("inf"))
+    np.testing.assert_allclose(everything.logits(imgs), z32, rtol=1e-5, atol=1e-4)
+    assert everything.rechecked == 5
+    nothing = FastBatchPredictor(resnet, margin=0.0)
+    nothing.logits(imgs)
+    assert nothing.rechecked == 0
+    assert nothing.logits(imgs[:0]).shape[0] == 0
+
+
+def test_explainer_fast_predict_matches_and_leaves_model_alone() -> None:
+    torch.manual_seed(0)
+    model = get_spec("effnet_lite0").builder(3, "imagenet").eval()  # ImageNet backbone: tame in bf16
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ex = GradCamExplainer(model, get_spec("effnet_lite0"), ["a", "b", "c"], logit_bias=[0.0, -0.05, 0.05])
+    imgs = images(8, seed=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    slow, quick = ex.predict(imgs), ex.predict(imgs, fast=True)
+    np.testing.assert_array_equal(quick.argmax(1), slow.argmax(1))
+    np.testing.assert_allclose(quick, slow, atol=0.02)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert ex.explain(imgs[0]).predicted == int(slow[0].argmax())
