@@ -94,6 +94,10 @@ def train_one_epoch(
     model.train()
     if frozen:
         model.backbone.eval()
+    elif args.freeze_bn:
+        for m in model.backbone.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()  # keep the pretrained statistics: small, class-balanced batches would skew them
     aug = make_augmenter(aug_params, images.shape[1:3])
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else nullcontext()
     total, correct, loss_sum = 0, 0, 0.0
@@ -162,6 +166,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--freeze-epochs", type=int, help="epochs with a frozen backbone (pretrained only)")
     p.add_argument("--epoch-size", type=int, help="images drawn per epoch")
+    p.add_argument(
+        "--freeze-bn",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="after unfreezing, keep the backbone's BatchNorm statistics as they were (eval mode)",
+    )
     p.add_argument(
         "--balance",
         choices=["sampler", "copies"],

@@ -1,0 +1,48 @@
+"""core.train.train_one_epoch: the backbone's BatchNorm statistics move only when they should."""
+
+from __future__ import annotations
+
+import argparse
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core.augment import AugmentParams
+from core.models import DressCodeNet, Preprocessing, dense_head
+from core.train import set_backbone_trainable, train_one_epoch
+
+
+def small_net() -> DressCodeNet:
+    torch.manual_seed(0)
+    backbone = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 8, 3, padding=1), bn=nn.BatchNorm2d(8), relu=nn.ReLU()))
+    return DressCodeNet(Preprocessing(), backbone, dense_head(8, 3, hidden=8))
+
+
+@pytest.mark.parametrize(
+    ("frozen", "freeze_bn", "stats_move", "weights_move"),
+    [
+        (True, False, False, False),  # frozen backbone: nothing in it changes
+        (False, True, False, True),  # fine-tuning with frozen BN: weights learn, statistics stay
+        (False, False, True, True),  # plain fine-tuning: both move
+    ],
+)
+def test_batchnorm_statistics(frozen: bool, freeze_bn: bool, stats_move: bool, weights_move: bool) -> None:
+    model = small_net()
+    set_backbone_trainable(model, not frozen)
+    bn, conv = model.backbone.bn, model.backbone.conv
+    mean0, w0 = bn.running_mean.clone(), conv.weight.detach().clone()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (16, 80, 60, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 16)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    args = argparse.Namespace(batch_size=8, bf16=False, channels_last=False, label_smoothing=0.0, freeze_bn=freeze_bn)
+    train_one_epoch(
+        model, images, labels, np.arange(16), opt, sched, args, False, AugmentParams(), None, frozen, float("inf")
+    )
+    assert (not torch.equal(bn.running_mean, mean0)) == stats_move
+    assert (not torch.equal(conv.weight, w0)) == weights_move
