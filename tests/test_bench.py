@@ -42,6 +42,9 @@ def test_bench_runs_on_the_tiny_fixture(tiny_dataset: Path, tmp_path: Path, monk
     assert res["peers"]["layer"] == "backbone.layer4"
     assert res["strip"]["strip_maps_equal_single_calls"] is True
     assert set(res["training"]) == set(REGISTRY)
+    # the app's fast batch path gives the plain fp32 path's classes
+    assert res["batch"]["argmax_differences_fast_vs_fp32"] == {"baseline": 0, "resnet50": 0}
+    assert "skipped" in res["batch"]["splits"]  # the fixture holds none of the cards' split images
     printed = capsys.readouterr().out
     assert "| benchmark | result | target |" in printed and "Checks:" in printed
 
