@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from core.inference import predict_logits, to_float_batch
+from core.inference import BATCH_SIZE, predict_logits, to_float_batch
 from core.models import DressCodeNet
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 # Rows whose best and second-best (rule-adjusted) logits are closer than this are re-run in
 # fp32. ``python -m bench`` measures the largest bf16-vs-fp32 logit difference on the
 # validation split and prints it next to this value; it must stay well below half of it.
-TIE_MARGIN = 0.5
+TIE_MARGIN = 0.75
 
 
 def fold_batchnorm(module: nn.Module) -> tuple[nn.Module, int]:
@@ -66,11 +67,11 @@ class FastBatchPredictor:
         for p in folded.parameters():
             p.requires_grad_(False)
         self.adapter = folded.adapter  # resizing and normalisation stay in fp32 …
-        self.backbone = folded.backbone.to(dtype=dtype, memory_format=torch.channels_last)
         self.head = folded.head  # … and so does the small head, so logits are not rounded to bf16
+        self.backbone = _frozen_graph(folded.backbone.to(dtype=dtype, memory_format=torch.channels_last), dtype)
         self.rechecked = 0  # rows re-run in fp32 by the last call
 
-    def fast_logits(self, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    def fast_logits(self, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """bfloat16 logits for uint8 ``N×H×W×3`` images, no re-check."""
         out = []
         with torch.inference_mode():
@@ -81,7 +82,7 @@ class FastBatchPredictor:
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def logits(
-        self, images: np.ndarray, logit_bias: Sequence[float] | None = None, batch_size: int = 128
+        self, images: np.ndarray, logit_bias: Sequence[float] | None = None, batch_size: int = BATCH_SIZE
     ) -> np.ndarray:
         """Logits whose rule-adjusted argmax equals the fp32 path's: fast logits, with every row
         whose top two scores are within ``margin`` replaced by its fp32 logits."""
@@ -96,6 +97,21 @@ class FastBatchPredictor:
         if len(close):
             z[close] = predict_logits(self.reference, images[close], batch_size=batch_size)
         return z
+
+
+def _frozen_graph(backbone: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """The backbone traced and frozen by TorchScript (oneDNN fuses convolutions with the ReLUs
+    and additions after them: same numbers, ~10% faster); the eager module if that fails."""
+    x = torch.zeros(2, 3, 160, 120, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+            frozen = torch.jit.freeze(torch.jit.trace(backbone, x))
+            if torch.equal(frozen(x), backbone(x)):
+                return frozen
+    except Exception as exc:  # tracing is an optimisation only
+        log.info("backbone not traced (%s); running it eagerly", exc.__class__.__name__)
+    return backbone
 
 
 def _same_function(a: nn.Module, b: nn.Module, atol: float = 1e-3) -> bool:

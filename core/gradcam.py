@@ -88,7 +88,7 @@ class GradCamExplainer:
         """Rows the last fast ``predict`` re-ran in fp32 (near ties)."""
         return 0 if self._fast is None else self._fast.rechecked
 
-    def predict(self, images: np.ndarray, batch_size: int = 128, fast: bool = False) -> np.ndarray:
+    def predict(self, images: np.ndarray, batch_size: int = 64, fast: bool = False) -> np.ndarray:
         """Probabilities (decision rule applied) for uint8 ``N×H×W×3`` native images.
 
         ``fast``: the folded bfloat16 copy with fp32 re-checks of near ties
@@ -97,7 +97,7 @@ class GradCamExplainer:
         with self.lock:
             if fast:
                 if self._fast is None:
-                    self._fast = FastBatchPredictor(self.model)
+                    self._fast = FastBatchPredictor(self.model, margin=self.spec.tie_margin)
                 logits = self._fast.logits(images, self.logit_bias, batch_size=batch_size)
             else:
                 logits = predict_logits(self.model, images, batch_size=batch_size)

@@ -12,6 +12,7 @@ from torch import nn
 # The app's multi-photo table uses the fast path (core.fastpath): folded bfloat16 weights, with
 # near ties re-run in fp32, so each row's class is the one its own fp32 explanation shows.
 BATCH_FAST = True
+BATCH_SIZE = 16  # images per forward pass in the table: small batches stay in cache (bench/ measures it)
 
 
 def to_float_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:

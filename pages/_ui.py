@@ -16,7 +16,7 @@ import streamlit as st
 
 from core.data import DATA_ENV_VAR, find_default_data_dir, load_styles
 from core.gradcam import Explanation
-from core.inference import BATCH_FAST
+from core.inference import BATCH_FAST, BATCH_SIZE
 from core.models import REGISTRY, get_spec
 from core.overlay import colorize, enlarge, normalise, overlay, png_bytes
 from core.service import LoadedModel, UploadedPhoto, load_card, load_explainer, read_upload
@@ -61,7 +61,7 @@ def predict_batch(model_name: str, digests: tuple[str, ...], _natives: np.ndarra
     """Class probabilities for a batch of photos (no heatmaps); cached by the photos' digests."""
     loaded = get_model(model_name)
     assert loaded.explainer is not None
-    return loaded.explainer.predict(_natives, fast=BATCH_FAST)
+    return loaded.explainer.predict(_natives, batch_size=BATCH_SIZE, fast=BATCH_FAST)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
