@@ -36,14 +36,13 @@ from PIL import Image
 
 from core.data import find_default_data_dir, load_native_images, load_styles
 from core.gradcam import GradCamExplainer
-from core.inference import to_float_batch
+from core.inference import BATCH_SIZE, to_float_batch
 from core.models import REGISTRY, weights_dir
 from core.service import load_explainer, read_upload
 
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS = ("baseline", "resnet50")
-BATCH_SIZE = 128  # the app's batch size for the multi-photo table (pages/_ui.py)
 
 
 def timed(fn: Callable[[], object], reps: int, warmup: int = 2) -> dict[str, float]:
@@ -222,7 +221,7 @@ def check_fast_path_on_splits(explainers: dict[str, GradCamExplainer], n_error: 
     out: dict = {}
     for name, ex in explainers.items():
         _, card = load_model(name)
-        fast = FastBatchPredictor(ex.model)
+        fast = FastBatchPredictor(ex.model, margin=ex.spec.tie_margin)
         row: dict = {"margin": fast.margin}
         for split in ("val", "test"):
             stored = card.predictions.get(split) or {"ids": [], "pred": ""}
