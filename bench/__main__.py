@@ -194,7 +194,7 @@ def bench_batch(explainers: dict[str, GradCamExplainer], files: list[tuple[str, 
             for name, ex in explainers.items():
                 preds[mode][name] = ex.predict(imgs, batch_size=BATCH_SIZE, fast=mode == "fast").argmax(1)
                 if mode == "fast":
-                    rechecked[name] = ex.fast_rechecked
+                    rechecked[name] = ex.fast_predictor.rechecked
 
         t = timed(once, reps, warmup=1)
         out[mode] = {**t, "images_per_s": len(files) / (t["median_ms"] / 1000)}
@@ -209,9 +209,8 @@ def bench_batch(explainers: dict[str, GradCamExplainer], files: list[tuple[str, 
 def check_fast_path_on_splits(explainers: dict[str, GradCamExplainer], n_error: int) -> dict:
     """The fast path against the fp32 predictions stored in each model card (validation and test
     splits), with and without the fp32 re-check, and its largest logit error on validation images."""
-    from core.card import load_model
-    from core.fastpath import FastBatchPredictor
     from core.inference import apply_decision_rule, predict_logits
+    from core.service import load_card
 
     root = find_default_data_dir()
     if root is None:
@@ -220,8 +219,10 @@ def check_fast_path_on_splits(explainers: dict[str, GradCamExplainer], n_error: 
     present = set(catalog.ids)
     out: dict = {}
     for name, ex in explainers.items():
-        _, card = load_model(name)
-        fast = FastBatchPredictor(ex.model, margin=ex.spec.tie_margin)
+        card, _ = load_card(name)
+        if card is None:
+            continue
+        fast = ex.fast_predictor  # the app's own fast copy, as bench_batch used it
         row: dict = {"margin": fast.margin}
         for split in ("val", "test"):
             stored = card.predictions.get(split) or {"ids": [], "pred": ""}

@@ -69,7 +69,8 @@ class FastBatchPredictor:
             p.requires_grad_(False)
         self.adapter = folded.adapter  # resizing and normalisation stay in fp32 …
         self.head = folded.head  # … and so does the small head, so logits are not rounded to bf16
-        self.backbone = _frozen_graph(folded.backbone.to(dtype=dtype, memory_format=torch.channels_last), dtype)
+        backbone = folded.backbone.to(dtype=dtype, memory_format=torch.channels_last)
+        self.backbone = _frozen_graph(backbone, torch.zeros(2, 3, *self.adapter.size_hw, dtype=dtype))
         self.rechecked = 0  # rows re-run in fp32 by the last call
 
     def fast_logits(self, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
@@ -100,10 +101,11 @@ class FastBatchPredictor:
         return z
 
 
-def _frozen_graph(backbone: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """The backbone traced and frozen by TorchScript (oneDNN fuses convolutions with the ReLUs
-    and additions after them: same numbers, ~10% faster); the eager module if that fails."""
-    x = torch.zeros(2, 3, 160, 120, dtype=dtype).contiguous(memory_format=torch.channels_last)
+def _frozen_graph(backbone: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The backbone traced (on ``example``, shaped like its input) and frozen by TorchScript
+    (oneDNN fuses convolutions with the ReLUs and additions after them: same numbers, ~10%
+    faster); the eager module if that fails."""
+    x = example.contiguous(memory_format=torch.channels_last)
     try:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TorchScript's deprecation notice
@@ -116,14 +118,6 @@ def _frozen_graph(backbone: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 def _same_function(a: nn.Module, b: nn.Module, atol: float = 1e-3) -> bool:
-    """True when two modules give the same outputs on a fixed random batch (fp32)."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(4, 3, 80, 60, generator=g)
-    modes = {m: m.training for m in a.modules()}
-    try:
-        with torch.inference_mode():
-            ya, yb = a.eval()(x), b.eval()(x)
-    finally:
-        for m, was in modes.items():
-            m.training = was
-    return bool(torch.allclose(ya, yb, rtol=1e-3, atol=atol))
+    """True when two models give the same fp32 logits on a fixed batch of random images."""
+    images = np.random.default_rng(0).integers(0, 256, (4, 80, 60, 3), dtype=np.uint8)
+    return bool(np.allclose(predict_logits(a, images), predict_logits(b, images), rtol=1e-3, atol=atol))

@@ -84,9 +84,15 @@ class GradCamExplainer:
         return [c.path for c in self.spec.cam_layers]
 
     @property
-    def fast_rechecked(self) -> int:
-        """Rows the last fast ``predict`` re-ran in fp32 (near ties)."""
-        return 0 if self._fast is None else self._fast.rechecked
+    def fast_predictor(self) -> FastBatchPredictor:
+        """The folded bfloat16 batch copy of the model (built on first use)."""
+        with self.lock:
+            return self._fast_predictor()
+
+    def _fast_predictor(self) -> FastBatchPredictor:
+        if self._fast is None:
+            self._fast = FastBatchPredictor(self.model, margin=self.spec.tie_margin)
+        return self._fast
 
     def predict(self, images: np.ndarray, batch_size: int = 64, fast: bool = False) -> np.ndarray:
         """Probabilities (decision rule applied) for uint8 ``N×H×W×3`` native images.
@@ -96,9 +102,7 @@ class GradCamExplainer:
         """
         with self.lock:
             if fast:
-                if self._fast is None:
-                    self._fast = FastBatchPredictor(self.model, margin=self.spec.tie_margin)
-                logits = self._fast.logits(images, self.logit_bias, batch_size=batch_size)
+                logits = self._fast_predictor().logits(images, self.logit_bias, batch_size=batch_size)
             else:
                 logits = predict_logits(self.model, images, batch_size=batch_size)
         return apply_decision_rule(logits, self.logit_bias)
