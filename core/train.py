@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from core.augment import AugmentParams, augment_batch, balance_with_copies, balanced_sampler_indices, make_augmenter
@@ -190,6 +191,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--max-train", type=int, default=None, help="cap the training images (smoke tests)")
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--average-last",
+        type=int,
+        default=0,
+        help="also average the weights of the last K epochs (SWA); kept if its validation macro-F1 is best",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals")
     return p
 
@@ -278,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
 
     history: list[dict] = []
     best = {"score": -1.0, "epoch": -1, "state": None}
+    averaged: AveragedModel | None = None  # running mean of the last --average-last epochs' weights
     start_epoch = 0
     ckpt_path = args.runs / args.model / "last.pt"
     if args.resume and ckpt_path.is_file():
@@ -287,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
         scheduler.load_state_dict(ck["scheduler"])
         history, best, start_epoch = ck["history"], ck["best"], ck["epoch"] + 1
         t_start -= ck.get("elapsed", 0.0)
+        if ck.get("averaged") is not None:
+            averaged = AveragedModel(model, use_buffers=True)
+            averaged.load_state_dict(ck["averaged"])
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
     deadline = t_start + (args.time_budget * 60 if args.time_budget else float("inf"))
     rng = np.random.default_rng(args.seed + start_epoch)
@@ -336,6 +347,19 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
         log.info("epoch %d: %s", epoch + 1, {k: v for k, v in row.items() if k != "epoch"})
         if rep["macro_f1"] > best["score"]:
             best = {"score": rep["macro_f1"], "epoch": epoch + 1, "state": copy.deepcopy(model.state_dict())}
+        if args.average_last and epoch >= args.epochs - args.average_last:
+            if averaged is None:
+                averaged = AveragedModel(model, use_buffers=True)
+            averaged.update_parameters(model)  # frozen or live BN: buffers are averaged too
+            n_avg = int(averaged.n_averaged)
+            avg_pred = evaluate_logits(averaged.module, images["val"], args.bf16).argmax(1)
+            avg_rep = classification_report(labels["val"], avg_pred, args.classes, n_boot=0)
+            row["average_of_last"] = n_avg
+            row["average_val_macro_f1"] = round(avg_rep["macro_f1"], 5)
+            log.info("average of the last %d epochs: validation macro-F1 %.4f", n_avg, avg_rep["macro_f1"])
+            if avg_rep["macro_f1"] > best["score"]:
+                state = copy.deepcopy(averaged.module.state_dict())
+                best = {"score": avg_rep["macro_f1"], "epoch": epoch + 1, "state": state, "averaged": n_avg}
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(
             {
@@ -345,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
                 "epoch": epoch,
                 "history": history,
                 "best": best,
+                "averaged": None if averaged is None else averaged.state_dict(),
                 "args": vars(args),
                 "elapsed": time.time() - t_start,
             },
@@ -394,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             "distilled_from": args.distill_from,
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "best_epoch": best["epoch"],
+            "best_is_average_of_last_epochs": best.get("averaged"),
             "epochs_run": len(history),
             "wall_time_s": round(time.time() - t_start, 1),
             "train_images_per_s": round(train_seen / max(train_time, 1e-9), 1),

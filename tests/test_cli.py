@@ -270,3 +270,25 @@ def test_split_file_made_once_and_reused(trained: TrainedRun) -> None:
     doc = json.loads(trained.split_file.read_text())
     assert doc["meta"]["seed"] == 42 and doc["meta"]["classes"] == CLASSES
     assert sorted(i for s in SPLITS for i in doc[s]) == sorted(load_styles(trained.data).ids)
+
+
+def test_average_last_epochs(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    argv = train_argv(tiny_dataset, tmp_path, "--epochs", "3", "--max-train", "40", "--average-last", "2")
+    assert train.main(argv) == 0
+    card = ModelCard.load(tmp_path / "weights" / "baseline.json")
+    assert [r.get("average_of_last") for r in card.history] == [None, 1, 2]
+    assert all(0.0 <= r["average_val_macro_f1"] <= 1.0 for r in card.history[1:])
+    ck = torch.load(tmp_path / "runs" / "baseline" / "last.pt", map_location="cpu", weights_only=False)
+    assert int(ck["averaged"]["n_averaged"]) == 2
+    shipped = load_file(tmp_path / "weights" / "baseline.safetensors")
+    averaged = {k.removeprefix("module."): v for k, v in ck["averaged"].items() if k.startswith("module.")}
+    same = all(torch.equal(shipped[k].float(), averaged[k].float()) for k in shipped)
+    # the average is shipped exactly when its validation macro-F1 beat every single epoch's
+    assert same == (card.training["best_is_average_of_last_epochs"] == 2)
+    single_best = max(r["val_macro_f1"] for r in card.history)
+    best_avg = max(r["average_val_macro_f1"] for r in card.history[1:])
+    assert same == (best_avg > single_best)
+    capsys.readouterr()
