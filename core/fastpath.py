@@ -8,12 +8,22 @@ for the baseline (``bench`` measures it on validation images), so a row whose to
 (decision-rule) scores are further apart than the model's margin (``ModelSpec.tie_margin``,
 more than twice that) cannot change class. Rows closer than that are recomputed on the fp32
 model. Grad-CAM explanations keep using the unchanged fp32 model.
+
+Speed comes in two tiers. At once: the backbone traced and frozen by TorchScript. In the
+background, from the first use: the same bfloat16 backbone compiled by ``torch.compile``
+(Inductor with weight freezing: oneDNN convolutions with pre-packed weights and the ReLUs and
+residual additions fused into them, about twice as fast on a CPU). The compiled graph takes
+over once it is built and checked (10–40 s, cached on disk by Inductor); until then, or where
+compiling is impossible (no C++ compiler, ``DRESSCODE_COMPILE=0``), the traced one serves.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
+import threading
+import time
 import warnings
 from collections.abc import Sequence
 
@@ -31,6 +41,16 @@ log = logging.getLogger(__name__)
 # are re-run in fp32. ``python -m bench`` measures the largest bf16-vs-fp32 logit difference on
 # validation images and prints it next to the margin; it must stay below half of the margin.
 TIE_MARGIN = 0.75
+
+# Compile the backbone in the background (see the module docstring); DRESSCODE_COMPILE=0 turns it off.
+COMPILE = os.environ.get("DRESSCODE_COMPILE", "1") != "0"
+# torch.compile is not thread-safe: one compilation at a time, and compiled graphs run only
+# while none is in progress (their "fail on recompile" stance is process-wide)
+_COMPILE_LOCK = threading.Lock()
+# The compiled graph has one fixed batch size (no recompiling): larger than the traced graph's
+# chunks, where oneDNN's fused kernels run ~15% faster per image (measured: 2.9 ms at 32 vs
+# 3.5 ms at 16 per ResNet50 image).
+COMPILED_BATCH = 32
 
 
 def fold_batchnorm(module: nn.Module) -> tuple[nn.Module, int]:
@@ -57,12 +77,22 @@ def fold_batchnorm(module: nn.Module) -> tuple[nn.Module, int]:
 class FastBatchPredictor:
     """Batch logits from a folded bfloat16 copy of ``model``; near ties re-run in fp32."""
 
-    def __init__(self, model: DressCodeNet, dtype: torch.dtype = torch.bfloat16, margin: float = TIE_MARGIN) -> None:
+    def __init__(
+        self,
+        model: DressCodeNet,
+        dtype: torch.dtype = torch.bfloat16,
+        margin: float = TIE_MARGIN,
+        compile_backbone: bool = False,
+        compiled_batch: int = COMPILED_BATCH,
+    ) -> None:
         self.reference = model
         self.margin = margin
         self.dtype = dtype
         folded, self.fused = fold_batchnorm(model)
-        if not _same_function(model, folded):
+        # a fixed probe batch and its fp32 logits: the fold and the compiled graph are checked on it
+        self._probe = np.random.default_rng(0).integers(0, 256, (4, 80, 60, 3), dtype=np.uint8)
+        self._probe_logits = predict_logits(model, self._probe)
+        if not np.allclose(predict_logits(folded, self._probe), self._probe_logits, rtol=1e-3, atol=1e-3):
             log.warning("%s: BatchNorm folding changed the outputs; using the model unfolded", type(model).__name__)
             folded, self.fused = copy.deepcopy(model).eval(), 0
         for p in folded.parameters():
@@ -72,15 +102,91 @@ class FastBatchPredictor:
         backbone = folded.backbone.to(dtype=dtype, memory_format=torch.channels_last)
         self.backbone = _frozen_graph(backbone, torch.zeros(2, 3, *self.adapter.size_hw, dtype=dtype))
         self.rechecked = 0  # rows re-run in fp32 by the last call
+        # the compiled tier: built in the background for chunks of exactly ``compiled_batch``
+        self.compiled_batch = compiled_batch
+        self.compiled: nn.Module | None = None
+        self.compile_state = "off"  # off | compiling | ready | failed
+        self.compile_seconds: float | None = None
+        self._compiled_ready = threading.Event()
+        if compile_backbone:
+            self.compile_state = "compiling"
+            threading.Thread(target=self._compile, args=(backbone,), name="dresscode-compile", daemon=True).start()
+        else:
+            self._compiled_ready.set()
+
+    def _compile(self, backbone: nn.Module) -> None:
+        """Compile ``backbone`` with Inductor (weights frozen), check it, then let it serve."""
+        t0 = time.perf_counter()
+        try:
+            import torch._inductor.config as inductor_config
+
+            n = len(self._probe)
+            exact = torch.from_numpy(self._probe_logits)
+            with torch.inference_mode():  # the probe images, repeated to the compiled batch size
+                x = self.adapter(to_float_batch(np.resize(self._probe, (self.compiled_batch, *self._probe.shape[1:]))))
+                x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+            with _COMPILE_LOCK, torch.inference_mode(), inductor_config.patch(freezing=True):
+                compiled = torch.compile(backbone, dynamic=False)
+                got, eager = self.head(compiled(x)[:n].float()), self.head(backbone(x)[:n].float())
+            err, eager_err = float((got - exact).abs().max()), float((eager - exact).abs().max())
+            if not err <= 1.5 * eager_err + 0.01:  # the margin was measured on the eager bf16 graph
+                raise ValueError(f"compiled logits are off by {err:.3f}, eager bfloat16 ones by {eager_err:.3f}")
+            self.compiled, self.compile_state = compiled, "ready"
+            seconds = time.perf_counter() - t0
+            log.info("backbone compiled in %.1f s (logit error %.3f, eager %.3f)", seconds, err, eager_err)
+        except Exception as exc:  # compiling is an optimisation only: the traced graph keeps serving
+            self.compile_state = "failed"
+            log.warning("backbone not compiled (%s: %s); the traced graph serves", type(exc).__name__, exc)
+        finally:
+            self.compile_seconds = time.perf_counter() - t0
+            self._compiled_ready.set()
+
+    def wait_compiled(self, timeout: float | None = None) -> bool:
+        """Block until background compilation has finished (or was never started); True if the
+        compiled graph serves."""
+        self._compiled_ready.wait(timeout)
+        return self.compiled is not None
+
+    def _backbone_of(self, n: int) -> tuple[nn.Module, int]:
+        """The graph for a chunk of ``n`` images, and the batch size to pad the chunk to: the
+        compiled one only for chunks at least half its fixed batch (padding costs compute)."""
+        compiled = self.compiled
+        if compiled is not None and self.compiled_batch // 2 <= n <= self.compiled_batch:
+            return compiled, self.compiled_batch
+        return self.backbone, n
+
+    def _run_compiled(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The compiled graph on ``x``, or None while another model compiles or if it would have
+        to recompile (then it is dropped for good: a recompile would stall the table for seconds)."""
+        if not _COMPILE_LOCK.acquire(blocking=False):
+            return None
+        try:
+            with torch.compiler.set_stance("fail_on_recompile"):
+                return self.compiled(x)
+        except Exception as exc:
+            log.warning("compiled backbone dropped (%s: %s); the traced graph serves", type(exc).__name__, exc)
+            self.compiled, self.compile_state = None, "failed"
+            return None
+        finally:
+            _COMPILE_LOCK.release()
 
     def fast_logits(self, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
-        """bfloat16 logits for uint8 ``N×H×W×3`` images, no re-check."""
+        """bfloat16 logits for uint8 ``N×H×W×3`` images, no re-check; chunks of ``batch_size``
+        for the traced graph, of ``compiled_batch`` once the compiled one serves."""
         out = []
+        step = batch_size if self.compiled is None else self.compiled_batch
         with torch.inference_mode():
-            for i in range(0, len(images), batch_size):
-                x = self.adapter(to_float_batch(images[i : i + batch_size]))
-                x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-                out.append(self.head(self.backbone(x).float()).numpy())
+            for i in range(0, len(images), step):
+                x = self.adapter(to_float_batch(images[i : i + step])).to(self.dtype)
+                n = len(x)
+                graph, padded = self._backbone_of(n)
+                if padded > n:  # the compiled graph has one fixed shape
+                    x = torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])
+                x = x.contiguous(memory_format=torch.channels_last)
+                y = self._run_compiled(x) if graph is self.compiled else None
+                if y is None:
+                    y = self.backbone(x)
+                out.append(self.head(y[:n].float()).numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def logits(
@@ -115,9 +221,3 @@ def _frozen_graph(backbone: nn.Module, example: torch.Tensor) -> nn.Module:
     except Exception as exc:  # tracing is an optimisation only
         log.info("backbone not traced (%s); running it eagerly", exc.__class__.__name__)
     return backbone
-
-
-def _same_function(a: nn.Module, b: nn.Module, atol: float = 1e-3) -> bool:
-    """True when two models give the same fp32 logits on a fixed batch of random images."""
-    images = np.random.default_rng(0).integers(0, 256, (4, 80, 60, 3), dtype=np.uint8)
-    return bool(np.allclose(predict_logits(a, images), predict_logits(b, images), rtol=1e-3, atol=atol))

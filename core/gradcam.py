@@ -23,7 +23,7 @@ from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from core.fastpath import FastBatchPredictor
+from core.fastpath import COMPILE, FastBatchPredictor
 from core.inference import apply_decision_rule, predict_logits, to_float_batch
 from core.models import DressCodeNet, ModelSpec
 
@@ -85,13 +85,14 @@ class GradCamExplainer:
 
     @property
     def fast_predictor(self) -> FastBatchPredictor:
-        """The folded bfloat16 batch copy of the model (built on first use)."""
+        """The folded bfloat16 batch copy of the model (built on first use, which also starts
+        compiling its backbone in the background unless ``DRESSCODE_COMPILE=0``)."""
         with self.lock:
             return self._fast_predictor()
 
     def _fast_predictor(self) -> FastBatchPredictor:
         if self._fast is None:
-            self._fast = FastBatchPredictor(self.model, margin=self.spec.tie_margin)
+            self._fast = FastBatchPredictor(self.model, margin=self.spec.tie_margin, compile_backbone=COMPILE)
         return self._fast
 
     def predict(self, images: np.ndarray, batch_size: int = 64, fast: bool = False) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,10 @@ if str(ROOT) not in sys.path:  # so ``import core`` works with a bare ``pytest``
     sys.path.insert(0, str(ROOT))
 
 from fixtures import make_fixture_dataset  # noqa: E402
+
+# The app's fast batch path compiles its backbone in the background (core.fastpath): the suite
+# (and the app it starts) skip that; tests/test_fastpath.py compiles a small model on purpose.
+os.environ.setdefault("DRESSCODE_COMPILE", "0")
 
 torch.set_num_threads(1)  # a training run may share the CPU; do not fight it
 

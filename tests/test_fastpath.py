@@ -121,3 +121,56 @@ def test_explainer_fast_predict_matches_and_leaves_model_alone() -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     assert ex.explain(imgs[0]).predicted == int(slow[0].argmax())
+
+
+def small_net(seed: int = 0) -> DressCodeNet:
+    """A small conv net with BatchNorms, ReLUs and a residual addition: what Inductor fuses."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.bn(self.conv(x)) + x)
+
+    torch.manual_seed(seed)
+    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(), Block(), Block())
+    return DressCodeNet(Preprocessing(), randomise_batchnorm(backbone, seed), dense_head(8, 3, hidden=16)).eval()
+
+
+def test_compiled_tier_serves_after_background_compile_with_fp32_classes() -> None:
+    model = small_net()
+    fast = FastBatchPredictor(model, margin=0.1, compile_backbone=True, compiled_batch=8)
+    assert fast.compile_state in {"compiling", "ready"}  # the constructor does not wait
+    assert fast.wait_compiled(timeout=600), fast.compile_state
+    assert fast.compile_state == "ready" and fast.compile_seconds > 0
+    imgs = images(13, seed=4)  # chunks of 8 and 5: the 5 are padded to the compiled shape
+    assert fast._backbone_of(8)[0] is fast.compiled and fast._backbone_of(5) == (fast.compiled, 8)
+    assert fast._backbone_of(3)[0] is fast.backbone  # too small to be worth padding
+    z32 = predict_logits(model, imgs)
+    np.testing.assert_allclose(fast.fast_logits(imgs, batch_size=8), z32, atol=0.05)
+    z = fast.logits(imgs, batch_size=8)
+    np.testing.assert_array_equal(z.argmax(1), z32.argmax(1))
+    traced = FastBatchPredictor(model, margin=0.1, compiled_batch=8)
+    assert traced.compile_state == "off" and traced.wait_compiled(timeout=0) is False
+    # padding rows never leak into real rows: the compiled and traced graphs agree row by row
+    np.testing.assert_allclose(fast.fast_logits(imgs[:5], batch_size=8), traced.fast_logits(imgs[:5]), atol=0.05)
+    # another shape would need a recompile (seconds of stall): the compiled graph is dropped instead
+    other = torch.zeros(3, 3, 80, 60, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    assert fast._run_compiled(other) is None
+    assert fast.compiled is None and fast.compile_state == "failed"
+    np.testing.assert_array_equal(fast.logits(imgs, batch_size=8).argmax(1), z32.argmax(1))
+
+
+def test_failed_compile_leaves_the_traced_graph_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = small_net(1)
+    fast = FastBatchPredictor(model, margin=0.1, compile_backbone=True, compiled_batch=8)
+    assert fast.wait_compiled(timeout=60) is False
+    assert fast.compile_state == "failed" and fast.compiled is None
+    imgs = images(9, seed=5)
+    np.testing.assert_array_equal(fast.logits(imgs, batch_size=8).argmax(1), predict_logits(model, imgs).argmax(1))
