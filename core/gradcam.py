@@ -48,19 +48,21 @@ class Explanation:
 @contextmanager
 def explaining(model: nn.Module) -> Iterator[None]:
     """Eval mode and frozen weights for the duration of an explanation (no weight gradients
-    are computed); the training and requires_grad flags are put back afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    flags = {p: p.requires_grad for p in model.parameters()}
+    are computed); the training and requires_grad flags are put back afterwards. Only flags
+    that differ are touched: the app's models are already in eval mode and frozen."""
+    training = [m for m in model.modules() if m.training]
+    trainable = [p for p in model.parameters() if p.requires_grad]
     try:
-        model.eval()
-        for p in flags:
+        for m in training:
+            m.training = False
+        for p in trainable:
             p.requires_grad_(False)
         yield
     finally:
-        for m, was in modes.items():
-            m.training = was
-        for p, was in flags.items():
-            p.requires_grad_(was)
+        for m in training:
+            m.training = True
+        for p in trainable:
+            p.requires_grad_(True)
 
 
 class GradCamExplainer:
