@@ -187,6 +187,52 @@ def interrupted_and_threads(n_interrupts: int, n_threads: int) -> dict:
     }
 
 
+def batches_while_compiling(n_threads: int, per_thread: int = 40, seed: int = 0) -> dict:
+    """Threads classify their own batches on one model's fast path (the multi-photo table) from
+    before its backbone starts compiling in the background until after it serves: every call
+    must give each photo its fp32 class."""
+    loaded = load_explainer("resnet50")
+    ex = loaded.explainer
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(n_threads):
+        shirts = [garment_photo(120, 160, tuple(int(c) for c in rng.integers(0, 256, 3))) for _ in range(per_thread)]
+        batches.append(np.stack([np.asarray(to_native(im)) for im in shirts]))
+    expected = [ex.predict(b).argmax(1) for b in batches]  # plain fp32
+    calls: list[dict] = []
+
+    def work(i: int) -> None:
+        rounds_after = 0
+        while rounds_after < 2:  # until two calls after compiling has ended
+            ready = ex.fast_predictor.compile_state in ("ready", "failed", "off")
+            try:
+                got = ex.predict(batches[i], fast=True).argmax(1)
+                calls.append({"compiled_ready": ready, "mismatches": int((got != expected[i]).sum()), "error": None})
+            except Exception as exc:  # counted, never hidden
+                calls.append({"compiled_ready": ready, "mismatches": None, "error": repr(exc)[:200]})
+                return
+            rounds_after += ready
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    fast = ex.fast_predictor
+    return {
+        "threads": n_threads,
+        "photos_per_call": per_thread,
+        "calls": len(calls),
+        "calls_while_compiling": sum(not c["compiled_ready"] for c in calls),
+        "class_mismatches": sum(c["mismatches"] or 0 for c in calls),
+        "errors": sum(c["error"] is not None for c in calls),
+        "compile_state": fast.compile_state,
+        "compile_seconds": fast.compile_seconds,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def write_markdown(res: dict, command: str) -> str:
     """The RELIABILITY.md text."""
     rows = []
@@ -256,6 +302,20 @@ def write_markdown(res: dict, command: str) -> str:
             "nothing",
         )
     )
+    bt = res.get("batches")
+    if bt is not None:
+        rows.append(
+            (
+                f"Threads classifying their own batches of {bt['photos_per_call']} photos on one shared ResNet50's "
+                "fast path (the multi-photo table), from before its backbone compiles in the background until "
+                "after the compiled graph serves",
+                bt["calls"],
+                f"calls during compilation {bt['calls_while_compiling']}, photos given another class than plain "
+                f"fp32 {bt['class_mismatches']}, errors {bt['errors']}; compilation {bt['compile_state']}"
+                + (f" after {bt['compile_seconds']:.0f} s" if bt["compile_seconds"] else ""),
+                "nothing" if bt["class_mismatches"] == 0 and bt["errors"] == 0 else "SEE",
+            )
+        )
     lines = [
         "# Reliability",
         "",
@@ -295,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     res["faults"] = faults()
     log.info("interrupts and threads")
     res["interrupts"] = interrupted_and_threads(20, 8)
+    log.info("batches while the fast path compiles")
+    res["batches"] = batches_while_compiling(4)
     if not args.no_load:
         from bench.load import run_load
 

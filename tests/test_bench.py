@@ -62,3 +62,5 @@ def test_reliability_script_runs_without_the_browser_part(tmp_path: Path) -> Non
     assert all(f["disabled_with_message"] and f["others_ok"] for f in res["faults"])
     assert res["interrupts"]["lock_free_after"] == res["interrupts"]["interrupts"]
     assert res["interrupts"]["threads_with_own_correct_result"] == res["interrupts"]["threads"]
+    assert res["batches"]["errors"] == 0 and res["batches"]["class_mismatches"] == 0
+    assert res["batches"]["calls"] >= 2 * res["batches"]["threads"]
