@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -139,6 +141,9 @@ def small_net(seed: int = 0) -> DressCodeNet:
     return DressCodeNet(Preprocessing(), randomise_batchnorm(backbone, seed), dense_head(8, 3, hidden=16)).eval()
 
 
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")), reason="torch.compile needs a C++ compiler"
+)
 def test_compiled_tier_serves_after_background_compile_with_fp32_classes() -> None:
     model = small_net()
     fast = FastBatchPredictor(model, margin=0.1, compile_backbone=True, compiled_batch=8)
