@@ -307,8 +307,9 @@ def check_fast_path_on_splits(explainers: dict[str, GradCamExplainer], n_error: 
                 exact = predict_logits(ex.model, sub, BATCH_SIZE)
             for tier in tiers(explainers):
                 with traced_tier_only(explainers) if tier == "traced" else nullcontext():
-                    raw = apply_decision_rule(fast.fast_logits(imgs, BATCH_SIZE), card.logit_bias).argmax(1)
-                    z = fast.logits(imgs, card.logit_bias, BATCH_SIZE)
+                    z = fast.fast_logits(imgs, BATCH_SIZE)
+                    raw = apply_decision_rule(z, card.logit_bias).argmax(1)
+                    z = fast.recheck(imgs, z, card.logit_bias, BATCH_SIZE)
                     result = row.setdefault(tier, {})
                     result[split] = {
                         "images": len(imgs),
