@@ -19,7 +19,8 @@ FILL_MODES: dict[str, str] = {"nearest": "edge", "constant": "constant", "reflec
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """Random rotation, shear, shifts, horizontal flip and the fill mode of created pixels."""
+    """Random rotation, shear, shifts, horizontal flip and the fill mode of created pixels;
+    optionally colour jitter and grey-scale copies (off by default)."""
 
     rotation: float = 15.0  # degrees, ±
     shear: float = 10.0  # degrees, ±
@@ -27,10 +28,15 @@ class AugmentParams:
     hflip: bool = True
     fill_mode: str = "nearest"  # nearest | constant | reflect
     fill_value: int = 255  # for fill_mode == "constant" (white, like the product photos)
+    color_jitter: float = 0.0  # brightness, contrast and saturation factors in [1 - c, 1 + c]; 0 = off
+    hue: float = 0.0  # hue shift, ± fraction of the colour circle (at most 0.5); 0 = off
+    grayscale: float = 0.0  # probability of a grey-scale copy; 0 = off
 
     def __post_init__(self) -> None:
         if self.fill_mode not in FILL_MODES:
             raise ValueError(f"fill_mode must be one of {sorted(FILL_MODES)}, not {self.fill_mode!r}")
+        if not (0.0 <= self.color_jitter < 1.0 and 0.0 <= self.hue <= 0.5 and 0.0 <= self.grayscale <= 1.0):
+            raise ValueError("need 0 <= color_jitter < 1, 0 <= hue <= 0.5 and 0 <= grayscale <= 1")
 
     def to_dict(self) -> dict:
         """JSON-ready form (for model cards)."""
@@ -55,6 +61,11 @@ def make_augmenter(params: AugmentParams, size_hw: tuple[int, int] = (80, 60)) -
     ]
     if params.hflip:
         steps.append(v2.RandomHorizontalFlip())
+    if params.color_jitter or params.hue:
+        c = params.color_jitter
+        steps.append(v2.ColorJitter(brightness=c, contrast=c, saturation=c, hue=params.hue))
+    if params.grayscale:
+        steps.append(v2.RandomGrayscale(p=params.grayscale))
     return v2.Compose(steps)
 
 

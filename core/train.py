@@ -180,6 +180,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="(b) class-balanced sampler with fresh augmentation, or (a) augmented copies",
     )
     p.add_argument("--fill-mode", choices=["nearest", "constant", "reflect"], default="nearest")
+    p.add_argument("--color-jitter", type=float, default=0.0, help="brightness/contrast/saturation jitter ± (0 = off)")
+    p.add_argument("--hue", type=float, default=0.0, help="hue jitter ± fraction of the colour circle (0 = off)")
+    p.add_argument("--grayscale", type=float, default=0.0, help="probability of a grey-scale copy (0 = off)")
     p.add_argument("--label-smoothing", type=float, default=0.05)
     p.add_argument("--distill-from", default=None, help="registry name of a trained teacher in --out")
     p.add_argument("--distill-alpha", type=float, default=0.5)
@@ -241,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
     log.info("loading images …")
     images = {s: load_native_images(catalog, v) for s, v in ids.items()}
-    aug_params = AugmentParams(fill_mode=args.fill_mode)
+    aug_params = AugmentParams(
+        fill_mode=args.fill_mode, color_jitter=args.color_jitter, hue=args.hue, grayscale=args.grayscale
+    )
     train_imgs, train_labels = images["train"], labels["train"]
     if args.balance == "copies":
         train_imgs, train_labels = balance_with_copies(train_imgs, train_labels, aug_params, args.seed)

@@ -48,9 +48,34 @@ def test_params_validation_and_dict() -> None:
         "hflip": True,
         "fill_mode": "reflect",
         "fill_value": 255,
+        "color_jitter": 0.0,
+        "hue": 0.0,
+        "grayscale": 0.0,
     }
     assert AugmentParams(**d) == p
     assert set(FILL_MODES) == {"nearest", "constant", "reflect"}
+    for bad in (dict(color_jitter=1.0), dict(color_jitter=-0.1), dict(hue=0.6), dict(grayscale=1.5)):
+        with pytest.raises(ValueError, match="color_jitter"):
+            AugmentParams(**bad)
+
+
+def test_colour_options() -> None:
+    """Grey-scale copies have equal channels; colour jitter changes colours, not geometry."""
+    img = pattern_image()
+    torch.manual_seed(0)
+    grey = make_augmenter(AugmentParams(**STILL, hflip=False, grayscale=1.0))(img)
+    assert grey.shape == img.shape and grey.dtype == torch.uint8
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+    assert not torch.equal(grey, img)
+    jitter = make_augmenter(AugmentParams(**STILL, hflip=False, color_jitter=0.4, hue=0.1))
+    outs = [jitter(img) for _ in range(4)]
+    assert all(o.shape == img.shape and o.dtype == torch.uint8 for o in outs)
+    assert not any(torch.equal(o, img) for o in outs)
+    # jitter keeps the layout: per-pixel brightness stays correlated with the original
+    flat = img.float().mean(0).flatten()
+    for o in outs:
+        corr = torch.corrcoef(torch.stack([flat, o.float().mean(0).flatten()]))[0, 1]
+        assert corr > 0.5
 
 
 @pytest.mark.parametrize("fill_mode", sorted(FILL_MODES))

@@ -256,11 +256,16 @@ def test_balance_copies_and_distillation(trained: TrainedRun, tmp_path: Path, ca
     shutil.copytree(trained.out, base / "weights")  # the teacher
     shutil.copy(trained.split_file, base / "split.json")
     argv = train_argv(
-        trained.data, base, "--epochs", "1", "--max-train", "40", "--balance", "copies", "--distill-from", "baseline"
+        trained.data,
+        base,
+        *("--epochs", "1", "--max-train", "40", "--balance", "copies", "--distill-from", "baseline"),
+        *("--color-jitter", "0.2", "--hue", "0.05", "--grayscale", "0.5"),
     )
     assert train.main(argv) == 0
     card = ModelCard.load(base / "weights" / "baseline.json")
     assert card.training["balancing"] == "copies" and card.training["distilled_from"] == "baseline"
+    aug = card.training["augmentation"]
+    assert (aug["color_jitter"], aug["hue"], aug["grayscale"]) == (0.2, 0.05, 0.5)
     model, _ = load_model("baseline", base / "weights")
     assert model is not None
     capsys.readouterr()
