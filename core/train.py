@@ -114,10 +114,19 @@ def train_one_epoch(
         if args.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy(labels[idx]).long()
+        lam, perm = 1.0, None
+        if getattr(args, "mixup", 0.0) > 0:  # mixup: blend pairs of images and their losses
+            lam = float(torch.distributions.Beta(args.mixup, args.mixup).sample())
+            perm = torch.randperm(len(idx))
+            x = lam * x + (1 - lam) * x[perm]
         with ctx:
             logits = model(x)
         logits = logits.float()
         loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
+        if perm is not None:
+            loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=args.label_smoothing)
+            if lam < 0.5:
+                y = y[perm]  # accuracy against the dominant label
         if teacher_logits is not None:
             t = torch.from_numpy(teacher_logits[idx]).float()
             loss = (1 - args.distill_alpha) * loss + args.distill_alpha * distillation_loss(
@@ -184,6 +193,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--hue", type=float, default=0.0, help="hue jitter ± fraction of the colour circle (0 = off)")
     p.add_argument("--grayscale", type=float, default=0.0, help="probability of a grey-scale copy (0 = off)")
     p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument(
+        "--mixup", type=float, default=0.0, help="mixup with Beta(a, a) blending weights, a = this (0 = off)"
+    )
     p.add_argument("--distill-from", default=None, help="registry name of a trained teacher in --out")
     p.add_argument("--distill-alpha", type=float, default=0.5)
     p.add_argument("--distill-temperature", type=float, default=2.0)
@@ -223,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     """Train, pick the best epoch on validation macro-F1, choose the decision rule on
     validation, save weights + model card, then measure val and test from the saved file."""
     args = _fill_defaults(get_args_parser().parse_args(argv))
+    if args.mixup < 0 or (args.mixup and args.distill_from):
+        raise SystemExit("--mixup must be >= 0 and does not combine with --distill-from")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     set_seed(args.seed)

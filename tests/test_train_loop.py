@@ -46,3 +46,28 @@ def test_batchnorm_statistics(frozen: bool, freeze_bn: bool, stats_move: bool, w
     )
     assert (not torch.equal(bn.running_mean, mean0)) == stats_move
     assert (not torch.equal(conv.weight, w0)) == weights_move
+
+
+def test_mixup_blends_images_and_losses() -> None:
+    """With --mixup the model sees blends of two images and the loss mixes both labels."""
+    model = small_net()
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda _m, inp: seen.append(inp[0].detach().clone()))
+    images = np.stack([np.full((80, 60, 3), v, np.uint8) for v in (0, 255, 0, 255)])
+    labels = np.array([0, 1, 0, 1])
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    common = dict(batch_size=4, bf16=False, channels_last=False, label_smoothing=0.0, freeze_bn=False)
+    torch.manual_seed(3)
+    plain = train_one_epoch(
+        model, images, labels, np.arange(4), opt, sched, argparse.Namespace(**common, mixup=0.0), False,
+        AugmentParams(), None, False, float("inf"),
+    )  # fmt: skip
+    assert set(seen[-1].unique().tolist()) <= {0.0, 1.0}  # plain: every image is all black or all white
+    torch.manual_seed(3)
+    mixed = train_one_epoch(
+        model, images, labels, np.arange(4), opt, sched, argparse.Namespace(**common, mixup=0.4), False,
+        AugmentParams(), None, False, float("inf"),
+    )  # fmt: skip
+    assert any(0.0 < v < 1.0 for v in seen[-1].unique().tolist())  # blends of black and white
+    assert mixed["train_loss"] != pytest.approx(plain["train_loss"])
