@@ -237,6 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     args = _fill_defaults(get_args_parser().parse_args(argv))
     if args.mixup < 0 or (args.mixup and args.distill_from):
         raise SystemExit("--mixup must be >= 0 and does not combine with --distill-from")
+    try:
+        aug_params = AugmentParams(
+            fill_mode=args.fill_mode, color_jitter=args.color_jitter, hue=args.hue, grayscale=args.grayscale
+        )
+    except ValueError as exc:
+        raise SystemExit(f"bad augmentation option: {exc}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     set_seed(args.seed)
@@ -258,9 +264,6 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
     log.info("loading images …")
     images = {s: load_native_images(catalog, v) for s, v in ids.items()}
-    aug_params = AugmentParams(
-        fill_mode=args.fill_mode, color_jitter=args.color_jitter, hue=args.hue, grayscale=args.grayscale
-    )
     train_imgs, train_labels = images["train"], labels["train"]
     if args.balance == "copies":
         train_imgs, train_labels = balance_with_copies(train_imgs, train_labels, aug_params, args.seed)

@@ -271,11 +271,13 @@ def test_balance_copies_and_distillation(trained: TrainedRun, tmp_path: Path, ca
     capsys.readouterr()
 
 
-def test_mixup_refuses_distillation(tmp_path: Path) -> None:
+def test_bad_mixup_and_augmentation_options_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="mixup"):
         train.main(train_argv(tmp_path, tmp_path, "--mixup", "0.2", "--distill-from", "baseline"))
     with pytest.raises(SystemExit, match="mixup"):
         train.main(train_argv(tmp_path, tmp_path, "--mixup", "-1"))
+    with pytest.raises(SystemExit, match="bad augmentation option"):
+        train.main(train_argv(tmp_path, tmp_path, "--grayscale", "2"))
 
 
 def test_split_file_made_once_and_reused(trained: TrainedRun) -> None:
