@@ -53,15 +53,7 @@ DEFAULT_MODELS = ("baseline", "resnet50")
 
 def timed(fn: Callable[[], object], reps: int, warmup: int = 2) -> dict[str, float]:
     """Median and p10/p90 in milliseconds over ``reps`` runs after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t) * 1000)
-    q = np.percentile(ts, [10, 50, 90])
-    return {"median_ms": float(q[1]), "p10_ms": float(q[0]), "p90_ms": float(q[2]), "reps": reps}
+    return timed_side_by_side({"fn": fn}, reps, warmup)["fn"]
 
 
 def timed_side_by_side(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 2) -> dict[str, dict]:

@@ -156,14 +156,14 @@ class FastBatchPredictor:
             return compiled, self.compiled_batch
         return self.backbone, n
 
-    def _run_compiled(self, x: torch.Tensor) -> torch.Tensor | None:
+    def _run_compiled(self, compiled: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
         """The compiled graph on ``x``, or None while another model compiles or if it would have
         to recompile (then it is dropped for good: a recompile would stall the table for seconds)."""
         if not _COMPILE_LOCK.acquire(blocking=False):
             return None
         try:
             with torch.compiler.set_stance("fail_on_recompile"):
-                return self.compiled(x)
+                return compiled(x)
         except Exception as exc:
             log.warning("compiled backbone dropped (%s: %s); the traced graph serves", type(exc).__name__, exc)
             self.compiled, self.compile_state = None, "failed"
@@ -182,9 +182,9 @@ class FastBatchPredictor:
                 n = len(x)
                 graph, padded = self._backbone_of(n)
                 y = None
-                if graph is self.compiled:  # one fixed shape: pad the chunk to it
+                if graph is not self.backbone:  # the compiled graph has one fixed shape: pad the chunk to it
                     xp = torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))]) if padded > n else x
-                    y = self._run_compiled(xp.contiguous(memory_format=torch.channels_last))
+                    y = self._run_compiled(graph, xp.contiguous(memory_format=torch.channels_last))
                 if y is None:  # the traced graph, on the chunk as it is
                     y = self.backbone(x.contiguous(memory_format=torch.channels_last))
                 out.append(self.head(y[:n].float()).numpy())

@@ -115,7 +115,7 @@ def train_one_epoch(
             x = x.contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy(labels[idx]).long()
         lam, perm = 1.0, None
-        if getattr(args, "mixup", 0.0) > 0:  # mixup: blend pairs of images and their losses
+        if args.mixup > 0:  # mixup: blend pairs of images and their losses
             lam = float(torch.distributions.Beta(args.mixup, args.mixup).sample())
             perm = torch.randperm(len(idx))
             x = lam * x + (1 - lam) * x[perm]

@@ -163,7 +163,7 @@ def test_compiled_tier_serves_after_background_compile_with_fp32_classes() -> No
     np.testing.assert_allclose(fast.fast_logits(imgs[:5], batch_size=8), traced.fast_logits(imgs[:5]), atol=0.05)
     # another shape would need a recompile (seconds of stall): the compiled graph is dropped instead
     other = torch.zeros(3, 3, 80, 60, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
-    assert fast._run_compiled(other) is None
+    assert fast._run_compiled(fast.compiled, other) is None
     assert fast.compiled is None and fast.compile_state == "failed"
     np.testing.assert_array_equal(fast.logits(imgs, batch_size=8).argmax(1), z32.argmax(1))
 

@@ -40,7 +40,9 @@ def test_batchnorm_statistics(frozen: bool, freeze_bn: bool, stats_move: bool, w
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    args = argparse.Namespace(batch_size=8, bf16=False, channels_last=False, label_smoothing=0.0, freeze_bn=freeze_bn)
+    args = argparse.Namespace(
+        batch_size=8, bf16=False, channels_last=False, label_smoothing=0.0, freeze_bn=freeze_bn, mixup=0.0
+    )
     train_one_epoch(
         model, images, labels, np.arange(16), opt, sched, args, False, AugmentParams(), None, frozen, float("inf")
     )
