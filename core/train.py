@@ -148,7 +148,7 @@ def train_one_epoch(
 
 def evaluate_logits(model: DressCodeNet, images: np.ndarray, bf16: bool) -> np.ndarray:
     """Validation logits (bf16 during training for speed; final metrics use fp32)."""
-    return predict_logits(model, images, batch_size=128, bf16=bf16)
+    return predict_logits(model, images, bf16=bf16)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
