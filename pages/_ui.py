@@ -236,15 +236,19 @@ def metrics_table(cards: dict, split: str) -> pd.DataFrame:
 
 
 def _metric_row(label: str, m: dict) -> dict:
+    ci = m.get("ci95") or {}
+
+    def interval(key: str) -> str:  # a fixed reference predictor has no interval
+        return f"{ci[key][0]:.3f}–{ci[key][1]:.3f}" if key in ci else "—"
+
     row = {
         "model": label,
         "accuracy": m["accuracy"],
         "balanced acc.": m["balanced_accuracy"],
+        "balanced acc. 95% CI": interval("balanced_accuracy"),
         "macro-F1": m["macro_f1"],
+        "macro-F1 95% CI": interval("macro_f1"),
     }
-    ci = m.get("ci95") or {}
-    if "macro_f1" in ci:
-        row["macro-F1 95% CI"] = f"{ci['macro_f1'][0]:.3f}–{ci['macro_f1'][1]:.3f}"
     for cls, pc in m["per_class"].items():
         row[f"{cls} P"] = pc["precision"]
         row[f"{cls} R"] = pc["recall"]

@@ -35,7 +35,7 @@ if not cards:
 split = st.segmented_control("Split", ["val", "test"], default="test", key="eval_split", required=True)
 st.subheader("Metrics across models")
 table = _ui.metrics_table(cards, split)
-fmt = {c: "{:.3f}" for c in table.columns if c not in ("model", "macro-F1 95% CI")}
+fmt = {c: "{:.3f}" for c in table.columns if c != "model" and not c.endswith("95% CI")}
 st.dataframe(table.style.format(fmt), hide_index=True, key="eval_metrics")
 
 st.subheader("Confusion matrices")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -185,6 +186,10 @@ def test_evaluation_page_tables_and_toggle() -> None:
     assert not at.exception
     table = at.dataframe[0].value
     assert "Majority class (reference)" in list(table["model"])
+    for col in ("balanced acc. 95% CI", "macro-F1 95% CI"):  # an interval per model, "—" for the reference
+        cells = dict(zip(table["model"], table[col]))
+        assert cells.pop("Majority class (reference)") == "—"
+        assert cells and all(re.fullmatch(r"0\.\d{3}–[01]\.\d{3}", c) for c in cells.values()), cells
     assert len(at.get("plotly_chart")) >= 4
     at.segmented_control(key="eval_norm").set_value("row-normalised (recall)")
     at.run()
