@@ -139,7 +139,7 @@ def sidebar() -> None:
         for name in names:
             loaded = get_model(name)
             if not loaded.ok:
-                st.error(f"{get_spec(name).title} is disabled: {loaded.error}", icon="⚠️")
+                st.error(f"{get_spec(name).title} is disabled: {loaded.error}", icon=":material/warning:")
         st.subheader("Dataset")
         st.text_input(
             "Dataset folder (Kaggle layout)",

@@ -34,7 +34,7 @@ for name, spec in REGISTRY.items():
                 "machines this product is built on. To retrain it with them on a machine with internet: "
                 "`python -m core.train --model resnet50 --pretrained imagenet --data DIR` (or "
                 "`--pretrained /path/to/resnet50-11ad3fa6.pth` offline).",
-                icon="ℹ️",
+                icon=":material/info:",
             )
         if card.training.get("distilled_from"):
             st.markdown(f"**Distillation.** Trained with soft targets from `{card.training['distilled_from']}`.")

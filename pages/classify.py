@@ -80,9 +80,13 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
     if len(ok) == 2:
         a, b = ok
         if a.predicted == b.predicted:
-            st.badge(f"Models agree: {classes[a.predicted]}", icon="✅", color="green")
+            st.badge(f"Models agree: {classes[a.predicted]}", icon=":material/check_circle:", color="green")
         else:
-            st.badge(f"Models disagree: {classes[a.predicted]} vs {classes[b.predicted]}", icon="⚠️", color="orange")
+            st.badge(
+                f"Models disagree: {classes[a.predicted]} vs {classes[b.predicted]}",
+                icon=":material/warning:",
+                color="orange",
+            )
     tops = {s: _ui.cam_top(e, layers[s], smooth) for s, e in exps.items() if e is not None}
     shared_top = max(tops.values(), default=0.0)
     if shared and tops:
@@ -135,7 +139,7 @@ photos = [_ui.read_photo(f.name, f.getvalue()) for f in files]
 good = [p for p in photos if p.error is None]
 for p in photos:
     if p.error:
-        st.warning(f"{_ui.plain(p.filename)}: {p.error}", icon="🚫")
+        st.warning(f"{_ui.plain(p.filename)}: {p.error}", icon=":material/block:")
 
 if len(photos) == 1 and good:
     render_detail(good[0], explanations(good[0]), key="single")

@@ -93,7 +93,7 @@ seed = c7.number_input("Seed", 0, 10_000, 0, key="aug_seed")
 
 if photo is not None:
     if photo.error:
-        st.warning(f"{_ui.plain(photo.filename)}: {photo.error}", icon="🚫")
+        st.warning(f"{_ui.plain(photo.filename)}: {photo.error}", icon=":material/block:")
     else:
         params = AugmentParams(rotation=rotation, shear=shear, shift=shift, hflip=hflip, fill_mode=fill)
         variants = augment_variants(photo.native, n, params, seed=int(seed))

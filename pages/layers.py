@@ -49,7 +49,7 @@ target = None if target_label == "predicted class" else classes.index(target_lab
 if photo is None:
     st.stop()
 if photo.error:
-    st.warning(f"{_ui.plain(photo.filename)}: {photo.error}", icon="🚫")
+    st.warning(f"{_ui.plain(photo.filename)}: {photo.error}", icon=":material/block:")
     st.stop()
 
 st.image(np.asarray(photo.native), caption="the 60×80 canvas every model starts from", width=120)
