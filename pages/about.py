@@ -15,6 +15,14 @@ INIT_TEXT = {
     "imagenet": "initialised from ImageNet-pretrained weights",
 }
 
+
+def _numbers(values: object) -> str:
+    """[0.498039…, …] → [0.498, …] for reading."""
+    if isinstance(values, (list, tuple)):
+        return "[" + ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values) + "]"
+    return str(values)
+
+
 for name, spec in REGISTRY.items():
     with st.container(border=True):
         st.subheader(spec.title)
@@ -41,7 +49,7 @@ for name, spec in REGISTRY.items():
         prep = card.preprocessing
         st.markdown(
             f"**Input.** {prep.get('native_size')} native canvas (W×H) → {prep.get('input_size')} model input; "
-            f"{prep.get('fit')}; normalised with mean {prep.get('mean')} and std {prep.get('std')}."
+            f"{prep.get('fit')}; normalised with mean {_numbers(prep.get('mean'))} and std {_numbers(prep.get('std'))}."
         )
         data = card.data
         counts = data.get("split_counts", {})
@@ -61,11 +69,20 @@ for name, spec in REGISTRY.items():
                 f"{ci.get('macro_f1', [0, 0])[1]:.3f}). Decision rule: {card.decision_rule.get('kind')} "
                 f"{card.decision_rule.get('logit_bias')}."
             )
+        threads = card.training.get("threads")
+        commands = card.training.get("commands") or [card.training.get("command")]
         st.markdown(
             f"**Training cost.** {card.training.get('wall_time_s', 0) / 60:.1f} min wall time, "
-            f"{card.training.get('train_images_per_s', '?')} training images/s on {card.training.get('threads')} "
-            f"CPU threads; command `{card.training.get('command')}`."
+            f"{card.training.get('train_images_per_s', '?')} training images/s on {threads} "
+            f"CPU thread{'' if threads == 1 else 's'}; "
+            + ("command" if len(commands) == 1 else f"{len(commands)} commands, in order")
+            + ": "
+            + "; ".join(f"`{c}`" for c in commands)
+            + "."
         )
+        for note in [card.training.get("note"), *card.notes]:
+            if note:
+                st.caption(note)
         st.markdown(
             f"**Weights.** `{card.weights.get('file')}` ({card.weights.get('dtype')}), sha256 "
             f"`{card.weights.get('sha256')}` — verified before loading."
