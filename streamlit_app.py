@@ -19,4 +19,5 @@ pages = [
 ]
 page = st.navigation(pages)
 _ui.sidebar()
-page.run()
+with _ui.entry_run():
+    page.run()

@@ -48,6 +48,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Terminate a server from :func:`start_server`; kill it if it has not gone after 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def start_server(port: int, log_path: Path) -> subprocess.Popen:
     """``streamlit run streamlit_app.py`` headless on 127.0.0.1:port; waits for health."""
     fh = open(log_path, "w")  # noqa: SIM115 - closed with the process
@@ -199,11 +208,7 @@ def run_load(sessions: int, rounds: int = 3, timeout_s: float = 180.0) -> dict:
             out = asyncio.run(run_rounds(f"http://127.0.0.1:{port}", photos, rounds, proc.pid, timeout_s))
             peak = rss_mb(proc.pid)[1]
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
         server_log = (tmp / "server.log").read_text()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -5,8 +5,12 @@ Everything that is not drawing lives in ``core/``; this module only caches and d
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.data import DATA_ENV_VAR, find_default_data_dir, load_styles
+from core.data import DATA_ENV_VAR, DEFAULT_SPLIT_FILE, find_default_data_dir, load_split, load_styles
 from core.gradcam import Explanation
 from core.inference import BATCH_FAST, BATCH_SIZE
 from core.models import REGISTRY, get_spec
@@ -26,6 +30,41 @@ DISPLAY_HEIGHT = 320
 PLOTLY_SCALES = {"jet": "Jet", "inferno": "Inferno", "viridis": "Viridis", "magma": "Magma", "turbo": "Turbo"}
 CLASS_COLOURS = {"Casual": "#4dabf7", "Formal": "#343a40", "Smart Casual": "#f59f00"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+log = logging.getLogger(__name__)
+_ENTRY = threading.local()  # a session's script runs in its own thread
+
+
+@contextmanager
+def entry_run() -> Iterator[None]:
+    """Marks a run that went through ``streamlit_app.py`` (see :func:`through_entry`)."""
+    _ENTRY.active = True
+    try:
+        yield
+    finally:
+        _ENTRY.active = False
+
+
+def through_entry() -> None:
+    """Send a page run that skipped ``streamlit_app.py`` back through it.
+
+    Until ``st.navigation`` has run once in a server process, Streamlit treats ``pages/`` as an
+    old-style pages folder: the first visit straight to ``/layers`` (a bookmark, a browser refresh
+    after a restart) would run ``pages/layers.py`` alone, without the page config, the model
+    pickers or the sidebar. This leaves that mode the way ``st.navigation`` does and reruns, which
+    goes through the entry script to the same page (same URL path, same page hash).
+    """
+    if getattr(_ENTRY, "active", False):
+        return
+    if st.session_state.get("_entry_rerun"):  # never loop: a second miss renders the page as it is
+        log.warning("page run without streamlit_app.py even after a rerun")
+        return
+    st.session_state["_entry_rerun"] = True
+    from streamlit.runtime.pages_manager import PagesManager  # streamlit is pinned (requirements.txt)
+
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 def plain(text: str) -> str:
@@ -86,6 +125,46 @@ def get_catalog(root: str):  # noqa: ANN201
         return load_styles(root)
     except (OSError, KeyError, ValueError, StopIteration):
         return None
+
+
+@st.cache_data(show_spinner=False)
+def saved_split_of() -> dict[int, str]:
+    """id → split name from the saved split (empty when there is none)."""
+    if not DEFAULT_SPLIT_FILE.is_file():
+        return {}
+    return {int(i): s for s, ids in load_split(DEFAULT_SPLIT_FILE).items() for i in ids}
+
+
+SAMPLE_SOURCES = {  # label → split names; held-out images first, so a demo does not show memorised ones
+    "test (held out)": ("test",),
+    "validation": ("val",),
+    "training (seen by the models)": ("train",),
+    "all images": ("train", "val", "test", None),
+}
+
+
+def dataset_sample(catalog, key: str, default_class: int = 0):  # noqa: ANN001, ANN201 - UploadedPhoto | None
+    """Class, split and sample pickers for a dataset image; says the image's id and split."""
+    split_of = saved_split_of()
+    c1, c2, c3 = st.columns([2, 2, 1])
+    cls = c1.selectbox("Class", catalog.classes, index=default_class, key=f"{key}_class")
+    sources = SAMPLE_SOURCES if split_of else {"all images": (None,)}
+    source = c2.selectbox("Images from", list(sources), key=f"{key}_from")
+    wanted = sources[source]
+    ids = [i for i, k in zip(catalog.ids, catalog.labels) if catalog.classes[k] == cls and split_of.get(i) in wanted]
+    if not ids:
+        st.info(f"No {cls} images in {source}.")
+        return None
+    pick = c3.number_input(f"Sample (1–{len(ids)})", 1, len(ids), 1, key=f"{key}_pick")
+    pid = ids[int(pick) - 1]
+    where = split_of.get(pid)
+    seen = {
+        "train": "training split — the models learnt from this image",
+        "val": "validation split — chose the checkpoint and the decision rule, never trained on",
+        "test": "test split — never used for training or choices",
+    }
+    st.caption(f"id {pid} · {seen.get(where, 'not in the saved split')}")
+    return dataset_photo(catalog, pid)
 
 
 # ------------------------------------------------------------------ settings

@@ -7,6 +7,8 @@ import streamlit as st
 from core.models import REGISTRY
 from pages import _ui
 
+_ui.through_entry()
+
 st.title("About the models")
 st.caption("Everything here is read from the model cards in weights/ that the training script wrote.")
 

@@ -11,6 +11,8 @@ from core.models import get_spec
 from core.overlay import COLORMAPS
 from pages import _ui
 
+_ui.through_entry()
+
 st.title("Dress code: Casual, Formal or Smart Casual?")
 st.caption(
     "Drop product photos. Two models classify each one side by side, and Grad-CAM shows which "

@@ -11,7 +11,25 @@ from core.data import DEFAULT_SPLIT_FILE, SPLITS, load_split
 from core.models import REGISTRY
 from pages import _ui
 
+_ui.through_entry()
+
 st.title("Data & augmentation")
+
+
+def show_log_bars(fig: go.Figure, key: str, height: int, legend_y: float) -> None:
+    """Grouped bars on a log axis (decades only), counts above the bars, legend in a row."""
+    fig.update_traces(texttemplate="%{y:,.0f}", textposition="outside", textangle=0, cliponaxis=False)
+    fig.update_layout(
+        barmode="group",
+        height=height,
+        yaxis_type="log",
+        yaxis_title="images (log scale)",
+        yaxis_dtick=1,
+        legend=dict(orientation="h", y=legend_y),
+        margin=dict(l=0, r=0, t=30, b=0),
+    )
+    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+
 
 # ---------------------------------------------------------------- counts
 card = next((c for c in (_ui.get_card(n)[0] for n in REGISTRY) if c is not None), None)
@@ -21,15 +39,8 @@ if counts:
     st.subheader("Class counts per split")
     fig = go.Figure()
     for s in SPLITS:
-        fig.add_bar(name=s, x=classes, y=[counts[s][c] for c in classes], text=[counts[s][c] for c in classes])
-    fig.update_layout(
-        barmode="group",
-        height=320,
-        yaxis_type="log",
-        yaxis_title="images (log scale)",
-        margin=dict(l=0, r=0, t=10, b=0),
-    )
-    st.plotly_chart(fig, key="split_counts")
+        fig.add_bar(name=s, x=classes, y=[counts[s][c] for c in classes])
+    show_log_bars(fig, "split_counts", height=320, legend_y=1.12)
     sizes = {s: sum(counts[s].values()) for s in SPLITS}
     st.caption(
         " · ".join(f"{s}: {n:,} images" for s, n in sizes.items())
@@ -38,20 +49,33 @@ if counts:
     st.subheader("Training set before and after balancing")
     train = counts["train"]
     top = max(train.values())
+    cards = {n: c for n in REGISTRY if (c := _ui.get_card(n)[0]) is not None}
     fig = go.Figure()
-    fig.add_bar(name="original", x=classes, y=[train[c] for c in classes], text=[train[c] for c in classes])
-    fig.add_bar(
-        name="augmented copies added",
-        x=classes,
-        y=[top - train[c] for c in classes],
-        text=[top - train[c] for c in classes],
+    fig.add_bar(name="original training images", x=classes, y=[train[c] for c in classes])
+    fig.add_bar(name="(a) after augmented copies", x=classes, y=[top] * len(classes))
+    draws = sorted({int(c.training.get("args", {}).get("epoch_size") or 0) for c in cards.values()} - {0})
+    for size in draws:
+        users = [_ui.model_label(n) for n, c in cards.items() if c.training.get("args", {}).get("epoch_size") == size]
+        fig.add_bar(
+            name=f"(b) sampler: draws per epoch ({', '.join(users)})", x=classes, y=[size / len(classes)] * len(classes)
+        )
+    show_log_bars(fig, "balance_counts", height=360, legend_y=-0.15)
+    used = {n: c.training.get("balancing", "?") for n, c in cards.items()}
+    names = {"sampler": "(b) the class-balanced sampler", "copies": "(a) augmented copies"}
+    lines = [f"**{_ui.model_label(n)}** was trained with {names.get(b, b)}." for n, b in used.items()]
+    comparison = next(
+        (c.training["balancing_comparison"] for c in cards.values() if "balancing_comparison" in c.training), None
     )
-    fig.update_layout(barmode="stack", height=320, margin=dict(l=0, r=0, t=10, b=0))
-    st.plotly_chart(fig, key="balance_counts")
+    if comparison:
+        scores = ", ".join(
+            f"{names[k]} {comparison[k]['val_macro_f1']:.3f}" for k in ("sampler", "copies") if k in comparison
+        )
+        lines.append(f"Both strategies, same model and schedule, validation macro-F1: {scores}.")
+    st.markdown(" ".join(lines))
     st.caption(
-        "Strategy (a) adds augmented copies of minority images until every class matches the largest; "
-        "strategy (b) draws classes with equal probability and augments every draw afresh. Each model "
-        "card records which one trained it."
+        "Strategy (a) adds augmented copies of minority images until every class matches the largest, once, "
+        "before training; strategy (b) draws the three classes with equal probability and augments every "
+        "draw afresh, so an epoch sees each class equally often without a fixed set of copies."
     )
 elif DEFAULT_SPLIT_FILE.is_file():
     split = load_split(DEFAULT_SPLIT_FILE)
@@ -74,11 +98,7 @@ else:
     if catalog is None:
         st.info("No dataset folder is configured (sidebar); upload a photo instead.")
     else:
-        cls = st.selectbox("Class", catalog.classes, index=len(catalog.classes) - 1, key="aug_class")
-        ids = [i for i, k in zip(catalog.ids, catalog.labels) if catalog.classes[k] == cls]
-        pick = st.number_input("Sample number", 0, len(ids) - 1, 0, key="aug_pick")
-        pid = ids[int(pick)]
-        photo = _ui.dataset_photo(catalog, pid)
+        photo = _ui.dataset_sample(catalog, "aug", len(catalog.classes) - 1)
 
 d = AugmentParams()
 c1, c2, c3 = st.columns(3)

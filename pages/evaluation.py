@@ -10,6 +10,8 @@ from plotly.subplots import make_subplots
 from core.models import REGISTRY, get_spec
 from pages import _ui
 
+_ui.through_entry()
+
 GALLERY_PAGE = 8
 
 st.title("How good are the models?")

@@ -10,6 +10,8 @@ from core.models import get_spec
 from core.overlay import COLORMAPS
 from pages import _ui
 
+_ui.through_entry()
+
 st.title("What does each layer see?")
 st.caption(
     "Grad-CAM of every registered layer, from early edges to the whole garment. The whole strip "
@@ -34,11 +36,7 @@ else:
             "No dataset folder is configured (sidebar), so dataset samples are unavailable; upload a photo instead."
         )
     else:
-        cls = st.selectbox("Class", catalog.classes, key="layers_class")
-        ids = [i for i, k in zip(catalog.ids, catalog.labels) if catalog.classes[k] == cls]
-        pick = st.number_input("Sample number", 0, len(ids) - 1, 0, key="layers_pick")
-        pid = ids[int(pick)]
-        photo = _ui.dataset_photo(catalog, pid)
+        photo = _ui.dataset_sample(catalog, "layers", 0)
 
 c1, c2, c3 = st.columns(3)
 target_label = c1.selectbox("Explain which class", ["predicted class", *classes], key="layers_target")

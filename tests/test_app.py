@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -177,6 +178,34 @@ def test_layers_page_strip_for_both_models() -> None:
     n_layers = len(REGISTRY["baseline"].cam_layers) + len(REGISTRY["resnet50"].cam_layers)
     assert sum(" — map " in c for c in caps) == n_layers
     assert any("early edges" in c for c in caps) and any("whole garment" in c for c in caps)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
+def test_dataset_samples_say_their_split_and_start_held_out() -> None:
+    split = json.loads((ROOT / "weights" / "split.json").read_text())
+    at = app()
+    at.switch_page("pages/layers.py")
+    at.run()
+    at.radio(key="layers_source").set_value("dataset sample")
+    at.run()
+    at.selectbox(key="layers_class").set_value("Smart Casual")
+    at.run()
+    assert not at.exception
+
+    def shown_id(words: str) -> int:
+        cap = next(c.value for c in at.caption if c.value.startswith("id "))
+        assert words in cap, cap
+        return int(cap.split()[1])
+
+    assert shown_id("test split") in split["test"]  # a demo starts on images no model has seen
+    at.number_input(key="layers_pick").set_value(9)  # the last of the 9 test Smart Casual images
+    at.run()
+    assert shown_id("test split") in split["test"]
+    at.selectbox(key="layers_from").set_value("training (seen by the models)")
+    at.run()
+    assert shown_id("learnt from this image") in split["train"]
+    assert sum(" — map " in c for c in image_captions(at)) > 0
 
 
 def test_evaluation_page_tables_and_toggle() -> None:

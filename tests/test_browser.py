@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from image_cases import encode, garment_photo
 
-from bench.load import CHROMIUM, CHROMIUM_ARGS
+from bench.load import CHROMIUM, CHROMIUM_ARGS, free_port, start_server, stop_server
 from core.models import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +36,6 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """``streamlit run streamlit_app.py`` on a free loopback port (the load test's own starter)."""
-    from bench.load import free_port, start_server
 
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
@@ -45,11 +43,7 @@ def server() -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 @pytest.fixture()
@@ -147,3 +141,35 @@ def test_repository_files_are_not_served(server: str) -> None:
             assert exc.code in (403, 404)
             continue
         assert b"Dress-code explainer" not in body and b"import torch" not in body, path
+
+
+def test_first_visit_straight_to_a_page_goes_through_the_entry_script() -> None:
+    """A bookmark or a refresh on /layers right after the server starts gets the app, not the bare page.
+
+    Until st.navigation has run once, Streamlit treats pages/ as an old-style pages folder and would
+    run pages/layers.py alone (file names in the menu, no model pickers); pages/_ui.through_entry()
+    sends such a run back through streamlit_app.py.
+    """
+
+    port = free_port()
+    proc = start_server(port, ARTIFACTS / "streamlit-direct.log")
+    try:
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.set_default_timeout(120_000)
+            pg.goto(f"http://127.0.0.1:{port}/layers", wait_until="domcontentloaded")
+            pg.get_by_text("What does each layer see?").wait_for()
+            pg.get_by_text("Model A").first.wait_for()  # the shared sidebar of streamlit_app.py
+            links = pg.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
+            assert [t.split("\n")[-1].strip() for t in links] == [  # after the icon name
+                "Classify",
+                "Layers",
+                "Evaluation",
+                "Data & augmentation",
+                "About the models",
+            ]
+            assert not pg.locator('[data-testid="stException"]').count()
+            browser.close()
+    finally:
+        stop_server(proc)
