@@ -246,8 +246,8 @@ def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
     )
     fig.update_layout(
         height=150,
-        margin=dict(l=0, r=0, t=0, b=0),
-        xaxis=dict(range=[0, 1], tickformat=".0%"),
+        margin=dict(l=0, r=28, t=0, b=0),  # room for the 100% tick
+        xaxis=dict(range=[0, 1], tickformat=".0%", dtick=0.25),
         yaxis=dict(autorange="reversed"),
     )
     st.plotly_chart(fig, key=key, config={"displayModeBar": False})
@@ -261,7 +261,7 @@ def raw_map_chart(cam: np.ndarray, vmax: float, cmap: str, key: str, title: str 
             zmin=0.0,
             zmax=max(vmax, 1e-12),
             colorscale=PLOTLY_SCALES.get(cmap, "Jet"),
-            colorbar=dict(thickness=10, len=0.9),
+            colorbar=dict(thickness=10, len=0.9, tickformat=".2~g"),  # 0.0008, not 800µ
         )
     )
     fig.update_layout(
@@ -287,6 +287,16 @@ def colour_strip(cmap: str) -> np.ndarray:
     """A small horizontal colour bar image (low → high)."""
     ramp = np.tile(np.linspace(0, 1, 256)[None, :], (12, 1))
     return colorize(ramp, cmap)
+
+
+def flat_map_note(exp: Explanation, layer: str, classes: list[str]) -> str | None:
+    """What to say when a layer's Grad-CAM is zero everywhere (a flat, uniform overlay)."""
+    if float(np.max(exp.maps[layer], initial=0.0)) > 0.0:
+        return None
+    return (
+        f"No positive evidence for {classes[exp.target]} at this layer: Grad-CAM keeps only the regions "
+        "that raise the class score, and here there are none, so the overlay is flat."
+    )
 
 
 def cam_top(exp: Explanation, layer: str, smooth: bool) -> float:

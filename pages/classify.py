@@ -58,7 +58,8 @@ with st.expander("Heatmap settings", expanded=True):
     shared = c7.toggle(
         "Shared scale",
         key="shared_scale",
-        help="Both models' maps on one colour scale (with a colour bar), instead of each to its own maximum.",
+        help="Both models' maps on one colour scale (with a colour bar), instead of each to its own maximum. "
+        "Raw Grad-CAM values of different architectures differ by orders of magnitude.",
     )
 target = None if target_label == "predicted class" else classes.index(target_label)
 
@@ -93,6 +94,14 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
     shared_top = max(tops.values(), default=0.0)
     if shared and tops:
         st.image(_ui.colour_strip(cmap), caption=f"shared scale: 0 → {shared_top:.3g}", width=320)
+        low = min(tops.values())
+        if len(tops) == 2 and (low <= 0 or shared_top / low > 10):
+            dim = names[0] if tops["a"] <= tops["b"] else names[1]
+            st.caption(
+                f"{get_spec(dim).title}'s map peaks at {low:.2g} against {shared_top:.2g}: Grad-CAM magnitudes "
+                "of different architectures are not comparable, so on one scale it looks dark. Switch "
+                "*Shared scale* off to see each map against its own maximum."
+            )
     cols = st.columns(2)
     for col, slot, name in ((cols[0], "a", names[0]), (cols[1], "b", names[1])):
         spec = get_spec(name)
@@ -116,6 +125,8 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             why = classes[exp.target] + ("" if target is None else " (chosen)")
             left, right = st.columns([3, 2])
             left.image(img, caption=f"Grad-CAM for {why} · {layer_label}")
+            if note := _ui.flat_map_note(exp, layers[slot], classes):
+                left.caption(note)
             with right:
                 _ui.raw_map_chart(
                     exp.maps[layers[slot]],

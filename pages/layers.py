@@ -68,3 +68,5 @@ for name in dict.fromkeys(names):
         img = _ui.overlay_image(exp, layer.path, opacity, cmap, True, None)
         h, w = exp.maps[layer.path].shape
         col.image(img, caption=f"{layer.label} — map {w}×{h}")
+        if note := _ui.flat_map_note(exp, layer.path, classes):
+            col.caption(note)

@@ -7,12 +7,15 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 from image_cases import bad_cases, encode, garment_photo, good_cases
 from streamlit.testing.v1 import AppTest
 
+from core.gradcam import Explanation
 from core.models import REGISTRY
+from pages import _ui
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "fashion-small"
@@ -288,3 +291,16 @@ def test_evaluation_gallery_with_partial_dataset_says_so(tmp_path) -> None:
     at.run()
     assert not at.exception
     assert any("not in this dataset copy" in c.value for c in at.caption)
+
+
+def test_a_map_that_is_zero_everywhere_is_explained_not_drawn_silently() -> None:
+    def exp(peak: float) -> Explanation:
+        m = np.zeros((4, 5), np.float32)
+        m[1, 2] = peak
+        probs = np.array([0.2, 0.7, 0.1])
+        return Explanation(probs, 1, 2, {"layer4": m}, np.zeros((160, 120, 3), np.uint8))
+
+    classes = ["Casual", "Formal", "Smart Casual"]
+    note = _ui.flat_map_note(exp(0.0), "layer4", classes)
+    assert note is not None and "No positive evidence for Smart Casual" in note
+    assert _ui.flat_map_note(exp(1e-6), "layer4", classes) is None
