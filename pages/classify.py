@@ -173,7 +173,7 @@ elif good:
             pr = probs[slot]
             preds[slot] = None if pr is None else int(pr[i].argmax())
             row[f"{title} class"] = "unavailable" if pr is None else classes[preds[slot]]
-            row[f"{title} confidence"] = None if pr is None else float(pr[i].max())
+            row[f"{title} confidence (%)"] = None if pr is None else round(100 * float(pr[i].max()), 1)
         row["agree"] = preds["a"] is not None and preds["a"] == preds["b"]
         row["notes"] = "; ".join(p.notes)
         rows.append(row)
@@ -183,9 +183,9 @@ elif good:
         table,
         hide_index=True,
         column_config={
-            c: st.column_config.ProgressColumn(c, format="percent", min_value=0, max_value=1)
+            c: st.column_config.ProgressColumn(c, format="%.1f%%", min_value=0, max_value=100)
             for c in table.columns
-            if c.endswith("confidence")
+            if c.endswith("confidence (%)")
         },
         key="results_table",
     )
@@ -196,7 +196,11 @@ elif good:
         mime="text/csv",
         key="dl_csv",
     )
-    st.caption("Open a row to see its heatmaps (computed when opened).")
+    st.caption(
+        "Open a row to see its heatmaps (computed when opened). The table comes from the fast batch path "
+        "(bfloat16, with every class checked against full precision), so an opened row's exact confidence "
+        "can differ from the table's by a few tenths of a point; the class never does."
+    )
     for i, p in enumerate(good):
         box = st.expander(f"{i + 1}. {_ui.plain(p.filename)}", key=f"row_{i}_{p.digest}", on_change="rerun")
         with box:

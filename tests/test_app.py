@@ -131,6 +131,8 @@ def test_batch_table_and_bad_inputs_each_get_a_message() -> None:
     n_good = len(sample_photos()) + len(good_cases())
     assert len(table) == n_good
     assert set(table.columns) >= {"file", "agree"}
+    for col in (c for c in table.columns if c.endswith("confidence (%)")):  # one decimal, 0–100
+        assert all(0 <= v <= 100 and round(v, 1) == v for v in table[col]), table[col]
     notes = dict(zip(table["file"], table["notes"]))
     for name, (_, note) in good_cases().items():
         if note:
