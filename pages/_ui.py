@@ -309,8 +309,13 @@ def png(image: np.ndarray) -> bytes:
     return png_bytes(image)
 
 
-def metrics_table(cards: dict, split: str) -> pd.DataFrame:
-    """One row per model (+ majority-class reference): per-class P/R/F1, balanced acc., macro-F1."""
+def metrics_table(cards: dict, split: str, per_class: bool = False) -> pd.DataFrame:
+    """One row per model (+ majority-class reference) on ``split``.
+
+    The summary has accuracy, balanced accuracy and macro-F1 with their 95% intervals, the F1 of
+    every class and how many images of the rarest class were found; ``per_class`` gives
+    precision and recall per class instead.
+    """
     rows = []
     ref = None
     for name, card in cards.items():
@@ -318,28 +323,32 @@ def metrics_table(cards: dict, split: str) -> pd.DataFrame:
         if not m:
             continue
         ref = ref or m.get("majority_class_reference")
-        rows.append(_metric_row(get_spec(name).title, m))
+        rows.append(_metric_row(get_spec(name).title, m, per_class))
     if ref:
-        rows.append(_metric_row("Majority class (reference)", ref))
+        rows.append(_metric_row("Majority class (reference)", ref, per_class))
     return pd.DataFrame(rows)
 
 
-def _metric_row(label: str, m: dict) -> dict:
+def _metric_row(label: str, m: dict, per_class: bool) -> dict:
+    if per_class:
+        row: dict = {"model": label}
+        for cls, pc in m["per_class"].items():
+            row[f"{cls} precision"] = pc["precision"]
+            row[f"{cls} recall"] = pc["recall"]
+        return row
     ci = m.get("ci95") or {}
 
-    def interval(key: str) -> str:  # a fixed reference predictor has no interval
-        return f"{ci[key][0]:.3f}–{ci[key][1]:.3f}" if key in ci else "—"
+    def with_interval(key: str) -> str:  # a fixed reference predictor has no interval
+        return f"{m[key]:.3f} [{ci[key][0]:.2f}–{ci[key][1]:.2f}]" if key in ci else f"{m[key]:.3f}"
 
     row = {
         "model": label,
         "accuracy": m["accuracy"],
-        "balanced acc.": m["balanced_accuracy"],
-        "balanced acc. 95% CI": interval("balanced_accuracy"),
-        "macro-F1": m["macro_f1"],
-        "macro-F1 95% CI": interval("macro_f1"),
+        "balanced acc. [95% CI]": with_interval("balanced_accuracy"),
+        "macro-F1 [95% CI]": with_interval("macro_f1"),
     }
     for cls, pc in m["per_class"].items():
-        row[f"{cls} P"] = pc["precision"]
-        row[f"{cls} R"] = pc["recall"]
         row[f"{cls} F1"] = pc["f1"]
+    rare, pc = min(m["per_class"].items(), key=lambda kv: kv[1]["support"])
+    row[f"{rare} found"] = f"{round(pc['recall'] * pc['support'])} of {pc['support']}"
     return row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
@@ -34,11 +35,26 @@ if not cards:
     st.error("No model cards found in weights/: train a model first (see README).")
     st.stop()
 
-split = st.segmented_control("Split", ["val", "test"], default="test", key="eval_split", required=True)
+split = st.segmented_control(
+    "Split",
+    ["val", "test"],
+    default="test",
+    key="eval_split",
+    required=True,
+    help="Everything below — metrics, confusion matrices and the cell gallery — is on this split.",
+)
 st.subheader("Metrics across models")
-table = _ui.metrics_table(cards, split)
-fmt = {c: "{:.3f}" for c in table.columns if c != "model" and not c.endswith("95% CI")}
-st.dataframe(table.style.format(fmt), hide_index=True, key="eval_metrics")
+
+
+def show_metrics(table, key: str) -> None:  # noqa: ANN001 - a DataFrame
+    """Numbers to three decimals; text columns (intervals, counts) as they are."""
+    fmt = {c: "{:.3f}" for c in table.columns if pd.api.types.is_float_dtype(table[c])}
+    st.dataframe(table.style.format(fmt), hide_index=True, key=key)
+
+
+show_metrics(_ui.metrics_table(cards, split), "eval_metrics")
+with st.expander("Per-class precision and recall"):
+    show_metrics(_ui.metrics_table(cards, split, per_class=True), "eval_metrics_per_class")
 
 st.subheader("Confusion matrices")
 norm = st.segmented_control(
@@ -86,17 +102,14 @@ def matrix_figure(cm: np.ndarray, classes: list[str], title: str) -> go.Figure:
     return fig
 
 
-cols = st.columns(max(1, 2 * len(chosen)))
-i = 0
-for name in chosen:
-    for s in ("val", "test"):
-        m = cards[name].metrics.get(s)
-        if m:
-            cols[i].plotly_chart(
-                matrix_figure(m["confusion_matrix"], cards[name].classes, f"{get_spec(name).title} — {s}"),
-                key=f"cm_{name}_{s}",
-            )
-        i += 1
+cols = st.columns(max(1, len(chosen)))
+for col, name in zip(cols, chosen):
+    m = cards[name].metrics.get(split)
+    if m:
+        col.plotly_chart(
+            matrix_figure(m["confusion_matrix"], cards[name].classes, f"{get_spec(name).title} — {split}"),
+            key=f"cm_{name}_{split}",
+        )
 
 st.subheader("Training curves")
 for name in chosen:
@@ -118,11 +131,11 @@ st.subheader("Look inside a cell")
 root = _ui.data_dir()
 first = chosen[0] if chosen else next(iter(cards))
 classes = cards[first].classes
-c1, c2, c3, c4 = st.columns(4)
+c1, c3, c4 = st.columns(3)
 cell_model = c1.selectbox(
     "Matrix of", list(cards), format_func=lambda n: get_spec(n).title, key="cell_model", index=list(cards).index(first)
 )
-cell_split = c2.selectbox("Split", ["val", "test"], index=1, key="cell_split")
+cell_split = split
 true_cls = c3.selectbox("True class", classes, index=len(classes) - 1, key="cell_true")
 pred_cls = c4.selectbox("Predicted class", classes, index=0, key="cell_pred")
 configured = str(_ui.setting("data_dir")).strip()
@@ -147,13 +160,13 @@ label_of = catalog.label_of()
 t_idx, p_idx = classes.index(true_cls), classes.index(pred_cls)
 cell_ids = [i for i, p in zip(preds["ids"], preds["pred"]) if int(p) == p_idx and label_of.get(i) == t_idx]
 missing = [i for i in preds["ids"] if i not in label_of]
-st.write(f"{len(cell_ids)} images in this cell.")
+st.write(f"{len(cell_ids)} {cell_split} images in this cell.")
 if missing:
     st.caption(f"{len(missing)} images of the saved split are not in this dataset copy and are left out.")
 if not cell_ids:
     st.stop()
 pages_n = (len(cell_ids) - 1) // GALLERY_PAGE + 1
-page_no = st.number_input("Page", 1, pages_n, 1, key="cell_page") if pages_n > 1 else 1
+page_no = st.number_input(f"Page (of {pages_n})", 1, pages_n, 1, key="cell_page") if pages_n > 1 else 1
 show = cell_ids[(page_no - 1) * GALLERY_PAGE : page_no * GALLERY_PAGE]
 for pid in show:
     photo = _ui.dataset_photo(catalog, pid)

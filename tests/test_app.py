@@ -220,14 +220,25 @@ def test_evaluation_page_tables_and_toggle() -> None:
     assert not at.exception
     table = at.dataframe[0].value
     assert "Majority class (reference)" in list(table["model"])
-    for col in ("balanced acc. 95% CI", "macro-F1 95% CI"):  # an interval per model, "—" for the reference
+    for col in ("balanced acc. [95% CI]", "macro-F1 [95% CI]"):  # an interval per model, none for the reference
         cells = dict(zip(table["model"], table[col]))
-        assert cells.pop("Majority class (reference)") == "—"
-        assert cells and all(re.fullmatch(r"0\.\d{3}–[01]\.\d{3}", c) for c in cells.values()), cells
+        assert re.fullmatch(r"0\.\d{3}", cells.pop("Majority class (reference)"))
+        assert cells and all(re.fullmatch(r"0\.\d{3} \[0\.\d\d–[01]\.\d\d\]", c) for c in cells.values()), cells
+    for spec in REGISTRY.values():  # "k of n" of the rarest class, as in the card's confusion matrix
+        cm = json.loads(spec.card_file.read_text())["metrics"]["test"]["confusion_matrix"]
+        assert dict(zip(table["model"], table["Smart Casual found"]))[spec.title] == f"{cm[2][2]} of {sum(cm[2])}"
+    per_class = at.dataframe[1].value  # in the "Per-class precision and recall" expander
+    assert {"Smart Casual precision", "Smart Casual recall"} <= set(per_class.columns)
     assert len(at.get("plotly_chart")) >= 4
     at.segmented_control(key="eval_norm").set_value("row-normalised (recall)")
     at.run()
     assert not at.exception
+    titles = lambda: [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]  # noqa: E731
+    assert any(t.endswith("— test") for t in titles()) and not any(t.endswith("— val") for t in titles())
+    at.segmented_control(key="eval_split").set_value("val")  # one control for the whole page
+    at.run()
+    assert not at.exception
+    assert any(t.endswith("— val") for t in titles()) and not any(t.endswith("— test") for t in titles())
 
 
 @pytest.mark.realdata
