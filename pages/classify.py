@@ -182,6 +182,7 @@ elif good:
     st.dataframe(
         table,
         hide_index=True,
+        height="content" if len(table) <= 25 else "auto",  # every row of a typical batch, no inner scrolling
         column_config={
             c: st.column_config.ProgressColumn(c, format="%.1f%%", min_value=0, max_value=100)
             for c in table.columns
