@@ -88,7 +88,7 @@ class ModelCard:
         """Read a card; :class:`WeightsError` when missing or malformed."""
         path = Path(path)
         if not path.is_file():
-            raise WeightsError(f"model card {path.name} is missing")
+            raise WeightsError(f"model card {path.name} is missing (looked in {path.parent})")
         try:
             doc = json.loads(path.read_text())
             card = cls(**doc)
@@ -128,7 +128,7 @@ def load_model(name: str, weights_dir: Path | None = None, verify: bool = True) 
     weights_path = spec.weights_file if weights_dir is None else Path(weights_dir) / spec.weights_file.name
     card = ModelCard.load(card_path)
     if not weights_path.is_file():
-        raise WeightsError(f"weights file {weights_path.name} is missing")
+        raise WeightsError(f"weights file {weights_path.name} is missing (looked in {weights_path.parent})")
     if verify:
         digest = sha256_file(weights_path)
         if digest != card.weights["sha256"]:

@@ -263,32 +263,59 @@ def _cache_dir() -> Path:
     return Path(base) / "dresscode"
 
 
-def load_native_images(catalog: Catalog, ids: Sequence[int], use_cache: bool = True) -> np.ndarray:
+CACHE_VERSION = 3  # bump when decoding or preprocessing changes what an image turns into
+
+
+def _files_state(catalog: Catalog, ids: list[int]) -> list[tuple[int, int]]:
+    """(size, mtime in ns) of every image file, so that a replaced file invalidates the cache."""
+    out = []
+    for pid in ids:
+        try:
+            st = catalog.image_path(pid).stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((-1, -1))
+    return out
+
+
+def load_native_images(
+    catalog: Catalog, ids: Sequence[int], use_cache: bool = True, unreadable: list[int] | None = None
+) -> np.ndarray:
     """Decode images to the native canvas: uint8 array ``N×H×W×3`` (80×60 for this dataset).
 
     Every image goes through :func:`core.preprocess.load_native_rgb`, the same function the
-    app uses for uploads. A decoded copy is cached under ``~/.cache/dresscode``.
+    app uses for uploads. A file that cannot be read keeps its slot as a white canvas, with a
+    warning, and its id is appended to ``unreadable`` when a list is given. A decoded copy is
+    cached under ``~/.cache/dresscode``, keyed by the folder, the ids and every file's size and
+    modification time; a batch with unreadable files is not cached.
     """
     ids = [int(i) for i in ids]
-    key = hashlib.sha256(json.dumps([str(catalog.root.resolve()), ids, NATIVE_SIZE, 2]).encode()).hexdigest()[:20]
+    state = _files_state(catalog, ids)
+    key = hashlib.sha256(
+        json.dumps([str(catalog.root.resolve()), ids, state, NATIVE_SIZE, CACHE_VERSION]).encode()
+    ).hexdigest()[:20]
     cache = _cache_dir() / f"images-{key}.npy"
     if use_cache and cache.is_file():
         arr = np.load(cache, mmap_mode=None)
         if arr.shape[0] == len(ids):
             return arr
+    failed: list[int] = []
 
     def decode(pid: int) -> np.ndarray:
         try:
             return np.asarray(load_native_rgb(catalog.image_path(pid).read_bytes()))
-        except ImageInputError as exc:  # a corrupt dataset file: keep the slot, blank it
+        except (ImageInputError, OSError) as exc:  # a corrupt or vanished dataset file
             log.warning("image %s unreadable (%s); using a blank canvas", pid, exc)
+            failed.append(pid)
             return np.full((NATIVE_SIZE[1], NATIVE_SIZE[0], 3), 255, np.uint8)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         arr = (
             np.stack(list(pool.map(decode, ids))) if ids else np.zeros((0, NATIVE_SIZE[1], NATIVE_SIZE[0], 3), np.uint8)
         )
-    if use_cache and len(ids) > 64:
+    if unreadable is not None:
+        unreadable.extend(sorted(failed))
+    if use_cache and len(ids) > 64 and not failed:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(".tmp.npy")

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.card import ModelCard, load_model
+from core.card import ModelCard, WeightsError, load_model
+from core.cli import non_negative_int, positive_int
 from core.data import (
     DEFAULT_LABEL_COLUMN,
     DEFAULT_SPLIT_FILE,
@@ -33,6 +34,10 @@ from core.models import REGISTRY, get_spec
 log = logging.getLogger(__name__)
 
 
+class EvaluationError(ValueError):
+    """What the user asked for cannot be scored (the message says why and what to do)."""
+
+
 def measure_splits(
     model: torch.nn.Module,
     card: ModelCard,
@@ -41,9 +46,10 @@ def measure_splits(
     ids: dict[str, list[int]],
     n_boot: int = 1000,
     seed: int = 42,
+    log_reports: bool = True,
 ) -> None:
     """Fill ``card.metrics`` and ``card.predictions`` for val and test from ``model`` (fp32 path,
-    decision rule applied) — the numbers ``evaluate`` reproduces."""
+    decision rule applied) — the numbers ``evaluate`` reproduces; ``log_reports`` logs them."""
     for s in ("val", "test"):
         logits = predict_logits(model, images[s])
         pred = apply_decision_rule(logits, card.logit_bias).argmax(1)
@@ -54,7 +60,8 @@ def measure_splits(
         rep["majority_class_reference"] = majority_baseline(labels[s], card.classes)
         card.metrics[s] = rep
         card.predictions[s] = {"ids": [int(i) for i in ids[s]], "pred": "".join(str(int(k)) for k in pred)}
-        log.info("%s", format_report(rep, f"== {card.name} on {s} =="))
+        if log_reports:
+            log.info("%s", format_report(rep, f"== {card.name} on {s} =="))
 
 
 def refresh_card(
@@ -100,13 +107,35 @@ def evaluate_model(
     """Metrics of the shipped ``name`` (with its decision rule) on one split or ``all``."""
     model, card = load_model(name, weights_dir)
     catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
+    split = get_or_make_split(catalog, split_file, seed) if Path(split_file).is_file() or split_name != "all" else {}
     if split_name == "all":
-        ids = catalog.ids
+        ids = list(catalog.ids)
     else:
-        ids = get_or_make_split(catalog, split_file, seed)[split_name]
+        ids = list(split[split_name])
+        if not ids:
+            raise EvaluationError(
+                f"none of the {len(catalog.ids):,} usable images in {data_dir} is in the saved {split_name} "
+                f"split ({split_file}); to score every image of this copy use --split all"
+            )
+    seen_in_training = sorted(set(ids) & set(split.get("train", [])))
+    if split_name == "all" and seen_in_training:
+        log.warning(
+            "%d of these %d images are in the saved training split: the model learnt from them, so these "
+            "numbers overstate how it does on new photos (use --split test, or a copy with other products)",
+            len(seen_in_training),
+            len(ids),
+        )
+    unreadable: list[int] = []
+    images = load_native_images(catalog, ids, unreadable=unreadable)
+    if unreadable:
+        log.warning("%d unreadable images are left out: %s", len(unreadable), ", ".join(map(str, unreadable[:20])))
+        bad = set(unreadable)
+        keep = np.array([i not in bad for i in ids])
+        ids, images = [i for i, k in zip(ids, keep) if k], images[keep]
+    if not ids:
+        raise EvaluationError(f"no readable image to score in {data_dir}")
     label_of = catalog.label_of()
     y = np.array([label_of[i] for i in ids], dtype=np.int64)
-    images = load_native_images(catalog, ids)
     logits = predict_logits(model, images)
     pred = apply_decision_rule(logits, card.logit_bias).argmax(1)
     report = classification_report(y, pred, card.classes, n_boot=n_boot, seed=seed)
@@ -114,7 +143,7 @@ def evaluate_model(
     report["split"] = split_name
     report["decision_rule"] = card.decision_rule
     report["majority_class_reference"] = majority_baseline(y, card.classes)
-    report["ids"] = {"n": len(ids)}
+    report["ids"] = {"n": len(ids), "in_training_split": len(seen_in_training), "unreadable": unreadable}
     report["predictions"] = {str(i): card.classes[p] for i, p in zip(ids, pred)}
     return report
 
@@ -130,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: weights/)")
     p.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE)
     p.add_argument("--json", type=Path, default=None, help="write the metrics as JSON")
-    p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--bootstrap", type=non_negative_int, default=1000, help="resamples for the 95%% intervals")
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument(
         "--refresh-card", action="store_true", help="re-measure val/test metrics and predictions into the model card"
     )
@@ -146,10 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = args.data or find_default_data_dir()
     if data is None:
         p.error("no --data given and no dataset found")
-    if args.refresh_card:
-        refresh_card(args.model, data, args.weights, args.bootstrap, args.split_file, args.choose_rule)
-        return 0
-    report = evaluate_model(args.model, data, args.split, args.weights, args.split_file, args.bootstrap)
+    if args.json is not None and args.json.is_dir():
+        p.error(f"--json {args.json} is a folder; give a file name, e.g. {args.json / 'metrics.json'}")
+    try:
+        if args.refresh_card:
+            refresh_card(args.model, data, args.weights, args.bootstrap, args.split_file, args.choose_rule)
+            return 0
+        report = evaluate_model(args.model, data, args.split, args.weights, args.split_file, args.bootstrap)
+    except (EvaluationError, WeightsError, FileNotFoundError) as exc:
+        p.exit(2, f"{p.prog}: error: {exc}\n")
     print(format_report(report, f"== {args.model} on {args.split} ({data}) =="))  # noqa: T201 - CLI output
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

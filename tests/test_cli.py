@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core import evaluate, train
-from core.card import ModelCard, WeightsError, load_model, sha256_file
+from core.card import ModelCard, load_model, sha256_file
 from core.data import SPLITS, load_split, load_styles, split_fingerprint
 
 CLASSES = ["Casual", "Formal", "Smart Casual"]
@@ -183,14 +183,16 @@ def test_evaluate_all_split(trained: TrainedRun, tmp_path: Path) -> None:
     assert rep["split"] == "all"
 
 
-def test_evaluate_refuses_tampered_weights(trained: TrainedRun, tmp_path: Path) -> None:
+def test_evaluate_refuses_tampered_weights(
+    trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     wdir = tmp_path / "w"
     shutil.copytree(trained.out, wdir)
     p = wdir / "baseline.safetensors"
     data = bytearray(p.read_bytes())
     data[-1] ^= 0xFF
     p.write_bytes(bytes(data))
-    with pytest.raises(WeightsError):
+    with pytest.raises(SystemExit) as stop:
         evaluate.main(
             [
                 "--model",
@@ -205,6 +207,8 @@ def test_evaluate_refuses_tampered_weights(trained: TrainedRun, tmp_path: Path) 
                 "1",
             ]
         )
+    assert stop.value.code == 2
+    assert "sha256" in capsys.readouterr().err  # the reason, without a traceback
 
 
 def test_refresh_card_uses_given_split_file(
@@ -306,3 +310,57 @@ def test_average_last_epochs(tiny_dataset: Path, tmp_path: Path, capsys: pytest.
     best_avg = max(r["average_val_macro_f1"] for r in card.history[1:])
     assert same == (best_avg > single_best)
     capsys.readouterr()
+
+
+def test_evaluate_a_copy_with_unreadable_images_and_training_images(
+    trained: TrainedRun, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--split all on a user's copy: unreadable files are left out and named; training images are flagged."""
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.data, copy)
+    train_ids = load_split(trained.split_file)["train"]
+    (copy / "images" / f"{train_ids[0]}.jpg").write_bytes(b"not a jpeg")
+    run = TrainedRun(copy, trained.out, trained.split_file, trained.runs, "")
+    with caplog.at_level("WARNING"):
+        rep = run_evaluate(run, "all", tmp_path / "all.json", "--bootstrap", "0")
+    assert rep["ids"]["unreadable"] == [train_ids[0]] and rep["n"] == 3 * 36 - 1
+    assert rep["ids"]["in_training_split"] == len(train_ids)
+    assert str(train_ids[0]) not in rep["predictions"]
+    assert "in the saved training split" in caplog.text and "unreadable images are left out" in caplog.text
+
+
+def test_evaluate_explains_instead_of_crashing(
+    trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fails(*argv: str) -> str:
+        base = ["--model", "baseline", "--weights", str(trained.out), "--split-file", str(trained.split_file)]
+        with pytest.raises(SystemExit) as stop:
+            evaluate.main([*base, *argv])
+        assert stop.value.code == 2
+        return capsys.readouterr().err
+
+    # a copy whose products are all new: nothing of it is in the saved test split
+    copy = tmp_path / "renamed"
+    shutil.copytree(trained.data, copy)
+    lines = (copy / "styles.csv").read_text().splitlines()
+    renamed = [lines[0]] + [("9" + ln) if ln[:1].isdigit() else ln for ln in lines[1:]]
+    (copy / "styles.csv").write_text("\n".join(renamed) + "\n")
+    for img in (copy / "images").glob("*.jpg"):
+        img.rename(img.with_name("9" + img.name))
+    assert "--split all" in fails("--data", str(copy), "--split", "test", "--threads", "1")
+    assert "at least 1" in fails("--data", str(trained.data), "--threads", "0")
+    assert "0 or more" in fails("--data", str(trained.data), "--bootstrap", "-5")
+    assert "is a folder" in fails("--data", str(trained.data), "--json", str(tmp_path))
+    assert "looked in" in fails("--data", str(trained.data), "--weights", str(tmp_path / "nowhere"))
+
+
+def test_train_refuses_bad_numbers_and_a_missing_teacher_before_loading_images(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(train, "load_native_images", lambda *a, **k: pytest.fail("images loaded"))
+    for bad in (("--epochs", "0"), ("--max-train", "0"), ("--threads", "0")):
+        with pytest.raises(SystemExit):
+            train.main(train_argv(tiny_dataset, tmp_path, *bad))
+        assert "at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no trained teacher"):
+        train.main(train_argv(tiny_dataset, tmp_path, "--distill-from", "resnet50"))

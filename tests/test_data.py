@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +205,30 @@ def test_load_native_images_cache(catalog: D.Catalog, tmp_path: Path, monkeypatc
     first = D.load_native_images(catalog, ids)
     assert len(list((tmp_path / "dresscode").glob("images-*.npy"))) == 1
     assert np.array_equal(D.load_native_images(catalog, ids), first)
+
+
+def test_image_cache_notices_replaced_and_repaired_files(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, copy)
+    catalog = D.load_styles(copy)
+    ids = catalog.ids[:70]  # caches above 64 images
+    first = D.load_native_images(catalog, ids)
+    victim = catalog.image_path(ids[3])
+    original = victim.read_bytes()
+    Image.new("RGB", (60, 80), (250, 0, 0)).save(victim, "JPEG", quality=95)  # the file is replaced
+    second = D.load_native_images(catalog, ids)
+    assert not np.array_equal(second[3], first[3]) and np.array_equal(second[4], first[4])
+    victim.write_bytes(original[: len(original) // 3])  # now truncated
+    unreadable: list[int] = []
+    blanked = D.load_native_images(catalog, ids, unreadable=unreadable)
+    assert unreadable == [ids[3]] and (blanked[3] == 255).all()
+    victim.write_bytes(original)  # repaired: decoded again, not the cached blank
+    unreadable.clear()
+    again = D.load_native_images(catalog, ids, unreadable=unreadable)
+    assert unreadable == [] and np.array_equal(again, first)
 
 
 def test_data_cli_prints_counts(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
+from image_cases import garment_photo
 from PIL import Image
 
 from core.preprocess import (
@@ -184,6 +185,34 @@ def test_large_jpeg_draft_path_to_native() -> None:
     native = load_native_rgb(data)
     assert native.size == NATIVE_SIZE and native.mode == "RGB"
     assert close(native.getpixel((10, 40)), RED, 25) and close(native.getpixel((50, 40)), BLUE, 25)
+
+
+def test_draft_size_keeps_four_times_the_canvas_size() -> None:
+    from core.preprocess import _draft_size
+
+    assert _draft_size(600, 800) == (240, 320)  # fitted 60×80 → at least 240×320 decoded
+    assert _draft_size(3000, 4000) == (240, 320)
+    assert _draft_size(4000, 3000) == (240, 180)  # landscape: fitted 60×45
+    assert _draft_size(100, 120) == (100, 120)  # small photos are never reduced
+
+
+def test_reduced_jpeg_decode_stays_closer_to_a_full_decode_than_a_1_8_reduction(monkeypatch) -> None:
+    from PIL import JpegImagePlugin
+
+    import core.preprocess as P
+
+    data = encode(garment_photo(60, 80).resize((600, 800), Image.Resampling.LANCZOS), "JPEG", quality=90)
+
+    def native() -> np.ndarray:
+        return np.asarray(load_native_rgb(data), dtype=float)
+
+    reduced = native()
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", lambda self, mode, size: None)
+    full = native()
+    monkeypatch.undo()
+    monkeypatch.setattr(P, "_draft_size", lambda w, h: (w // 8, h // 8))  # 75×100: barely above 60×80
+    crude = native()
+    assert np.abs(reduced - full).mean() < 0.5 * np.abs(crude - full).mean()
 
 
 # ---------------------------------------------------------------- refused inputs
