@@ -45,6 +45,7 @@ def test_fuzz_random_bytes_only_raise_input_error(data: bytes) -> None:
     _decode_or_refuse(data)
 
 
+@pytest.mark.filterwarnings("ignore:.*:UserWarning:PIL")  # Pillow's notes on corrupt metadata are expected here
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.sampled_from(SEEDS),
