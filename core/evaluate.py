@@ -25,6 +25,7 @@ from core.data import (
     find_default_data_dir,
     get_or_make_split,
     load_native_images,
+    load_split,
     load_styles,
 )
 from core.inference import apply_decision_rule, predict_logits
@@ -107,17 +108,18 @@ def evaluate_model(
     """Metrics of the shipped ``name`` (with its decision rule) on one split or ``all``."""
     model, card = load_model(name, weights_dir)
     catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
-    split = get_or_make_split(catalog, split_file, seed) if Path(split_file).is_file() or split_name != "all" else {}
     if split_name == "all":
         ids = list(catalog.ids)
+        trained_on = set(load_split(split_file)["train"]) if Path(split_file).is_file() else set()
     else:
-        ids = list(split[split_name])
+        ids = list(get_or_make_split(catalog, split_file, seed)[split_name])
+        trained_on = set()  # the saved splits are disjoint
         if not ids:
             raise EvaluationError(
                 f"none of the {len(catalog.ids):,} usable images in {data_dir} is in the saved {split_name} "
                 f"split ({split_file}); to score every image of this copy use --split all"
             )
-    seen_in_training = sorted(set(ids) & set(split.get("train", [])))
+    seen_in_training = sorted(set(ids) & trained_on)
     if split_name == "all" and seen_in_training:
         log.warning(
             "%d of these %d images are in the saved training split: the model learnt from them, so these "
