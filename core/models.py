@@ -252,6 +252,9 @@ class ModelSpec:
     # fast batch path (core.fastpath): rows whose top two logits are closer than this are re-run
     # in fp32; more than twice the largest bf16 logit error bench measured on validation images
     tie_margin: float = 0.75
+    # the layer the app explains by default (index into cam_layers): the deepest one that passes
+    # the occlusion check (README, "Which layers the heatmaps come from")
+    default_layer: int = -1
 
     @property
     def weights_file(self) -> Path:
@@ -265,8 +268,8 @@ class ModelSpec:
 
     @property
     def default_cam_layer(self) -> CamLayer:
-        """The layer the app explains by default: the last one (whole garment)."""
-        return self.cam_layers[-1]
+        """The layer the app explains by default (the last one unless ``default_layer`` says otherwise)."""
+        return self.cam_layers[self.default_layer]
 
     def cam_layer(self, path: str) -> CamLayer:
         """Look a layer up by path."""
@@ -318,6 +321,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         "imagenet",
         "ImageNet-pretrained EfficientNet-Lite0 backbone + the same dense head; 120×160 input.",
+        default_layer=2,  # block 10: the conv head's cells all see the whole photo
     ),
 }
 

@@ -41,7 +41,7 @@ with st.expander("Heatmap settings", expanded=True):
         layers[slot] = col.selectbox(
             f"Layer — {spec.title} ({'A' if slot == 'a' else 'B'})",
             paths,
-            index=len(paths) - 1,
+            index=paths.index(spec.default_cam_layer.path),
             format_func=labels.__getitem__,
             key=f"layer_{slot}_{name}",
         )
