@@ -131,13 +131,13 @@ st.subheader("Look inside a cell")
 root = _ui.data_dir()
 first = chosen[0] if chosen else next(iter(cards))
 classes = cards[first].classes
-c1, c3, c4 = st.columns(3)
+c1, c2, c3 = st.columns(3)
 cell_model = c1.selectbox(
     "Matrix of", list(cards), format_func=lambda n: get_spec(n).title, key="cell_model", index=list(cards).index(first)
 )
 cell_split = split
-true_cls = c3.selectbox("True class", classes, index=len(classes) - 1, key="cell_true")
-pred_cls = c4.selectbox("Predicted class", classes, index=0, key="cell_pred")
+true_cls = c2.selectbox("True class", classes, index=len(classes) - 1, key="cell_true")
+pred_cls = c3.selectbox("Predicted class", classes, index=0, key="cell_pred")
 configured = str(_ui.setting("data_dir")).strip()
 if root is None and configured:
     st.warning(
