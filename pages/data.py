@@ -62,15 +62,18 @@ if counts:
     show_log_bars(fig, "balance_counts", height=360, legend_y=-0.15)
     used = {n: c.training.get("balancing", "?") for n, c in cards.items()}
     names = {"sampler": "(b) the class-balanced sampler", "copies": "(a) augmented copies"}
-    lines = [f"**{_ui.model_label(n)}** was trained with {names.get(b, b)}." for n, b in used.items()]
-    comparison = next(
-        (c.training["balancing_comparison"] for c in cards.values() if "balancing_comparison" in c.training), None
-    )
-    if comparison:
-        scores = ", ".join(
-            f"{names[k]} {comparison[k]['val_macro_f1']:.3f}" for k in ("sampler", "copies") if k in comparison
-        )
-        lines.append(f"Both strategies, same model and schedule, validation macro-F1: {scores}.")
+    lines = []
+    for strategy in dict.fromkeys(used.values()):
+        who = [f"**{_ui.model_label(n)}**" for n, b in used.items() if b == strategy]
+        listed = who[0] if len(who) == 1 else ", ".join(who[:-1]) + " and " + who[-1]
+        lines.append(f"{listed} {'was' if len(who) == 1 else 'were'} trained with {names.get(strategy, strategy)}.")
+    for n, c in cards.items():
+        comparison = c.training.get("balancing_comparison")
+        if comparison:
+            scores = ", ".join(
+                f"{names[k]} {comparison[k]['val_macro_f1']:.3f}" for k in ("sampler", "copies") if k in comparison
+            )
+            lines.append(f"{_ui.model_label(n)} trained both ways on one schedule, validation macro-F1: {scores}.")
     st.markdown(" ".join(lines))
     st.caption(
         "Strategy (a) adds augmented copies of minority images until every class matches the largest, once, "
