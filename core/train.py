@@ -26,7 +26,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from core.augment import AugmentParams, augment_batch, balance_with_copies, balanced_sampler_indices, make_augmenter
-from core.card import ModelCard, library_versions, load_model, save_weights, sha256_file
+from core.card import ModelCard, WeightsError, library_versions, load_model, save_weights, sha256_file
 from core.cli import non_negative_int, positive_int
 from core.data import (
     DEFAULT_CLASSES,
@@ -259,12 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     data_dir = args.data or find_default_data_dir()
     if data_dir is None:
         raise SystemExit("no --data given and no dataset found")
-    if args.distill_from:  # fail before minutes of image loading, not after
-        teacher_files = [args.out / get_spec(args.distill_from).card_file.name]
-        teacher_files.append(args.out / get_spec(args.distill_from).weights_file.name)
-        missing = [str(f) for f in teacher_files if not f.is_file()]
-        if missing:
-            raise SystemExit(f"--distill-from {args.distill_from}: no trained teacher in --out ({', '.join(missing)})")
+    teacher = None
+    if args.distill_from:  # loaded (and its sha256 checked) before minutes of image loading, not after
+        try:
+            teacher, _ = load_model(args.distill_from, args.out)
+        except WeightsError as exc:
+            raise SystemExit(f"--distill-from {args.distill_from}: no trained teacher in --out ({exc})") from None
     t_start = time.time()
 
     # ---- data
@@ -288,8 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     teacher_logits = None
-    if args.distill_from:
-        teacher, _ = load_model(args.distill_from, args.out)
+    if teacher is not None:
         log.info("computing teacher (%s) logits on %d training images …", args.distill_from, len(train_imgs))
         teacher_logits = predict_logits(teacher, train_imgs, bf16=True).astype(np.float32)
         del teacher
