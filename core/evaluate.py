@@ -119,12 +119,12 @@ def evaluate_model(
                 f"none of the {len(catalog.ids):,} usable images in {data_dir} is in the saved {split_name} "
                 f"split ({split_file}); to score every image of this copy use --split all"
             )
-    seen_in_training = sorted(set(ids) & trained_on)
-    if split_name == "all" and seen_in_training:
+    n_seen = len(set(ids) & trained_on)
+    if split_name == "all" and n_seen:
         log.warning(
             "%d of these %d images are in the saved training split: the model learnt from them, so these "
             "numbers overstate how it does on new photos (use --split test, or a copy with other products)",
-            len(seen_in_training),
+            n_seen,
             len(ids),
         )
     unreadable: list[int] = []
@@ -145,7 +145,7 @@ def evaluate_model(
     report["split"] = split_name
     report["decision_rule"] = card.decision_rule
     report["majority_class_reference"] = majority_baseline(y, card.classes)
-    report["ids"] = {"n": len(ids), "in_training_split": len(seen_in_training), "unreadable": unreadable}
+    report["ids"] = {"n": len(ids), "in_training_split": n_seen, "unreadable": unreadable}
     report["predictions"] = {str(i): card.classes[p] for i, p in zip(ids, pred)}
     return report
 
