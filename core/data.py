@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -156,6 +157,68 @@ def duplicate_groups(catalog: Catalog) -> dict[int, str]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         digests = list(pool.map(_file_digest, (catalog.image_path(i) for i in catalog.ids)))
     return dict(zip(catalog.ids, digests))
+
+
+# words that name a colour in product names; the ``baseColour`` column's words are added
+_COLOUR_WORDS = frozenset(
+    "black white grey gray red blue green yellow orange pink purple brown beige cream navy maroon silver "
+    "gold olive teal khaki charcoal multi off light dark".split()
+)
+
+
+def product_keys(catalog: Catalog) -> dict[int, str]:
+    """Map each id to its product: the display name in lower case without colour words.
+
+    Colour variants of one product ("Highlander Men Red Striped Shirt", "… White Striped
+    Shirt") share a key. Colour words are the ``baseColour`` column's plus common ones
+    (and "light", "dark", "off", "multi"). Rows without a name get a key of their own.
+    """
+    words = set(_COLOUR_WORDS)
+    for row in catalog.rows.values():
+        words.update(row.get("baseColour", "").lower().split())
+    keys = {}
+    for pid in catalog.ids:
+        tokens = re.findall(r"[a-z0-9]+", catalog.rows[pid].get("productDisplayName", "").lower())
+        kept = [t for t in tokens if t not in words]
+        keys[pid] = " ".join(kept) if kept else f"#{pid}"
+    return keys
+
+
+def twins_in_train(
+    catalog: Catalog, split: dict[str, list[int]], keys: dict[int, str] | None = None
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per evaluation split and class: (images whose product has a same-class training image, images).
+
+    A high share means that split's score for that class partly measures recognising
+    products seen in training rather than recognising the class on new products.
+    """
+    keys = product_keys(catalog) if keys is None else keys
+    label_of = catalog.label_of()
+    seen = {(keys[i], label_of[i]) for i in split["train"]}
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for s in SPLITS[1:]:
+        out[s] = {}
+        for k, name in enumerate(catalog.classes):
+            members = [i for i in split[s] if label_of[i] == k]
+            out[s][name] = (sum((keys[i], k) in seen for i in members), len(members))
+    return out
+
+
+def val_twins_in_train(
+    catalog: Catalog, split: dict[str, list[int]], classes: Sequence[str], keys: dict[int, str] | None = None
+) -> list[int]:
+    """Training ids of ``classes`` whose product also appears, with the same class, in validation.
+
+    Leaving them out of training makes validation score those classes on unseen products.
+    """
+    unknown = set(classes) - set(catalog.classes)
+    if unknown:
+        raise ValueError(f"unknown classes {sorted(unknown)}; have {list(catalog.classes)}")
+    keys = product_keys(catalog) if keys is None else keys
+    label_of = catalog.label_of()
+    chosen = {catalog.classes.index(c) for c in classes}
+    in_val = {(keys[i], label_of[i]) for i in split["val"] if label_of[i] in chosen}
+    return sorted(i for i in split["train"] if (keys[i], label_of[i]) in in_val)
 
 
 def make_split(
@@ -327,7 +390,8 @@ def load_native_images(
 
 
 def describe(catalog: Catalog, split: dict[str, list[int]]) -> str:
-    """A plain-text report: class counts per split and skipped rows by reason."""
+    """A plain-text report: class counts per split, skipped rows by reason, and how many
+    validation and test images show a product that training has (same class)."""
     lines = [f"data: {catalog.root}", f"label column: {catalog.label_column}"]
     lines.append(f"rows recovered (commas in the last column): {catalog.recovered_rows}")
     width = max(len(c) for c in catalog.classes) + 2
@@ -342,6 +406,12 @@ def describe(catalog: Catalog, split: dict[str, list[int]]) -> str:
     for reason, n in sorted(catalog.skipped.items()):
         lines.append(f"  {reason}: {n}")
     lines.append(f"split fingerprint: {split_fingerprint(split)}")
+    lines.append("images whose product (name without colour words) is in train with the same class:")
+    twins = twins_in_train(catalog, split)
+    lines.append("class".ljust(width) + "".join(s.rjust(14) for s in twins))
+    for name in catalog.classes:
+        cells = (f"{twins[s][name][0]} of {twins[s][name][1]}" for s in twins)
+        lines.append(name.ljust(width) + "".join(c.rjust(14) for c in cells))
     return "\n".join(lines)
 
 

@@ -37,6 +37,7 @@ from core.data import (
     load_native_images,
     load_styles,
     split_fingerprint,
+    val_twins_in_train,
 )
 from core.evaluate import measure_splits
 from core.inference import predict_logits, to_float_batch
@@ -212,6 +213,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--leave-out-val-twins",
+        nargs="+",
+        metavar="CLASS",
+        default=None,
+        help="leave out training images of these classes whose product (name without colour words) is in "
+        "validation with the same class, so that validation scores them on unseen products",
+    )
     p.add_argument("--max-train", type=positive_int, default=None, help="cap the training images (smoke tests)")
     p.add_argument("--resume", action="store_true")
     p.add_argument(
@@ -272,6 +281,15 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     split = get_or_make_split(catalog, args.split_file, args.seed)
     label_of = catalog.label_of()
     ids = {s: list(v) for s, v in split.items()}
+    left_out: list[int] = []
+    if args.leave_out_val_twins:
+        try:
+            left_out = val_twins_in_train(catalog, split, args.leave_out_val_twins)
+        except ValueError as exc:
+            raise SystemExit(f"--leave-out-val-twins: {exc}") from None
+        gone = set(left_out)
+        ids["train"] = [i for i in ids["train"] if i not in gone]
+        log.info("left out %d training images whose product is in validation: %s", len(left_out), left_out)
     if args.max_train:
         rng = np.random.default_rng(args.seed)
         ids["train"] = sorted(rng.choice(ids["train"], size=min(args.max_train, len(ids["train"])), replace=False))
@@ -437,6 +455,18 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             "split_fingerprint": split_fingerprint(split),
             "split_counts": {s: catalog.counts(v) for s, v in ids.items()},
             "skipped_rows": catalog.skipped,
+            **(
+                {
+                    "left_out_of_training": {
+                        "why": "training images whose product (name without colour words) is in validation "
+                        "with the same class, so that validation scores these classes on unseen products",
+                        "classes": list(args.leave_out_val_twins),
+                        "ids": left_out,
+                    }
+                }
+                if args.leave_out_val_twins
+                else {}
+            ),
         },
         preprocessing=model.prep.to_dict(),
         architecture={

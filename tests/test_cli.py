@@ -13,7 +13,7 @@ import pytest
 
 from core import evaluate, train
 from core.card import ModelCard, load_model, sha256_file
-from core.data import SPLITS, load_split, load_styles, split_fingerprint
+from core.data import SPLITS, get_or_make_split, load_split, load_styles, split_fingerprint
 
 CLASSES = ["Casual", "Formal", "Smart Casual"]
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -364,3 +364,32 @@ def test_train_refuses_bad_numbers_and_a_missing_teacher_before_loading_images(
         assert "at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="no trained teacher"):
         train.main(train_argv(tiny_dataset, tmp_path, "--distill-from", "resnet50"))
+
+
+def test_leave_out_val_twins(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    split_file = tmp_path / "split.json"
+    cat = load_styles(data)
+    split = get_or_make_split(cat, split_file)
+    label_of = cat.label_of()
+    val_sc = next(i for i in split["val"] if label_of[i] == 2)
+    train_sc = [i for i in split["train"] if label_of[i] == 2][:2]
+    train_casual = next(i for i in split["train"] if label_of[i] == 0)
+    # a colour variant of a validation Smart Casual product in train, plus the same name as Casual
+    names = {val_sc: "Brand Men Red Shirt", train_sc[0]: "Brand Men Blue Shirt", train_casual: "Brand Men Shirt"}
+    lines = (data / "styles.csv").read_text().splitlines()
+    for k, line in enumerate(lines):
+        pid = line.split(",")[0]
+        if pid.isdigit() and int(pid) in names:
+            lines[k] = ",".join([*line.split(",")[:9], names[int(pid)]])
+    (data / "styles.csv").write_text("\n".join(lines) + "\n")
+
+    assert train.main(train_argv(data, tmp_path, "--epochs", "1", "--leave-out-val-twins", "Smart Casual")) == 0
+    card = ModelCard.load(tmp_path / "weights" / "baseline.json")
+    assert card.data["left_out_of_training"]["ids"] == [train_sc[0]]  # not the Casual one
+    assert card.data["split_counts"]["train"]["Smart Casual"] == cat.counts(split["train"])["Smart Casual"] - 1
+    assert card.data["split_fingerprint"] == split_fingerprint(split)  # the saved split itself is unchanged
+    with pytest.raises(SystemExit, match="unknown classes"):
+        train.main(train_argv(data, tmp_path, "--leave-out-val-twins", "Smart"))
+    capsys.readouterr()

@@ -281,3 +281,56 @@ def test_data_cli_without_data_errors(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_find_default_data_dir_env(monkeypatch: pytest.MonkeyPatch, tiny_dataset: Path, tmp_path: Path) -> None:
     monkeypatch.setenv(D.DATA_ENV_VAR, str(tiny_dataset))
     assert D.find_default_data_dir() == tiny_dataset
+
+
+def twin_catalog() -> D.Catalog:
+    """Eight products by hand: colour variants of one shirt and one watch, in several splits."""
+    names = {
+        1: ("Highlander Men Red Striped Shirt", "Red", 2),
+        2: ("Highlander Men White Striped Shirt", "White", 2),  # colour variant of 1
+        3: ("Highlander Men Navy Blue Striped Shirt", "Navy Blue", 2),  # "navy blue" is two colour words
+        4: ("Timex Men Black Dial Watch", "Black", 2),
+        5: ("Timex Men Black Dial Watch", "Black", 0),  # same product, other class
+        6: ("Turtle Men Brown Wallet", "Brown", 2),  # no twin anywhere
+        7: ("", "Red", 0),  # no name: a product of its own
+        8: ("", "Red", 0),
+    }
+    rows = {pid: {"productDisplayName": n, "baseColour": c} for pid, (n, c, _) in names.items()}
+    return D.Catalog(Path("."), CLASSES, "usage", list(names), [k for _, _, k in names.values()], rows)
+
+
+TWIN_SPLIT = {"train": [1, 5, 7], "val": [2, 4, 6, 8], "test": [3]}
+
+
+def test_product_keys_join_colour_variants() -> None:
+    keys = D.product_keys(twin_catalog())
+    assert keys[1] == keys[2] == keys[3] == "highlander men striped shirt"
+    assert keys[4] == keys[5] == "timex men dial watch"
+    assert keys[7] != keys[8]  # unnamed rows are never twins
+
+
+def test_twins_in_train_counts_same_class_products_only() -> None:
+    twins = D.twins_in_train(twin_catalog(), TWIN_SPLIT)
+    # val Smart Casual: 2 (shirt, twin of 1) counts; 4 (watch, train twin 5 is Casual) and 6 do not
+    assert twins["val"] == {"Casual": (0, 1), "Formal": (0, 0), "Smart Casual": (1, 3)}
+    assert twins["test"] == {"Casual": (0, 0), "Formal": (0, 0), "Smart Casual": (1, 1)}
+
+
+def test_val_twins_in_train() -> None:
+    cat = twin_catalog()
+    assert D.val_twins_in_train(cat, TWIN_SPLIT, ["Smart Casual"]) == [1]
+    assert D.val_twins_in_train(cat, TWIN_SPLIT, ["Casual"]) == []  # 5's twin in val is Smart Casual
+    with pytest.raises(ValueError, match="unknown classes"):
+        D.val_twins_in_train(cat, TWIN_SPLIT, ["Smart"])
+
+
+def test_data_cli_reports_twins(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert D.main(["--data", str(tiny_dataset), "--split-file", str(tmp_path / "split.json")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    head = out.index("images whose product (name without colour words) is in train with the same class:")
+    split = D.load_split(tmp_path / "split.json")
+    cat = D.load_styles(tiny_dataset)
+    formal = out[head + 3].split()
+    n_val, n_test = (cat.counts(split[s])["Formal"] for s in ("val", "test"))
+    # every fixture product has a name of its own: no twins
+    assert formal == ["Formal", "0", "of", str(n_val), "0", "of", str(n_test)]
