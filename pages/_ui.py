@@ -18,7 +18,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.data import DATA_ENV_VAR, DEFAULT_SPLIT_FILE, find_default_data_dir, load_split, load_styles
+from core.data import (
+    DATA_ENV_VAR,
+    DEFAULT_SPLIT_FILE,
+    find_default_data_dir,
+    get_or_make_split,
+    load_split,
+    load_styles,
+    twins_in_train,
+)
 from core.gradcam import Explanation
 from core.inference import BATCH_FAST, BATCH_SIZE
 from core.models import REGISTRY, get_spec
@@ -133,6 +141,18 @@ def saved_split_of() -> dict[int, str]:
     if not DEFAULT_SPLIT_FILE.is_file():
         return {}
     return {int(i): s for s, ids in load_split(DEFAULT_SPLIT_FILE).items() for i in ids}
+
+
+@st.cache_data(show_spinner=False)
+def products_seen_in_training(root: str) -> pd.DataFrame | None:
+    """Per class: validation and test images whose product training has ("k of n (p%)")."""
+    catalog = get_catalog(root)
+    if catalog is None or not DEFAULT_SPLIT_FILE.is_file():
+        return None
+    twins = twins_in_train(catalog, get_or_make_split(catalog, DEFAULT_SPLIT_FILE))
+    names = {"val": "validation", "test": "test"}
+    cells = {names[s]: [f"{k} of {n} ({k / n:.0%})" if n else "—" for k, n in per.values()] for s, per in twins.items()}
+    return pd.DataFrame(cells, index=pd.Index(catalog.classes, name="class"))
 
 
 SAMPLE_SOURCES = {  # label → split names; held-out images first, so a demo does not show memorised ones

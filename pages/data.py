@@ -46,6 +46,18 @@ if counts:
         " · ".join(f"{s}: {n:,} images" for s, n in sizes.items())
         + f" · split file {DEFAULT_SPLIT_FILE.name} (identical images never cross splits)"
     )
+    root = _ui.data_dir()
+    seen = _ui.products_seen_in_training(str(root)) if root else None
+    if seen is not None:
+        st.subheader("Validation and test products that training has")
+        st.dataframe(seen, key="products_seen")
+        st.caption(
+            "An image counts when a training image of the same class shows the same product: the same "
+            "display name once colour words are removed, i.e. the same item or a colour variant. Such images "
+            "test recognising a product seen in training more than recognising the class on a new product. "
+            "Where the two columns differ a lot for a class, its validation and test scores measure different "
+            "things; uploads are usually new products."
+        )
     st.subheader("Training set before and after balancing")
     train = counts["train"]
     top = max(train.values())

@@ -317,3 +317,21 @@ def test_a_map_that_is_zero_everywhere_is_explained_not_drawn_silently() -> None
     note = _ui.flat_map_note(exp(0.0), "layer4", classes)
     assert note is not None and "No positive evidence for Smart Casual" in note
     assert _ui.flat_map_note(exp(1e-6), "layer4", classes) is None
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
+def test_data_page_says_how_many_held_out_products_training_has() -> None:
+    from core.data import get_or_make_split, load_styles, twins_in_train
+
+    at = app()
+    at.switch_page("pages/data.py")
+    at.run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "validation" in d.value.columns)
+    catalog = load_styles(DATA)
+    twins = twins_in_train(catalog, get_or_make_split(catalog))
+    for c in catalog.classes:
+        for col, s in (("validation", "val"), ("test", "test")):
+            k, n = twins[s][c]
+            assert table.loc[c, col].startswith(f"{k} of {n} (")
