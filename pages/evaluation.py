@@ -19,7 +19,8 @@ st.title("How good are the models?")
 st.caption(
     "All numbers come from the model cards in weights/, measured on the saved validation and test "
     "splits (never on training data). The test split holds only 9 Smart Casual images, so the 95% "
-    "bootstrap intervals matter."
+    "bootstrap intervals matter. A model can score higher on validation than on test when validation "
+    "holds more products that training has (colour variants): the Data & augmentation page counts them."
 )
 
 cards, problems = {}, {}
