@@ -236,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench.load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--sessions", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sessions", type=int, default=20, help="concurrent browser sessions (20)")
+    ap.add_argument("--rounds", type=int, default=3, help="times the sessions are run (3)")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds per session")
-    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--json", type=Path, required=True, help="write the measurements here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     summary = run_load(args.sessions, args.rounds, args.timeout)

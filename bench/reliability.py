@@ -337,12 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench.reliability", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--sessions", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--fuzz", type=int, default=3000)
+    ap.add_argument("--sessions", type=int, default=20, help="concurrent browser sessions (20)")
+    ap.add_argument("--rounds", type=int, default=3, help="times the sessions are run (3)")
+    ap.add_argument("--fuzz", type=int, default=3000, help="mutated images fed to the image reader (3000)")
     ap.add_argument("--no-load", action="store_true", help="skip the browser load test")
-    ap.add_argument("--out", type=Path, default=ROOT / "RELIABILITY.md")
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "RELIABILITY.md", help="report to write (RELIABILITY.md)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(2)

@@ -1,7 +1,11 @@
 """Dataset loading in the Kaggle *Fashion Product Images* layout, duplicate-aware split.
 
-Layout: ``DIR/styles.csv`` and ``DIR/images/<id>.jpg``. Run
-``python -m core.data --data DIR`` to print class counts per split and skipped rows.
+Layout: DIR/styles.csv and DIR/images/<id>.jpg. Run
+
+    python -m core.data --data DIR
+
+to print the class counts per split, the skipped rows by reason, and how many validation
+and test images show a product that training has (same name up to colour words).
 """
 
 from __future__ import annotations
@@ -416,13 +420,17 @@ def describe(catalog: Catalog, split: dict[str, list[int]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: print class counts per split and skipped rows."""
-    p = argparse.ArgumentParser(prog="python -m core.data", description=__doc__)
-    p.add_argument("--data", type=Path, default=None, help="dataset folder (Kaggle layout)")
-    p.add_argument("--label-column", default=DEFAULT_LABEL_COLUMN)
-    p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
-    p.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE)
-    p.add_argument("--seed", type=int, default=42)
+    """CLI: print class counts per split, skipped rows and shared products."""
+    p = argparse.ArgumentParser(
+        prog="python -m core.data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (Kaggle layout; default: auto-detect)")
+    p.add_argument("--label-column", default=DEFAULT_LABEL_COLUMN, help="styles.csv column to count (usage)")
+    p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES), help="class names, in order")
+    p.add_argument(
+        "--split-file", type=Path, default=DEFAULT_SPLIT_FILE, help="saved split; made there if absent (weights/)"
+    )
+    p.add_argument("--seed", type=int, default=42, help="seed of a split made here (42)")
     p.add_argument("--new-split", action="store_true", help="make a fresh split instead of the saved one")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

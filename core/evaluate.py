@@ -2,7 +2,7 @@
 
     python -m core.evaluate --model effnet_lite0 --data DIR --split test --json out.json
 
-``--split all`` evaluates every usable image in ``DIR`` (any image size goes through the
+--split all evaluates every usable image in DIR (any image size goes through the
 same preprocessing as uploads), so the shipped models can be scored on another copy.
 """
 
@@ -113,14 +113,14 @@ def evaluate_model(
         trained_on = set(load_split(split_file)["train"]) if Path(split_file).is_file() else set()
     else:
         ids = list(get_or_make_split(catalog, split_file, seed)[split_name])
-        trained_on = set()  # the saved splits are disjoint
+        trained_on = set(ids) if split_name == "train" else set()  # the saved splits are disjoint
         if not ids:
             raise EvaluationError(
                 f"none of the {len(catalog.ids):,} usable images in {data_dir} is in the saved {split_name} "
                 f"split ({split_file}); to score every image of this copy use --split all"
             )
     n_seen = len(set(ids) & trained_on)
-    if split_name == "all" and n_seen:
+    if n_seen:
         log.warning(
             "%d of these %d images are in the saved training split: the model learnt from them, so these "
             "numbers overstate how it does on new photos (use --split test, or a copy with other products)",
@@ -155,14 +155,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m core.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", required=True, choices=list(REGISTRY))
-    p.add_argument("--data", type=Path, default=None)
-    p.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
+    p.add_argument("--model", required=True, choices=list(REGISTRY), help="registry name of a trained model")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder, Kaggle layout (default: auto-detect)")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test", "all"],
+        default="test",
+        help="a split of the saved split file, or all: every usable image in --data, of any size (default test)",
+    )
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: weights/)")
-    p.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE)
+    p.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE, help="saved split (weights/split.json)")
     p.add_argument("--json", type=Path, default=None, help="write the metrics as JSON")
     p.add_argument("--bootstrap", type=non_negative_int, default=1000, help="resamples for the 95%% intervals")
-    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
     p.add_argument(
         "--refresh-card", action="store_true", help="re-measure val/test metrics and predictions into the model card"
     )
@@ -177,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = args.data or find_default_data_dir()
     if data is None:
         p.error("no --data given and no dataset found")
+    if args.choose_rule and not args.refresh_card:
+        p.error("--choose-rule only works with --refresh-card")
+    if args.refresh_card and (args.json is not None or args.split != "test"):
+        p.error("--refresh-card re-measures val and test into the card; it takes neither --split nor --json")
     if args.json is not None and args.json.is_dir():
         p.error(f"--json {args.json} is a folder; give a file name, e.g. {args.json / 'metrics.json'}")
     try:

@@ -1,9 +1,9 @@
-"""Train one registry model on the saved split and write ``weights/NAME.safetensors`` + model card.
+"""Train one registry model on the saved split and write weights/NAME.safetensors + its model card.
 
-    python -m core.train --model effnet_lite0 --data ../shared/data/fashion-small
+    python -m core.train --model effnet_lite0 --data ../shared/data/fashion-small --out /tmp/mine
 
-Reads top to bottom: defaults, data, ``train_one_epoch``, ``evaluate_logits``, ``main``.
-Checkpoints every epoch to ``runs/NAME/last.pt``; ``--resume`` continues from it.
+Per-model defaults follow the recipes of the shipped models; each card's training.commands
+holds the exact commands. Checkpoints every epoch to RUNS/NAME/last.pt; --resume continues.
 """
 
 from __future__ import annotations
@@ -42,15 +42,16 @@ from core.data import (
 from core.evaluate import measure_splits
 from core.inference import predict_logits, to_float_batch
 from core.metrics import choose_logit_bias, classification_report, format_report
-from core.models import REGISTRY, WEIGHTS_DIR, DressCodeNet, get_spec
+from core.models import REGISTRY, WEIGHTS_DIR, DressCodeNet, PretrainedWeightsError, get_spec
 
 log = logging.getLogger(__name__)
 
-# defaults per model: (epochs, batch, lr, freeze_epochs, epoch_size, save dtype)
+# defaults per model: the shipped recipes (bf16 = autocast during training; SAVE_DTYPE is the file's dtype)
+_COMMON = dict(freeze_epochs=1, epoch_size=6000, batch_size=48, bf16=True, freeze_bn=False, patience=6)
 DEFAULTS: dict[str, dict] = {
-    "baseline": dict(epochs=20, batch_size=64, lr=1e-3, freeze_epochs=0, epoch_size=12000, bf16=True),
-    "resnet50": dict(epochs=30, batch_size=48, lr=1e-3, freeze_epochs=1, epoch_size=6000, bf16=True),
-    "effnet_lite0": dict(epochs=12, batch_size=48, lr=1e-3, freeze_epochs=1, epoch_size=6000, bf16=True),
+    "baseline": {**_COMMON, "epochs": 12, "batch_size": 64, "lr": 1e-3, "freeze_epochs": 0, "epoch_size": 12000},
+    "resnet50": {**_COMMON, "epochs": 16, "lr": 1.5e-3, "patience": 10},
+    "effnet_lite0": {**_COMMON, "epochs": 12, "lr": 1e-3, "freeze_bn": True},
 }
 SAVE_DTYPE = {"resnet50": torch.float16}
 
@@ -158,7 +159,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m core.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", required=True, choices=list(REGISTRY))
+    p.add_argument("--model", required=True, choices=list(REGISTRY), help="registry name of the model to train")
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: auto-detect)")
     p.add_argument(
         "--out",
@@ -166,28 +167,32 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=WEIGHTS_DIR,
         help="where to write NAME.safetensors/json (default weights/: replaces the shipped model)",
     )
-    p.add_argument("--runs", type=Path, default=Path("runs"), help="checkpoint folder")
-    p.add_argument("--split-file", type=Path, default=DEFAULT_SPLIT_FILE)
-    p.add_argument("--label-column", default=DEFAULT_LABEL_COLUMN)
-    p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="checkpoints go to RUNS/NAME/last.pt (default runs)")
+    p.add_argument(
+        "--split-file", type=Path, default=DEFAULT_SPLIT_FILE, help="saved split; made there if absent (weights/)"
+    )
+    p.add_argument("--label-column", default=DEFAULT_LABEL_COLUMN, help="styles.csv column to predict (usage)")
+    p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES), help="class names, in output order")
     p.add_argument("--pretrained", default=None, help="imagenet | PATH | none (default per model)")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=positive_int, help="default: baseline 12, resnet50 16, effnet_lite0 12")
+    p.add_argument("--batch-size", type=positive_int, help="default 64 baseline, 48 otherwise")
+    p.add_argument("--lr", type=float, help="head learning rate (default 1e-3; resnet50 1.5e-3)")
     p.add_argument(
         "--backbone-lr-mult",
         type=float,
         default=None,
         help="backbone LR = lr × this after unfreezing (default 0.3 pretrained, 1 otherwise)",
     )
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--freeze-epochs", type=non_negative_int, help="epochs with a frozen backbone (pretrained only)")
-    p.add_argument("--epoch-size", type=positive_int, help="images drawn per epoch")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
+    p.add_argument(
+        "--freeze-epochs", type=non_negative_int, help="first epochs with a frozen backbone (pretrained; default 1)"
+    )
+    p.add_argument("--epoch-size", type=positive_int, help="images drawn per epoch (default 12000 baseline, else 6000)")
     p.add_argument(
         "--freeze-bn",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="after unfreezing, keep the backbone's BatchNorm statistics as they were (eval mode)",
+        default=None,
+        help="after unfreezing, keep the backbone's BatchNorm statistics as they were (default: on for effnet_lite0)",
     )
     p.add_argument(
         "--balance",
@@ -195,24 +200,47 @@ def get_args_parser() -> argparse.ArgumentParser:
         default="sampler",
         help="(b) class-balanced sampler with fresh augmentation, or (a) augmented copies",
     )
-    p.add_argument("--fill-mode", choices=["nearest", "constant", "reflect"], default="nearest")
+    p.add_argument(
+        "--fill-mode",
+        choices=["nearest", "constant", "reflect"],
+        default="nearest",
+        help="how pixels that a rotation, shear or shift creates are filled (default nearest)",
+    )
     p.add_argument("--color-jitter", type=float, default=0.0, help="brightness/contrast/saturation jitter ± (0 = off)")
     p.add_argument("--hue", type=float, default=0.0, help="hue jitter ± fraction of the colour circle (0 = off)")
     p.add_argument("--grayscale", type=float, default=0.0, help="probability of a grey-scale copy (0 = off)")
-    p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument("--label-smoothing", type=float, default=0.05, help="cross-entropy label smoothing (0.05)")
     p.add_argument(
-        "--mixup", type=float, default=0.0, help="mixup with Beta(a, a) blending weights, a = this (0 = off)"
+        "--mixup",
+        type=float,
+        default=0.0,
+        help="mixup with Beta(a, a) blending weights, a = this (0 = off; not with --distill-from)",
     )
     p.add_argument(
-        "--distill-from", default=None, choices=list(REGISTRY), help="registry name of a trained teacher in --out"
+        "--distill-from", default=None, choices=list(REGISTRY), help="registry name of a trained teacher model"
     )
-    p.add_argument("--distill-alpha", type=float, default=0.5)
-    p.add_argument("--distill-temperature", type=float, default=2.0)
-    p.add_argument("--patience", type=positive_int, default=6, help="early stopping on validation macro-F1")
-    p.add_argument("--time-budget", type=float, default=None, help="minutes of training at most")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=positive_int, default=2)
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--teacher-dir", type=Path, default=WEIGHTS_DIR, help="where the teacher's weights and card are (weights/)"
+    )
+    p.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the teacher's soft targets (0.5)")
+    p.add_argument("--distill-temperature", type=float, default=2.0, help="softmax temperature of distillation (2)")
+    p.add_argument(
+        "--patience",
+        type=positive_int,
+        help="stop after this many epochs without a validation macro-F1 gain (default 6; resnet50 10)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="wall-clock minutes since the run started, data loading included; on --resume earlier "
+        "invocations count too. Stops after the step that passes it",
+    )
+    p.add_argument("--seed", type=int, default=42, help="seed for the split (if made), sampling and augmentation")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction, default=None, help="bfloat16 autocast while training (on)"
+    )
     p.add_argument(
         "--leave-out-val-twins",
         nargs="+",
@@ -222,7 +250,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         "validation with the same class, so that validation scores them on unseen products",
     )
     p.add_argument("--max-train", type=positive_int, default=None, help="cap the training images (smoke tests)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from RUNS/NAME/last.pt (starts afresh when there is none)"
+    )
     p.add_argument(
         "--average-last",
         type=non_negative_int,
@@ -268,16 +298,26 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     data_dir = args.data or find_default_data_dir()
     if data_dir is None:
         raise SystemExit("no --data given and no dataset found")
+    # the model and the teacher are made (and the teacher's sha256 checked) before minutes of image loading
+    try:
+        model = spec.builder(len(args.classes), args.pretrained)
+    except PretrainedWeightsError as exc:
+        raise SystemExit(f"--pretrained {args.pretrained}: {exc}") from None
     teacher = None
-    if args.distill_from:  # loaded (and its sha256 checked) before minutes of image loading, not after
+    if args.distill_from:
         try:
-            teacher, _ = load_model(args.distill_from, args.out)
+            teacher, _ = load_model(args.distill_from, args.teacher_dir)
         except WeightsError as exc:
-            raise SystemExit(f"--distill-from {args.distill_from}: no trained teacher in --out ({exc})") from None
+            raise SystemExit(
+                f"--distill-from {args.distill_from}: no trained teacher in {args.teacher_dir} ({exc})"
+            ) from None
     t_start = time.time()
 
     # ---- data
-    catalog = load_styles(data_dir, args.classes, args.label_column)
+    try:
+        catalog = load_styles(data_dir, args.classes, args.label_column)
+    except (FileNotFoundError, KeyError) as exc:
+        raise SystemExit(f"--data {data_dir}: {exc}") from None
     split = get_or_make_split(catalog, args.split_file, args.seed)
     label_of = catalog.label_of()
     ids = {s: list(v) for s, v in split.items()}
@@ -302,7 +342,6 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
         log.info("balanced with augmented copies: %s", np.bincount(train_labels).tolist())
 
     # ---- model, teacher
-    model = spec.builder(len(args.classes), args.pretrained)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     teacher_logits = None

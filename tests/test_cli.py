@@ -263,6 +263,7 @@ def test_balance_copies_and_distillation(trained: TrainedRun, tmp_path: Path, ca
         trained.data,
         base,
         *("--epochs", "1", "--max-train", "40", "--balance", "copies", "--distill-from", "baseline"),
+        *("--teacher-dir", str(base / "weights")),
         *("--color-jitter", "0.2", "--hue", "0.05", "--grayscale", "0.5"),
     )
     assert train.main(argv) == 0
@@ -352,6 +353,17 @@ def test_evaluate_explains_instead_of_crashing(
     assert "0 or more" in fails("--data", str(trained.data), "--bootstrap", "-5")
     assert "is a folder" in fails("--data", str(trained.data), "--json", str(tmp_path))
     assert "looked in" in fails("--data", str(trained.data), "--weights", str(tmp_path / "nowhere"))
+    assert "only works with --refresh-card" in fails("--data", str(trained.data), "--choose-rule")
+    assert "neither --split nor --json" in fails("--data", str(trained.data), "--refresh-card", "--split", "val")
+
+
+def test_evaluate_train_split_says_the_model_learnt_from_it(
+    trained: TrainedRun, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING"):
+        rep = run_evaluate(trained, "train", tmp_path / "train.json", "--bootstrap", "0")
+    assert rep["ids"]["in_training_split"] == rep["n"] == len(load_split(trained.split_file)["train"])
+    assert "in the saved training split" in caplog.text
 
 
 def test_train_refuses_bad_numbers_and_a_missing_teacher_before_loading_images(
@@ -362,8 +374,14 @@ def test_train_refuses_bad_numbers_and_a_missing_teacher_before_loading_images(
         with pytest.raises(SystemExit):
             train.main(train_argv(tiny_dataset, tmp_path, *bad))
         assert "at least 1" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="no trained teacher"):
-        train.main(train_argv(tiny_dataset, tmp_path, "--distill-from", "resnet50"))
+    with pytest.raises(SystemExit, match="no trained teacher in"):
+        train.main(train_argv(tiny_dataset, tmp_path, "--distill-from", "resnet50", "--teacher-dir", str(tmp_path)))
+    with pytest.raises(SystemExit, match="--pretrained imagenet: the baseline CNN has no pretrained weights"):
+        train.main(train_argv(tiny_dataset, tmp_path, "--pretrained", "imagenet"))
+    with pytest.raises(SystemExit, match="pretrained weights file not found"):
+        train.main(train_argv(tiny_dataset, tmp_path, "--model", "resnet50", "--pretrained", str(tmp_path / "no.pth")))
+    with pytest.raises(SystemExit, match="no styles.csv"):
+        train.main(train_argv(tmp_path / "nowhere", tmp_path))
 
 
 def test_leave_out_val_twins(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
