@@ -252,8 +252,9 @@ class ModelSpec:
     # fast batch path (core.fastpath): rows whose top two logits are closer than this are re-run
     # in fp32; more than twice the largest bf16 logit error bench measured on validation images
     tie_margin: float = 0.75
-    # the layer the app explains by default (index into cam_layers): the deepest one that passes
-    # the occlusion check (README, "Which layers the heatmaps come from")
+    # the layer the app explains by default (index into cam_layers): the deepest one that clearly
+    # beats its control in the occlusion check (python -m bench.occlusion; README, "Which layers
+    # the heatmaps come from")
     default_layer: int = -1
 
     @property
@@ -287,7 +288,7 @@ REGISTRY: dict[str, ModelSpec] = {
         (
             # after the ReLUs: Grad-CAM of the raw conv outputs counted negative activations the
             # network never passes on, and those maps did not follow an occlusion test (Spearman
-            # −0.12 at conv 2 against +0.41 after its ReLU, 10 test images)
+            # −0.12 at conv 2 in an earlier review; python -m bench.occlusion has today's numbers)
             CamLayer("backbone.relu1", "early edges (conv 1 + ReLU, 60×80)"),
             CamLayer("backbone.relu2", "textures & shapes (conv 2 + ReLU, 30×40)"),
         ),
@@ -321,7 +322,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         "imagenet",
         "ImageNet-pretrained EfficientNet-Lite0 backbone + the same dense head; 120×160 input.",
-        default_layer=2,  # block 10: the conv head's cells all see the whole photo
+        default_layer=2,  # block 10: the conv head's cells all see the whole photo (occlusion: README)
     ),
 }
 
