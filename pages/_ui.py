@@ -151,7 +151,9 @@ def products_seen_in_training(root: str) -> pd.DataFrame | None:
         return None
     twins = twins_in_train(catalog, get_or_make_split(catalog, DEFAULT_SPLIT_FILE))
     names = {"val": "validation", "test": "test"}
-    cells = {names[s]: [f"{k} of {n} ({k / n:.0%})" if n else "—" for k, n in per.values()] for s, per in twins.items()}
+    cells = {
+        names[s]: [f"{k:,} of {n:,} ({k / n:.0%})" if n else "—" for k, n in per.values()] for s, per in twins.items()
+    }
     return pd.DataFrame(cells, index=pd.Index(catalog.classes, name="class"))
 
 

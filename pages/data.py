@@ -46,6 +46,7 @@ if counts:
         " · ".join(f"{s}: {n:,} images" for s, n in sizes.items())
         + f" · split file {DEFAULT_SPLIT_FILE.name} (identical images never cross splits)"
     )
+    cards = {n: c for n in REGISTRY if (c := _ui.get_card(n)[0]) is not None}
     root = _ui.data_dir()
     seen = _ui.products_seen_in_training(str(root)) if root else None
     if seen is not None:
@@ -58,10 +59,17 @@ if counts:
             "Where the two columns differ a lot for a class, its validation and test scores measure different "
             "things; uploads are usually new products."
         )
+        for n, c in cards.items():
+            left = c.data.get("left_out_of_training")
+            if left:
+                st.caption(
+                    f"{_ui.model_label(n)} was trained without the {len(left['ids'])} {', '.join(left['classes'])} "
+                    "training images whose product is in validation, so for it every validation image of "
+                    f"{'that class' if len(left['classes']) == 1 else 'those classes'} is a new product."
+                )
     st.subheader("Training set before and after balancing")
     train = counts["train"]
     top = max(train.values())
-    cards = {n: c for n in REGISTRY if (c := _ui.get_card(n)[0]) is not None}
     fig = go.Figure()
     fig.add_bar(name="original training images", x=classes, y=[train[c] for c in classes])
     fig.add_bar(name="(a) after augmented copies", x=classes, y=[top] * len(classes))
@@ -85,7 +93,8 @@ if counts:
             scores = ", ".join(
                 f"{names[k]} {comparison[k]['val_macro_f1']:.3f}" for k in ("sampler", "copies") if k in comparison
             )
-            lines.append(f"{_ui.model_label(n)} trained both ways on one schedule, validation macro-F1: {scores}.")
+            how = comparison.get("criterion", "validation macro-F1")
+            lines.append(f"{_ui.model_label(n)} trained both ways on one schedule: {scores} ({how}).")
     st.markdown(" ".join(lines))
     st.caption(
         "Strategy (a) adds augmented copies of minority images until every class matches the largest, once, "

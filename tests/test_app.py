@@ -334,4 +334,5 @@ def test_data_page_says_how_many_held_out_products_training_has() -> None:
     for c in catalog.classes:
         for col, s in (("validation", "val"), ("test", "test")):
             k, n = twins[s][c]
-            assert table.loc[c, col].startswith(f"{k} of {n} (")
+            assert table.loc[c, col].startswith(f"{k:,} of {n:,} (")
+    assert any("EfficientNet-Lite0 (ImageNet) was trained without the 9 Smart Casual" in x.value for x in at.caption)
