@@ -2,8 +2,8 @@
 
     python -m bench.occlusion [--images 10] [--class Formal] [--split test]
 
-For each model, the first N images of the class in the split that the model classifies
-correctly are explained at every registered layer; each 12×12 square of the 60×80 canvas is
+For each model, the first N images (by id) of the class in the split that the model
+classifies correctly are explained at every registered layer; each 12×12 square of the 60×80 canvas is
 greyed out in turn, and the rank correlation between the map there and the drop of the
 class logit is averaged over the images (core.gradcam.occlusion_agreement). The same map
 flipped upside down is the control: a layer passes when it clearly beats its control.
@@ -60,22 +60,35 @@ def main(argv: list[str] | None = None) -> int:
     if root is None:
         ap.error("no dataset found (set DRESSCODE_DATA)")
     catalog = load_styles(root)
+    if args.cls not in catalog.classes:
+        ap.error(f"--class {args.cls!r}: not one of {list(catalog.classes)}")
     cls = catalog.classes.index(args.cls)
     label_of = catalog.label_of()
-    ids = [i for i in get_or_make_split(catalog)[args.split] if label_of[i] == cls][: 8 * args.images]
+    ids = [i for i in get_or_make_split(catalog)[args.split] if label_of[i] == cls]
     images = load_native_images(catalog, ids)
-    lines = ["| model | layer | label | map vs logit drop | flipped map (control) |", "|---|---|---|---|---|"]
+    lines = [
+        "| model | layer | label | images | map vs logit drop | flipped map (control) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in REGISTRY:
-        ex = load_explainer(name).explainer
-        if ex is None:
+        loaded = load_explainer(name)
+        if loaded.explainer is None:
+            log.warning("%s left out: %s", name, loaded.error)
             continue
+        ex = loaded.explainer
         chosen = correctly_classified(ex, images, cls, args.images)
+        if not len(chosen):
+            log.warning("%s left out: it classifies none of the %d %s images correctly", name, len(ids), args.cls)
+            continue
         labels = {c.path: c.label for c in ex.spec.cam_layers}
         for layer, r in measure(ex, chosen).items():
             default = " (default)" if layer == ex.spec.default_cam_layer.path else ""
-            lines.append(f"| `{name}` | `{layer}`{default} | {labels[layer]} | {r['map']:+.2f} | {r['flipped']:+.2f} |")
-        log.info("%s: %d images", name, len(chosen))
-    print(f"{args.images} correctly classified {args.cls} images of the {args.split} split per model\n")  # noqa: T201
+            lines.append(
+                f"| `{name}` | `{layer}`{default} | {labels[layer]} | {len(chosen)} "
+                f"| {r['map']:+.2f} | {r['flipped']:+.2f} |"
+            )
+    head = f"Correctly classified {args.cls} images of the {args.split} split, up to {args.images} per model"
+    print(head + "\n")  # noqa: T201 - CLI output
     print("\n".join(lines))  # noqa: T201 - the table is the output
     return 0
 

@@ -167,11 +167,22 @@ def _grad_cam(grad: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
     return F.relu((weights * act).sum(dim=1, keepdim=True)).detach().float()
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+def _average_ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks 0…n−1; tied values share the mean of their ranks."""
+    order = np.argsort(v, kind="stable")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(len(v), dtype=float)
+    _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties get average ranks); NaN when either side is constant."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")  # a flat map ranks nothing
-    ra, rb = (np.argsort(np.argsort(v)).astype(float) for v in (a, b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(np.corrcoef(_average_ranks(a), _average_ranks(b))[0, 1])
 
 
 def occlusion_agreement(
@@ -188,18 +199,21 @@ def occlusion_agreement(
     drop of the explained class's logit, and the same for the map flipped upside down (a
     control: a map that only follows where products usually are scores alike on both).
     """
-    exp = explainer.explain(image, layers=layers)
     h, w = image.shape[:2]
+    if h < patch or w < patch:
+        raise ValueError(f"a {w}×{h} image is smaller than the {patch}×{patch} patch")
+    exp = explainer.explain(image, layers=layers)
     pos = [(y, x) for y in range(0, h - patch + 1, stride) for x in range(0, w - patch + 1, stride)]
     occluded = np.repeat(image[None], len(pos), 0)
     for k, (y, x) in enumerate(pos):
         occluded[k, y : y + patch, x : x + patch] = 128
-    logit = predict_logits(explainer.model, image[None])[0, exp.target]
-    drop = logit - predict_logits(explainer.model, occluded)[:, exp.target]
+    with explainer.lock:  # one model, shared: every forward under its lock
+        logit = predict_logits(explainer.model, image[None])[0, exp.target]
+        drop = logit - predict_logits(explainer.model, occluded)[:, exp.target]
     out = {}
     for layer in layers:
         m = torch.from_numpy(exp.maps[layer])[None, None]
         cam = LayerAttribution.interpolate(m, (h, w), "bilinear").squeeze().numpy()  # on the native canvas
         heat, flipped = (np.array([c[y : y + patch, x : x + patch].mean() for y, x in pos]) for c in (cam, cam[::-1]))
-        out[layer] = (_spearman(heat, drop), _spearman(flipped, drop))
+        out[layer] = (spearman(heat, drop), spearman(flipped, drop))
     return exp, out

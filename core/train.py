@@ -2,7 +2,7 @@
 
     python -m core.train --model effnet_lite0 --data ../shared/data/fashion-small --out /tmp/mine
 
-Per-model defaults follow the recipes of the shipped models; each card's training.commands
+Per-model defaults follow the recipes of the shipped models; each card's training.command(s)
 holds the exact commands. Checkpoints every epoch to RUNS/NAME/last.pt; --resume continues.
 """
 
@@ -54,6 +54,23 @@ DEFAULTS: dict[str, dict] = {
     "effnet_lite0": {**_COMMON, "epochs": 12, "lr": 1e-3, "freeze_bn": True},
 }
 SAVE_DTYPE = {"resnet50": torch.float16}
+# what a resumed run must share with its checkpoint (the training images, the model, the step sizes);
+# --distill-from and --time-budget may change, as the shipped ResNet50's second invocation did, and
+# --epochs may grow to continue a run
+RESUME_MUST_MATCH = (
+    "model",
+    "pretrained",
+    "epoch_size",
+    "batch_size",
+    "lr",
+    "backbone_lr_mult",
+    "freeze_epochs",
+    "freeze_bn",
+    "balance",
+    "leave_out_val_twins",
+    "max_train",
+    "seed",
+)
 
 
 def set_seed(seed: int) -> None:
@@ -265,6 +282,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def _fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
     spec = get_spec(args.model)
+    pretrained = args.pretrained or spec.default_pretrained
+    if pretrained == "none":
+        if args.freeze_bn:
+            raise SystemExit("--freeze-bn keeps pretrained BatchNorm statistics; with --pretrained none there are none")
+        args.freeze_bn = False  # a random backbone's statistics must be learnt
     for key, value in DEFAULTS[args.model].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -318,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
         catalog = load_styles(data_dir, args.classes, args.label_column)
     except (FileNotFoundError, KeyError) as exc:
         raise SystemExit(f"--data {data_dir}: {exc}") from None
+    empty = [c for c, n in catalog.counts().items() if n == 0]
+    if empty:
+        raise SystemExit(f"--classes: no usable {args.label_column} rows for {empty} in {data_dir}")
     split = get_or_make_split(catalog, args.split_file, args.seed)
     label_of = catalog.label_of()
     ids = {s: list(v) for s, v in split.items()}
@@ -382,6 +407,16 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     ckpt_path = args.runs / args.model / "last.pt"
     if args.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        changed = {
+            k: (ck["args"][k], getattr(args, k))
+            for k in RESUME_MUST_MATCH
+            if k in ck.get("args", {}) and ck["args"][k] != getattr(args, k)
+        }
+        if changed:
+            raise SystemExit(
+                f"--resume: {ckpt_path} was trained with other settings (checkpoint, now): {changed}; "
+                "pass the same ones, or train afresh without --resume"
+            )
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
@@ -492,7 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             "label_column": args.label_column,
             "split_file": str(args.split_file.name),
             "split_fingerprint": split_fingerprint(split),
-            "split_counts": {s: catalog.counts(v) for s, v in ids.items()},
+            "split_counts": {s: catalog.counts(v) for s, v in split.items()},
+            "trained_on_counts": catalog.counts(ids["train"]),
             "skipped_rows": catalog.skipped,
             **(
                 {

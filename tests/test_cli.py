@@ -130,7 +130,8 @@ def test_train_writes_weights_card_split_checkpoint(trained: TrainedRun) -> None
     # data provenance
     split = load_split(trained.split_file)
     assert card.data["split_fingerprint"] == split_fingerprint(split)
-    assert sum(card.data["split_counts"]["train"].values()) == 60  # --max-train
+    assert sum(card.data["trained_on_counts"].values()) == 60  # --max-train
+    assert card.data["split_counts"]["train"] == load_styles(trained.data).counts(split["train"])
     assert card.data["split_counts"]["test"] == load_styles(trained.data).counts(split["test"])
     assert card.data["skipped_rows"]["no_image"] == 1
     assert card.preprocessing["native_size"] == [60, 80]
@@ -246,6 +247,10 @@ def test_refresh_card_uses_given_split_file(
 
 def test_resume_continues_history(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "1", "--max-train", "40")) == 0
+    # a resumed run must keep the checkpoint's schedule and training images
+    for changed in (("--epochs", "2", "--max-train", "40", "--lr", "0.01"), ("--epochs", "2", "--max-train", "30")):
+        with pytest.raises(SystemExit, match="was trained with other settings"):
+            train.main(train_argv(tiny_dataset, tmp_path, *changed, "--resume"))
     first = ModelCard.load(tmp_path / "weights" / "baseline.json")
     assert len(first.history) == 1
     assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "2", "--max-train", "40", "--resume")) == 0
@@ -382,6 +387,17 @@ def test_train_refuses_bad_numbers_and_a_missing_teacher_before_loading_images(
         train.main(train_argv(tiny_dataset, tmp_path, "--model", "resnet50", "--pretrained", str(tmp_path / "no.pth")))
     with pytest.raises(SystemExit, match="no styles.csv"):
         train.main(train_argv(tmp_path / "nowhere", tmp_path))
+    with pytest.raises(SystemExit, match=r"no usable usage rows for \['Nope'\]"):
+        train.main(train_argv(tiny_dataset, tmp_path, "--classes", "Casual", "Nope"))
+    with pytest.raises(SystemExit, match="with --pretrained none there are none"):
+        train.main(train_argv(tiny_dataset, tmp_path, "--model", "effnet_lite0", "--pretrained", "none", "--freeze-bn"))
+
+
+def test_effnet_defaults_keep_batchnorm_statistics_only_when_pretrained() -> None:
+    parse = train.get_args_parser().parse_args
+    assert train._fill_defaults(parse(["--model", "effnet_lite0"])).freeze_bn is True
+    assert train._fill_defaults(parse(["--model", "effnet_lite0", "--pretrained", "none"])).freeze_bn is False
+    assert train._fill_defaults(parse(["--model", "effnet_lite0", "--no-freeze-bn"])).freeze_bn is False
 
 
 def test_leave_out_val_twins(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -406,7 +422,8 @@ def test_leave_out_val_twins(tiny_dataset: Path, tmp_path: Path, capsys: pytest.
     assert train.main(train_argv(data, tmp_path, "--epochs", "1", "--leave-out-val-twins", "Smart Casual")) == 0
     card = ModelCard.load(tmp_path / "weights" / "baseline.json")
     assert card.data["left_out_of_training"]["ids"] == [train_sc[0]]  # not the Casual one
-    assert card.data["split_counts"]["train"]["Smart Casual"] == cat.counts(split["train"])["Smart Casual"] - 1
+    assert card.data["trained_on_counts"]["Smart Casual"] == cat.counts(split["train"])["Smart Casual"] - 1
+    assert card.data["split_counts"]["train"] == cat.counts(split["train"])
     assert card.data["split_fingerprint"] == split_fingerprint(split)  # the saved split itself is unchanged
     with pytest.raises(SystemExit, match="unknown classes"):
         train.main(train_argv(data, tmp_path, "--leave-out-val-twins", "Smart"))

@@ -279,3 +279,21 @@ def test_shipped_default_maps_point_where_occlusion_hurts(name: str) -> None:
     assert len(images) == 10
     r = measure(ex, images)[ex.spec.default_cam_layer.path]
     assert r["map"] > 0.25 and r["map"] - r["flipped"] > 0.1, r
+
+
+def test_spearman_ties_and_flat_input() -> None:
+    from core.gradcam import spearman
+
+    assert spearman(np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0, 30.0])) == pytest.approx(1.0)
+    # ties share their mean rank: [0, 0, 1, 1] ranks as [0.5, 0.5, 2.5, 2.5]
+    a, b = np.array([0.0, 0.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0, 4.0])
+    expected = np.corrcoef([0.5, 0.5, 2.5, 2.5], [0, 1, 2, 3])[0, 1]
+    assert spearman(a, b) == pytest.approx(expected)
+    assert np.isnan(spearman(np.zeros(5), np.arange(5.0)))
+
+
+def test_occlusion_agreement_refuses_an_image_smaller_than_the_patch(explainer: GradCamExplainer) -> None:
+    from core.gradcam import occlusion_agreement
+
+    with pytest.raises(ValueError, match="smaller than the 12×12 patch"):
+        occlusion_agreement(explainer, np.zeros((8, 10, 3), np.uint8), [explainer.spec.cam_layers[0].path])
