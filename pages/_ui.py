@@ -157,6 +157,18 @@ def products_seen_in_training(root: str) -> pd.DataFrame | None:
     return pd.DataFrame(cells, index=pd.Index(catalog.classes, name="class"))
 
 
+@st.cache_data(show_spinner=False)
+def products_seen_without(root: str, left_out: tuple[int, ...]) -> dict | None:
+    """:func:`twins_in_train` for a model trained without the ``left_out`` training ids."""
+    catalog = get_catalog(root)
+    if catalog is None or not DEFAULT_SPLIT_FILE.is_file():
+        return None
+    split = dict(get_or_make_split(catalog, DEFAULT_SPLIT_FILE))
+    gone = set(left_out)
+    split["train"] = [i for i in split["train"] if i not in gone]
+    return twins_in_train(catalog, split)
+
+
 SAMPLE_SOURCES = {  # label → split names; held-out images first, so a demo does not show memorised ones
     "test (held out)": ("test",),
     "validation": ("val",),

@@ -18,6 +18,18 @@ INIT_TEXT = {
 }
 
 
+def trained_on_note(data: dict) -> str:
+    """Says when a model learnt from fewer images than its training split holds, and why."""
+    used, train = data.get("trained_on_counts"), data.get("split_counts", {}).get("train")
+    if not used or not train or sum(used.values()) == sum(train.values()):
+        return ""
+    left = data.get("left_out_of_training")
+    why = ""
+    if left:
+        why = f": {len(left['ids'])} {', '.join(left['classes'])} images whose product is in validation left out"
+    return f" (trained on {sum(used.values()):,} of the training images{why})"
+
+
 def _numbers(values: object) -> str:
     """[0.498039…, …] → [0.498, …] for reading."""
     if isinstance(values, (list, tuple)):
@@ -47,7 +59,7 @@ for name, spec in REGISTRY.items():
                 icon=":material/info:",
             )
         if card.training.get("distilled_from"):
-            st.markdown(f"**Distillation.** Trained with soft targets from `{card.training['distilled_from']}`.")
+            st.markdown(f"**Distillation.** Trained with soft targets from {card.training['distilled_from']}.")
         prep = card.preprocessing
         st.markdown(
             f"**Input.** {prep.get('native_size')} native canvas (W×H) → {prep.get('input_size')} model input; "
@@ -59,6 +71,7 @@ for name, spec in REGISTRY.items():
             f"**Training data.** {data.get('dataset', '?')}; label column `{data.get('label_column')}`; split "
             f"`{data.get('split_file')}` (fingerprint `{data.get('split_fingerprint')}`): "
             + ", ".join(f"{s} {sum(c.values()):,}" for s, c in counts.items())
+            + trained_on_note(data)
             + f". Balancing: {card.training.get('balancing')}; seed {card.training.get('seed')}."
         )
         t = card.metrics.get("test", {})
@@ -82,9 +95,10 @@ for name, spec in REGISTRY.items():
             + "; ".join(f"`{c}`" for c in commands)
             + "."
         )
-        for note in [card.training.get("note"), *card.notes]:
-            if note:
-                st.caption(note)
+        if card.training.get("note"):
+            st.caption(f"Run: {card.training['note']}")
+        for note in card.notes:
+            st.caption(note)
         st.markdown(
             f"**Weights.** `{card.weights.get('file')}` ({card.weights.get('dtype')}), sha256 "
             f"`{card.weights.get('sha256')}` — verified before loading."

@@ -62,10 +62,18 @@ if counts:
         for n, c in cards.items():
             left = c.data.get("left_out_of_training")
             if left:
+                own = _ui.products_seen_without(str(root), tuple(left["ids"])) or {}
+                own_counts = "; ".join(
+                    f"{cls}: validation {own['val'][cls][0]} of {own['val'][cls][1]}, "
+                    f"test {own['test'][cls][0]} of {own['test'][cls][1]}"
+                    for cls in left["classes"]
+                    if own
+                )
                 st.caption(
                     f"{_ui.model_label(n)} was trained without the {len(left['ids'])} {', '.join(left['classes'])} "
                     "training images whose product is in validation, so for it every validation image of "
-                    f"{'that class' if len(left['classes']) == 1 else 'those classes'} is a new product."
+                    f"{'that class' if len(left['classes']) == 1 else 'those classes'} is a new product"
+                    + (f" (products it trained on — {own_counts})." if own_counts else ".")
                 )
     st.subheader("Training set before and after balancing")
     train = counts["train"]

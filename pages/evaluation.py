@@ -19,8 +19,9 @@ st.title("How good are the models?")
 st.caption(
     "All numbers come from the model cards in weights/, measured on the saved validation and test "
     "splits (never on training data). The test split holds only 9 Smart Casual images, so the 95% "
-    "bootstrap intervals matter. A model can score higher on validation than on test when validation "
-    "holds more products that training has (colour variants): the Data & augmentation page counts them."
+    "bootstrap intervals matter. Validation also chose each model's checkpoint and decision rule, so its "
+    "scores flatter a little; and a model scores higher on validation than on test when validation holds more "
+    "products that training has (colour variants), which the Data & augmentation page counts."
 )
 
 cards, problems = {}, {}
@@ -54,6 +55,16 @@ def show_metrics(table, key: str) -> None:  # noqa: ANN001 - a DataFrame
 
 
 show_metrics(_ui.metrics_table(cards, split), "eval_metrics")
+for name, card in cards.items():
+    for cls, m in card.metrics.get(split, {}).get("per_class", {}).items():
+        n = int(m.get("support", 0))
+        if 0 < n <= 30 and m.get("recall") == 0:
+            upper = 1 - 0.025 ** (1 / n)  # exact (Clopper–Pearson) 95% upper bound for 0 of n
+            st.caption(
+                f"{get_spec(name).title} finds none of the {n} {cls} images here, and so does every bootstrap "
+                f"resample: its intervals look narrow only for that reason. With 0 of {n}, its {cls} recall on "
+                f"other images could still be up to {upper:.2f} (exact 95% bound)."
+            )
 with st.expander("Per-class precision and recall"):
     show_metrics(_ui.metrics_table(cards, split, per_class=True), "eval_metrics_per_class")
 
@@ -122,11 +133,19 @@ for name in chosen:
     fig.add_scatter(x=ep, y=[h["train_loss"] for h in hist], name="train loss", row=1, col=1)
     fig.add_scatter(x=ep, y=[h["val_loss"] for h in hist], name="val loss", row=1, col=1)
     fig.add_scatter(x=ep, y=[h["train_acc"] for h in hist], name="train acc. (balanced stream)", row=1, col=2)
-    fig.add_scatter(x=ep, y=[h["val_acc"] for h in hist], name="val acc.", row=1, col=2)
-    fig.add_scatter(x=ep, y=[h["val_macro_f1"] for h in hist], name="val macro-F1", row=1, col=2)
+    fig.add_scatter(x=ep, y=[h["val_acc"] for h in hist], name="val acc. (argmax)", row=1, col=2)
+    fig.add_scatter(x=ep, y=[h["val_macro_f1"] for h in hist], name="val macro-F1 (argmax)", row=1, col=2)
+    best = cards[name].training.get("best_epoch")
+    if best:
+        fig.add_vline(x=best, line_dash="dot", line_color="grey", annotation_text=f"shipped: epoch {best}")
     fig.update_layout(title=get_spec(name).title, height=300, margin=dict(l=0, r=0, t=50, b=0))
     fig.update_xaxes(title_text="epoch")
     st.plotly_chart(fig, key=f"curves_{name}")
+
+st.caption(
+    "Validation curves use plain argmax, before the decision rule that was chosen on validation after "
+    "training; the table above uses the rule, so its numbers are higher."
+)
 
 st.subheader("Look inside a cell")
 root = _ui.data_dir()
@@ -148,8 +167,8 @@ if root is None and configured:
 if root is None:
     st.info(
         f"With the dataset folder configured (sidebar, or $DRESSCODE_DATA), this shows the {cell_split} images "
-        f"that are truly {true_cls} and that {get_spec(cell_model).title} predicted as {pred_cls}, each with both "
-        "models' Grad-CAM heatmaps."
+        f"that are truly {true_cls} and that {get_spec(cell_model).title} predicted as {pred_cls}, each with its "
+        "and the chosen models' Grad-CAM heatmaps."
     )
     st.stop()
 catalog = _ui.get_catalog(str(root))
@@ -169,14 +188,15 @@ if not cell_ids:
 pages_n = (len(cell_ids) - 1) // GALLERY_PAGE + 1
 page_no = st.number_input(f"Page (of {pages_n})", 1, pages_n, 1, key="cell_page") if pages_n > 1 else 1
 show = cell_ids[(page_no - 1) * GALLERY_PAGE : page_no * GALLERY_PAGE]
+in_gallery = list(dict.fromkeys([cell_model, *chosen]))  # the matrix's model first, then the sidebar's
 for pid in show:
     photo = _ui.dataset_photo(catalog, pid)
     if photo.error:
         st.warning(f"image {pid}: {photo.error}")
         continue
-    cols = st.columns(1 + len(chosen))
+    cols = st.columns(1 + len(in_gallery))
     cols[0].image(photo.native, caption=f"id {pid} · true {true_cls}", width=120)
-    for col, name in zip(cols[1:], chosen):
+    for col, name in zip(cols[1:], in_gallery):
         loaded = _ui.get_model(name)
         if not loaded.ok:
             col.error(f"{get_spec(name).title} unavailable")

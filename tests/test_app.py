@@ -335,4 +335,31 @@ def test_data_page_says_how_many_held_out_products_training_has() -> None:
         for col, s in (("validation", "val"), ("test", "test")):
             k, n = twins[s][c]
             assert table.loc[c, col].startswith(f"{k:,} of {n:,} (")
-    assert any("EfficientNet-Lite0 (ImageNet) was trained without the 9 Smart Casual" in x.value for x in at.caption)
+    note = next(x.value for x in at.caption if "EfficientNet-Lite0 (ImageNet) was trained without the 9" in x.value)
+    assert "Smart Casual: validation 0 of 9, test 2 of 9" in note
+
+
+def test_evaluation_says_when_an_interval_is_narrow_because_nothing_was_found() -> None:
+    at = app()
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    notes = [c.value for c in at.caption if "finds none of the 9 Smart Casual images here" in c.value]
+    found = {n: _ui.get_card(n)[0].metrics["test"]["per_class"]["Smart Casual"]["recall"] for n in REGISTRY}
+    assert len(notes) == sum(r == 0 for r in found.values())
+    assert all("up to 0.34 (exact 95% bound)" in n for n in notes)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
+def test_cell_gallery_shows_the_matrix_model_even_if_not_chosen_in_the_sidebar() -> None:
+    at = app()
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    at.selectbox(key="cell_model").set_value("effnet_lite0")
+    at.selectbox(key="cell_true").set_value("Formal")
+    at.selectbox(key="cell_pred").set_value("Formal")
+    at.run()
+    assert not at.exception
+    caps = image_captions(at)
+    assert any(c.startswith("EfficientNet-Lite0 (ImageNet):") for c in caps)
+    assert any(c.startswith("Baseline CNN:") for c in caps) and any(c.startswith("ResNet50:") for c in caps)
