@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--split",
         choices=["train", "val", "test", "all"],
-        default="test",
+        default=None,
         help="a split of the saved split file, or all: every usable image in --data, of any size (default test)",
     )
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: weights/)")
@@ -179,13 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
+    if args.choose_rule and not args.refresh_card:
+        p.error("--choose-rule only works with --refresh-card")
+    if args.refresh_card and (args.json is not None or args.split is not None):
+        p.error("--refresh-card re-measures val and test into the card; it takes neither --split nor --json")
+    args.split = args.split or "test"
     data = args.data or find_default_data_dir()
     if data is None:
         p.error("no --data given and no dataset found")
-    if args.choose_rule and not args.refresh_card:
-        p.error("--choose-rule only works with --refresh-card")
-    if args.refresh_card and (args.json is not None or args.split != "test"):
-        p.error("--refresh-card re-measures val and test into the card; it takes neither --split nor --json")
     if args.json is not None and args.json.is_dir():
         p.error(f"--json {args.json} is a folder; give a file name, e.g. {args.json / 'metrics.json'}")
     try:

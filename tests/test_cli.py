@@ -360,6 +360,7 @@ def test_evaluate_explains_instead_of_crashing(
     assert "looked in" in fails("--data", str(trained.data), "--weights", str(tmp_path / "nowhere"))
     assert "only works with --refresh-card" in fails("--data", str(trained.data), "--choose-rule")
     assert "neither --split nor --json" in fails("--data", str(trained.data), "--refresh-card", "--split", "val")
+    assert "neither --split nor --json" in fails("--refresh-card", "--split", "test")  # before looking for data
 
 
 def test_evaluate_train_split_says_the_model_learnt_from_it(
