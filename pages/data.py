@@ -73,7 +73,7 @@ if counts:
                     f"{_ui.model_label(n)} was trained without the {len(left['ids'])} {', '.join(left['classes'])} "
                     "training images whose product is in validation, so for it every validation image of "
                     f"{'that class' if len(left['classes']) == 1 else 'those classes'} is a new product"
-                    + (f" (products it trained on — {own_counts})." if own_counts else ".")
+                    + (f" (images whose product it trained on — {own_counts})." if own_counts else ".")
                 )
     st.subheader("Training set before and after balancing")
     train = counts["train"]
