@@ -25,6 +25,7 @@ from core.data import (
     get_or_make_split,
     load_split,
     load_styles,
+    product_keys,
     twins_in_train,
 )
 from core.gradcam import Explanation
@@ -144,6 +145,18 @@ def saved_split_of() -> dict[int, str]:
 
 
 @st.cache_data(show_spinner=False)
+def trained_product_twins(root: str) -> frozenset[int]:
+    """Ids outside the training split whose product (same class, name without colours) training has."""
+    catalog = get_catalog(root)
+    split_of = saved_split_of()
+    if catalog is None or not split_of:
+        return frozenset()
+    keys, label_of = product_keys(catalog), catalog.label_of()
+    seen = {(keys[i], label_of[i]) for i in catalog.ids if split_of.get(i) == "train"}
+    return frozenset(i for i in catalog.ids if split_of.get(i) != "train" and (keys[i], label_of[i]) in seen)
+
+
+@st.cache_data(show_spinner=False)
 def products_seen_in_training(root: str) -> pd.DataFrame | None:
     """Per class: validation and test images whose product training has ("k of n (p%)")."""
     catalog = get_catalog(root)
@@ -197,7 +210,9 @@ def dataset_sample(catalog, key: str, default_class: int = 0):  # noqa: ANN001, 
         "val": "validation split — chose the checkpoint and the decision rule, never trained on",
         "test": "test split — never used for training or choices",
     }
-    st.caption(f"id {pid} · {seen.get(where, 'not in the saved split')}")
+    twin = " · a training image shows the same product (or a colour variant of it)"
+    known = twin if where != "train" and pid in trained_product_twins(str(catalog.root)) else ""
+    st.caption(f"id {pid} · {seen.get(where, 'not in the saved split')}{known}")
     return dataset_photo(catalog, pid)
 
 

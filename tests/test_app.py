@@ -203,10 +203,29 @@ def test_dataset_samples_say_their_split_and_start_held_out() -> None:
         assert words in cap, cap
         return int(cap.split()[1])
 
-    assert shown_id("test split") in split["test"]  # a demo starts on images no model has seen
+    from core.data import load_styles, product_keys
+
+    catalog = load_styles(DATA)
+    keys, label_of = product_keys(catalog), catalog.label_of()
+    trained = {(keys[i], label_of[i]) for i in split["train"]}
+
+    def says_twin_rightly(pid: int) -> bool:
+        cap = next(c.value for c in at.caption if c.value.startswith("id "))
+        return ("a training image shows the same product" in cap) == ((keys[pid], label_of[pid]) in trained)
+
+    first = shown_id("test split")
+    assert first in split["test"] and says_twin_rightly(first)  # a demo starts on images no model has seen
     at.number_input(key="layers_pick").set_value(9)  # the last of the 9 test Smart Casual images
     at.run()
-    assert shown_id("test split") in split["test"]
+    last = shown_id("test split")
+    assert last in split["test"] and says_twin_rightly(last)
+    # and an image whose product training lacks says nothing of the kind
+    test_sc = [i for i in catalog.ids if i in set(split["test"]) and catalog.classes[label_of[i]] == "Smart Casual"]
+    new_product = next(k for k, i in enumerate(test_sc) if (keys[i], label_of[i]) not in trained)
+    at.number_input(key="layers_pick").set_value(new_product + 1)
+    at.run()
+    assert shown_id("test split") == test_sc[new_product] and says_twin_rightly(test_sc[new_product])
+    assert "same product" not in next(c.value for c in at.caption if c.value.startswith("id "))
     at.selectbox(key="layers_from").set_value("training (seen by the models)")
     at.run()
     assert shown_id("learnt from this image") in split["train"]
