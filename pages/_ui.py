@@ -310,12 +310,13 @@ def raw_map_chart(cam: np.ndarray, vmax: float, cmap: str, key: str, title: str 
             zmin=0.0,
             zmax=max(vmax, 1e-12),
             colorscale=PLOTLY_SCALES.get(cmap, "Jet"),
-            colorbar=dict(thickness=10, len=0.9, tickformat=".2~g"),  # 0.0008, not 800µ
+            # below the map, so a narrow column keeps it in view; 0.0008, not 800µ
+            colorbar=dict(orientation="h", thickness=8, len=1.0, y=-0.02, yanchor="top", tickformat=".2~g", nticks=4),
         )
     )
     fig.update_layout(
         height=DISPLAY_HEIGHT,
-        margin=dict(l=0, r=0, t=24, b=0),
+        margin=dict(l=0, r=0, t=24, b=28),
         title=dict(text=title, font_size=12),
         yaxis=dict(autorange="reversed", scaleanchor="x", visible=False),
         xaxis=dict(visible=False),

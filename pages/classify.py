@@ -124,7 +124,7 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             layer_label = spec.cam_layer(layers[slot]).label
             why = classes[exp.target] + ("" if target is None else " (chosen)")
             left, right = st.columns([3, 2])
-            left.image(img, caption=f"Grad-CAM for {why} · {layer_label}")
+            left.image(img, caption=f"Grad-CAM for {why} · {layer_label} (right: the raw map at layer resolution)")
             if note := _ui.flat_map_note(exp, layers[slot], classes):
                 left.caption(note)
             with right:
@@ -133,7 +133,7 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
                     vmax,
                     cmap,
                     key=f"raw_{key}_{slot}",
-                    title="raw map (layer resolution)",
+                    title="raw map",
                 )
             st.download_button(
                 "Download overlay (PNG)",
