@@ -188,6 +188,16 @@ def product_keys(catalog: Catalog) -> dict[int, str]:
     return keys
 
 
+def products_in_train(
+    catalog: Catalog, train_ids: Sequence[int], ids: Sequence[int], keys: dict[int, str] | None = None
+) -> set[int]:
+    """The ``ids`` whose product (see :func:`product_keys`) has a same-class image among ``train_ids``."""
+    keys = product_keys(catalog) if keys is None else keys
+    label_of = catalog.label_of()
+    seen = {(keys[i], label_of[i]) for i in train_ids}
+    return {i for i in ids if (keys[i], label_of[i]) in seen}
+
+
 def twins_in_train(
     catalog: Catalog, split: dict[str, list[int]], keys: dict[int, str] | None = None
 ) -> dict[str, dict[str, tuple[int, int]]]:
@@ -198,13 +208,13 @@ def twins_in_train(
     """
     keys = product_keys(catalog) if keys is None else keys
     label_of = catalog.label_of()
-    seen = {(keys[i], label_of[i]) for i in split["train"]}
+    known = products_in_train(catalog, split["train"], [i for s in SPLITS[1:] for i in split[s]], keys)
     out: dict[str, dict[str, tuple[int, int]]] = {}
     for s in SPLITS[1:]:
         out[s] = {}
         for k, name in enumerate(catalog.classes):
             members = [i for i in split[s] if label_of[i] == k]
-            out[s][name] = (sum((keys[i], k) in seen for i in members), len(members))
+            out[s][name] = (sum(i in known for i in members), len(members))
     return out
 
 

@@ -25,7 +25,7 @@ from core.data import (
     get_or_make_split,
     load_split,
     load_styles,
-    product_keys,
+    products_in_train,
     twins_in_train,
 )
 from core.gradcam import Explanation
@@ -144,42 +144,46 @@ def saved_split_of() -> dict[int, str]:
     return {int(i): s for s, ids in load_split(DEFAULT_SPLIT_FILE).items() for i in ids}
 
 
-@st.cache_data(show_spinner=False)
-def trained_product_twins(root: str) -> frozenset[int]:
-    """Ids outside the training split whose product (same class, name without colours) training has."""
-    catalog = get_catalog(root)
-    split_of = saved_split_of()
-    if catalog is None or not split_of:
-        return frozenset()
-    keys, label_of = product_keys(catalog), catalog.label_of()
-    seen = {(keys[i], label_of[i]) for i in catalog.ids if split_of.get(i) == "train"}
-    return frozenset(i for i in catalog.ids if split_of.get(i) != "train" and (keys[i], label_of[i]) in seen)
-
-
-@st.cache_data(show_spinner=False)
-def products_seen_in_training(root: str) -> pd.DataFrame | None:
-    """Per class: validation and test images whose product training has ("k of n (p%)")."""
-    catalog = get_catalog(root)
-    if catalog is None or not DEFAULT_SPLIT_FILE.is_file():
-        return None
-    twins = twins_in_train(catalog, get_or_make_split(catalog, DEFAULT_SPLIT_FILE))
-    names = {"val": "validation", "test": "test"}
-    cells = {
-        names[s]: [f"{k:,} of {n:,} ({k / n:.0%})" if n else "—" for k, n in per.values()] for s, per in twins.items()
-    }
-    return pd.DataFrame(cells, index=pd.Index(catalog.classes, name="class"))
-
-
-@st.cache_data(show_spinner=False)
-def products_seen_without(root: str, left_out: tuple[int, ...]) -> dict | None:
-    """:func:`twins_in_train` for a model trained without the ``left_out`` training ids."""
-    catalog = get_catalog(root)
+def _saved_split(catalog, left_out: tuple[int, ...] = ()) -> dict[str, list[int]] | None:  # noqa: ANN001
+    """The saved split of this catalog (None without a split file), training ids ``left_out`` removed."""
     if catalog is None or not DEFAULT_SPLIT_FILE.is_file():
         return None
     split = dict(get_or_make_split(catalog, DEFAULT_SPLIT_FILE))
     gone = set(left_out)
     split["train"] = [i for i in split["train"] if i not in gone]
-    return twins_in_train(catalog, split)
+    return split
+
+
+@st.cache_data(show_spinner=False)
+def trained_product_twins(root: str) -> frozenset[int]:
+    """Ids outside the training split whose product (same class, name without colours) training has."""
+    catalog = get_catalog(root)
+    split = _saved_split(catalog)
+    if split is None:
+        return frozenset()
+    train = set(split["train"])
+    return frozenset(products_in_train(catalog, split["train"], [i for i in catalog.ids if i not in train]))
+
+
+@st.cache_data(show_spinner=False)
+def products_seen_without(root: str, left_out: tuple[int, ...] = ()) -> dict | None:
+    """:func:`twins_in_train` on the saved split, for a model trained without the ``left_out`` training ids."""
+    catalog = get_catalog(root)
+    split = _saved_split(catalog, left_out)
+    return None if split is None else twins_in_train(catalog, split)
+
+
+@st.cache_data(show_spinner=False)
+def products_seen_in_training(root: str) -> pd.DataFrame | None:
+    """Per class: validation and test images whose product training has ("k of n (p%)")."""
+    twins = products_seen_without(root)
+    if twins is None:
+        return None
+    names = {"val": "validation", "test": "test"}
+    cells = {
+        names[s]: [f"{k:,} of {n:,} ({k / n:.0%})" if n else "—" for k, n in per.values()] for s, per in twins.items()
+    }
+    return pd.DataFrame(cells, index=pd.Index(get_catalog(root).classes, name="class"))
 
 
 SAMPLE_SOURCES = {  # label → split names; held-out images first, so a demo does not show memorised ones

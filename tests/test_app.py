@@ -262,10 +262,15 @@ def test_evaluation_page_tables_and_toggle() -> None:
 
 @pytest.mark.realdata
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
-def test_evaluation_cell_gallery_shows_images_with_heatmaps() -> None:
+@pytest.mark.parametrize("matrix_of", [None, "effnet_lite0"])
+def test_evaluation_cell_gallery_shows_images_with_heatmaps(matrix_of: str | None) -> None:
+    """The cell's images with the sidebar's models' heatmaps, and the matrix's model's too even
+    when the sidebar did not choose it."""
     at = app()
     at.switch_page("pages/evaluation.py")
     at.run()
+    if matrix_of:
+        at.selectbox(key="cell_model").set_value(matrix_of)
     at.selectbox(key="cell_true").set_value("Formal")
     at.selectbox(key="cell_pred").set_value("Formal")
     at.run()
@@ -273,6 +278,8 @@ def test_evaluation_cell_gallery_shows_images_with_heatmaps() -> None:
     caps = image_captions(at)
     assert any(c.startswith("id ") for c in caps)
     assert any("Baseline CNN:" in c for c in caps) and any("ResNet50:" in c for c in caps)
+    if matrix_of:
+        assert any(c.startswith("EfficientNet-Lite0 (ImageNet):") for c in caps)
 
 
 def test_evaluation_without_dataset_says_what_it_would_show(monkeypatch) -> None:
@@ -366,19 +373,3 @@ def test_evaluation_says_when_an_interval_is_narrow_because_nothing_was_found() 
     found = {n: _ui.get_card(n)[0].metrics["test"]["per_class"]["Smart Casual"]["recall"] for n in REGISTRY}
     assert len(notes) == sum(r == 0 for r in found.values())
     assert all("up to 0.34 (exact 95% bound)" in n for n in notes)
-
-
-@pytest.mark.realdata
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
-def test_cell_gallery_shows_the_matrix_model_even_if_not_chosen_in_the_sidebar() -> None:
-    at = app()
-    at.switch_page("pages/evaluation.py")
-    at.run()
-    at.selectbox(key="cell_model").set_value("effnet_lite0")
-    at.selectbox(key="cell_true").set_value("Formal")
-    at.selectbox(key="cell_pred").set_value("Formal")
-    at.run()
-    assert not at.exception
-    caps = image_captions(at)
-    assert any(c.startswith("EfficientNet-Lite0 (ImageNet):") for c in caps)
-    assert any(c.startswith("Baseline CNN:") for c in caps) and any(c.startswith("ResNet50:") for c in caps)
