@@ -333,6 +333,19 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             raise SystemExit(
                 f"--distill-from {args.distill_from}: no trained teacher in {args.teacher_dir} ({exc})"
             ) from None
+    ckpt_path = args.runs / args.model / "last.pt"
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=False) if args.resume and ckpt_path.is_file() else None
+    if ck is not None:  # checked against its checkpoint before image loading, restored after
+        changed = {
+            k: (ck["args"][k], getattr(args, k))
+            for k in RESUME_MUST_MATCH
+            if k in ck.get("args", {}) and ck["args"][k] != getattr(args, k)
+        }
+        if changed:
+            raise SystemExit(
+                f"--resume: {ckpt_path} was trained with other settings (checkpoint, now): {changed}; "
+                "pass the same ones, or train afresh without --resume"
+            )
     t_start = time.time()
 
     # ---- data
@@ -404,19 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     best = {"score": -1.0, "epoch": -1, "state": None}
     averaged: AveragedModel | None = None  # running mean of the last --average-last epochs' weights
     start_epoch = 0
-    ckpt_path = args.runs / args.model / "last.pt"
-    if args.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        changed = {
-            k: (ck["args"][k], getattr(args, k))
-            for k in RESUME_MUST_MATCH
-            if k in ck.get("args", {}) and ck["args"][k] != getattr(args, k)
-        }
-        if changed:
-            raise SystemExit(
-                f"--resume: {ckpt_path} was trained with other settings (checkpoint, now): {changed}; "
-                "pass the same ones, or train afresh without --resume"
-            )
+    if ck is not None:
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
@@ -426,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             averaged = AveragedModel(model, use_buffers=True)
             averaged.load_state_dict(ck["averaged"])
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+        del ck
     deadline = t_start + (args.time_budget * 60 if args.time_budget else float("inf"))
     rng = np.random.default_rng(args.seed + start_epoch)
     train_time = 0.0
@@ -519,30 +521,26 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     save_dtype = SAVE_DTYPE.get(args.model, torch.float32)
     digest = save_weights(model, weights_path, save_dtype)
     n_params = sum(p.numel() for p in model.parameters())
+    data = {
+        "dataset": "Kaggle Fashion Product Images (small), 60×80 px",
+        "label_column": args.label_column,
+        "split_file": str(args.split_file.name),
+        "split_fingerprint": split_fingerprint(split),
+        "split_counts": {s: catalog.counts(v) for s, v in split.items()},
+        "trained_on_counts": catalog.counts(ids["train"]),
+        "skipped_rows": catalog.skipped,
+    }
+    if args.leave_out_val_twins:
+        data["left_out_of_training"] = {
+            "why": "training images whose product (name without colour words) is in validation "
+            "with the same class, so that validation scores these classes on unseen products",
+            "classes": list(args.leave_out_val_twins),
+            "ids": left_out,
+        }
     card = ModelCard(
         name=args.model,
         classes=list(args.classes),
-        data={
-            "dataset": "Kaggle Fashion Product Images (small), 60×80 px",
-            "label_column": args.label_column,
-            "split_file": str(args.split_file.name),
-            "split_fingerprint": split_fingerprint(split),
-            "split_counts": {s: catalog.counts(v) for s, v in split.items()},
-            "trained_on_counts": catalog.counts(ids["train"]),
-            "skipped_rows": catalog.skipped,
-            **(
-                {
-                    "left_out_of_training": {
-                        "why": "training images whose product (name without colour words) is in validation "
-                        "with the same class, so that validation scores these classes on unseen products",
-                        "classes": list(args.leave_out_val_twins),
-                        "ids": left_out,
-                    }
-                }
-                if args.leave_out_val_twins
-                else {}
-            ),
-        },
+        data=data,
         preprocessing=model.prep.to_dict(),
         architecture={
             "title": spec.title,
