@@ -36,7 +36,6 @@ from core.service import LoadedModel, UploadedPhoto, load_card, load_explainer, 
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif"]
 DISPLAY_HEIGHT = 320
-PLOTLY_SCALES = {"jet": "Jet", "inferno": "Inferno", "viridis": "Viridis", "magma": "Magma", "turbo": "Turbo"}
 CLASS_COLOURS = {"Casual": "#4dabf7", "Formal": "#343a40", "Smart Casual": "#f59f00"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 
@@ -306,26 +305,15 @@ def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
     st.plotly_chart(fig, key=key, config={"displayModeBar": False})
 
 
-def raw_map_chart(cam: np.ndarray, vmax: float, cmap: str, key: str, title: str = "raw map") -> None:
-    """The layer-resolution Grad-CAM with a colour bar on the given scale."""
-    fig = go.Figure(
-        go.Heatmap(
-            z=cam,
-            zmin=0.0,
-            zmax=max(vmax, 1e-12),
-            colorscale=PLOTLY_SCALES.get(cmap, "Jet"),
-            # below the map, so a narrow column keeps it in view; 0.0008, not 800µ
-            colorbar=dict(orientation="h", thickness=8, len=1.0, y=-0.02, yanchor="top", tickformat=".2~g", nticks=4),
-        )
-    )
-    fig.update_layout(
-        height=DISPLAY_HEIGHT,
-        margin=dict(l=0, r=0, t=24, b=28),
-        title=dict(text=title, font_size=12),
-        yaxis=dict(autorange="reversed", scaleanchor="x", visible=False),
-        xaxis=dict(visible=False),
-    )
-    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+def raw_map_image(cam: np.ndarray, vmax: float, cmap: str) -> np.ndarray:
+    """The layer-resolution Grad-CAM, one flat block per cell, with a colour strip below it on
+    the given scale. An image, so a narrow column shrinks it instead of cropping it."""
+    cells = colorize(normalise(cam, vmax), cmap)
+    grid = enlarge(cells, max(1, DISPLAY_HEIGHT // cells.shape[0]))
+    width = grid.shape[1]
+    ramp = colorize(np.tile(np.linspace(0, 1, width)[None, :], (max(8, width // 16), 1)), cmap)
+    gap = np.full((max(4, width // 32), width, 3), 255, dtype=np.uint8)
+    return np.concatenate([grid, gap, ramp])
 
 
 def overlay_image(

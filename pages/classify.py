@@ -127,14 +127,11 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             left.image(img, caption=f"Grad-CAM for {why} · {layer_label} (right: the raw map at layer resolution)")
             if note := _ui.flat_map_note(exp, layers[slot], classes):
                 left.caption(note)
-            with right:
-                _ui.raw_map_chart(
-                    exp.maps[layers[slot]],
-                    vmax,
-                    cmap,
-                    key=f"raw_{key}_{slot}",
-                    title="raw map",
-                )
+            cam = exp.maps[layers[slot]]
+            right.image(
+                _ui.raw_map_image(cam, vmax, cmap),
+                caption=f"raw map, {cam.shape[1]}×{cam.shape[0]} cells · colour scale 0 → {vmax:.2g}",
+            )
             st.download_button(
                 "Download overlay (PNG)",
                 _ui.png(img),
