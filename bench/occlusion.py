@@ -1,17 +1,20 @@
 """Do the Grad-CAM layers point where hiding the photo hurts? One table for every model and layer.
 
-    python -m bench.occlusion [--images 10] [--class Formal] [--split test]
+    python -m bench.occlusion [--images 10] [--class Formal] [--split test] [--also MODEL:MODULE ...]
 
 For each model, the first N images (by id) of the class in the split that the model
 classifies correctly are explained at every registered layer; each 12×12 square of the 60×80 canvas is
 greyed out in turn, and the rank correlation between the map there and the drop of the
 class logit is averaged over the images (core.gradcam.occlusion_agreement). The same map
 flipped upside down is the control: a layer passes when it clearly beats its control.
+--also adds a module that is not a registered layer, e.g. ``baseline:backbone.conv2`` (the raw
+conv output the baseline's maps used to come from), to that model's rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 
 import numpy as np
@@ -20,7 +23,7 @@ import torch
 from core.data import SPLITS, find_default_data_dir, get_or_make_split, load_native_images, load_styles
 from core.gradcam import GradCamExplainer, occlusion_agreement
 from core.inference import apply_decision_rule, predict_logits
-from core.models import REGISTRY
+from core.models import REGISTRY, CamLayer
 from core.service import load_explainer
 
 log = logging.getLogger("bench.occlusion")
@@ -53,7 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=10, help="images per model (10)")
     ap.add_argument("--class", dest="cls", default="Formal", help="class of the images (Formal)")
     ap.add_argument("--split", choices=SPLITS, default="test", help="split the images come from (test)")
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="MODEL:MODULE",
+        help="also measure this module of MODEL, registered or not (repeatable)",
+    )
     args = ap.parse_args(argv)
+    also: dict[str, list[str]] = {}
+    for item in args.also:
+        name, _, path = item.partition(":")
+        if name not in REGISTRY or not path:
+            ap.error(f"--also {item!r}: expected MODEL:MODULE with MODEL one of {list(REGISTRY)}")
+        also.setdefault(name, []).append(path)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(2)
     root = find_default_data_dir()
@@ -76,6 +92,20 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("%s left out: %s", name, loaded.error)
             continue
         ex = loaded.explainer
+        extra = [p for p in also.get(name, []) if p not in ex.layer_paths]
+        for path in extra:
+            try:
+                ex.model.get_submodule(path)
+            except AttributeError:
+                ap.error(f"--also {name}:{path}: {name} has no module {path!r}")
+        if extra:  # measured like a registered layer, early to late as the model runs
+            order = [n for n, _ in ex.model.named_modules()]
+            layers = sorted(
+                [*ex.spec.cam_layers, *(CamLayer(p, "not registered") for p in extra)],
+                key=lambda c: order.index(c.path),
+            )
+            spec = dataclasses.replace(ex.spec, cam_layers=tuple(layers))
+            ex = GradCamExplainer(ex.model, spec, ex.classes, ex.logit_bias)  # the cached one stays as it is
         chosen = correctly_classified(ex, images, cls, args.images)
         if not len(chosen):
             log.warning("%s left out: it classifies none of the %d %s images correctly", name, len(ids), args.cls)

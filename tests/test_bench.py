@@ -64,3 +64,34 @@ def test_reliability_script_runs_without_the_browser_part(tmp_path: Path) -> Non
     assert res["interrupts"]["threads_with_own_correct_result"] == res["interrupts"]["threads"]
     assert res["batches"]["errors"] == 0 and res["batches"]["class_mismatches"] == 0
     assert res["batches"]["calls"] >= 2 * res["batches"]["threads"]
+
+
+def test_occlusion_table_measures_an_unregistered_module_too(tiny_dataset: Path, monkeypatch, capsys) -> None:
+    from bench.occlusion import main
+
+    monkeypatch.setenv("DRESSCODE_DATA", str(tiny_dataset))
+    assert main(["--images", "1", "--class", "Casual", "--split", "train", "--also", "baseline:backbone.conv2"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| `baseline`")]
+    assert [r.split("|")[2].strip() for r in rows] == [
+        "`backbone.relu1`",
+        "`backbone.conv2`",
+        "`backbone.relu2` (default)",
+    ]
+    assert "not registered" in rows[1]
+
+
+@pytest.mark.parametrize(
+    ("also", "message"),
+    [
+        ("baseline", "expected MODEL:MODULE"),
+        ("nosuch:x", "expected MODEL:MODULE"),
+        ("baseline:backbone.nope", "no module"),
+    ],
+)
+def test_occlusion_refuses_a_bad_also(tiny_dataset: Path, monkeypatch, capsys, also: str, message: str) -> None:
+    from bench.occlusion import main
+
+    monkeypatch.setenv("DRESSCODE_DATA", str(tiny_dataset))
+    with pytest.raises(SystemExit) as exc:
+        main(["--images", "1", "--class", "Casual", "--split", "train", "--also", also])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
