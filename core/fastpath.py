@@ -3,8 +3,8 @@ bfloat16 weights, channels-last memory — and an fp32 re-check of every near ti
 predicted class is the one the plain fp32 path gives.
 
 Why it is safe: folding a BatchNorm (eval mode) into the convolution before it is exact
-algebra; bfloat16 moves a logit by at most ~0.33 for the ResNet50 and EfficientNet and ~0.04
-for the baseline (``bench`` measures it on validation images), so a row whose top two
+algebra; bfloat16 moves a logit by at most ~0.34 for ResNet50, ~0.15 for EfficientNet-Lite0
+and ~0.04 for the baseline (``bench`` measures it on validation images), so a row whose top two
 (decision-rule) scores are further apart than the model's margin (``ModelSpec.tie_margin``,
 more than twice that) cannot change class. Rows closer than that are recomputed on the fp32
 model. Grad-CAM explanations keep using the unchanged fp32 model.
@@ -13,7 +13,7 @@ Speed comes in two tiers. At once: the backbone traced and frozen by TorchScript
 background, from the first use: the same bfloat16 backbone compiled by ``torch.compile``
 (Inductor with weight freezing: oneDNN convolutions with pre-packed weights and the ReLUs and
 residual additions fused into them, about twice as fast on a CPU). The compiled graph takes
-over once it is built and checked (~15 s for both models with an empty Inductor cache, a
+over once it is built and checked (15–25 s for two models with an empty Inductor cache, a
 few seconds once its on-disk cache holds the kernels); until then, or where
 compiling is impossible (no C++ compiler, ``DRESSCODE_COMPILE=0``), the traced one serves.
 """
