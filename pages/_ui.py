@@ -341,9 +341,10 @@ def flat_map_note(exp: Explanation, layer: str, classes: list[str]) -> str | Non
     )
 
 
-def cam_top(exp: Explanation, layer: str, smooth: bool) -> float:
-    """The maximum of a map as it is displayed (for shared scales)."""
-    return float(exp.upsampled(layer, "bilinear" if smooth else "nearest").max())
+def cam_top(exp: Explanation, layer: str) -> float:
+    """The top of a map's colour scale: its maximum at layer resolution, so the overlay, the raw
+    map and the shared scale agree whatever the upsampling (smoothing never exceeds it)."""
+    return float(exp.maps[layer].max(initial=0.0))
 
 
 def png(image: np.ndarray) -> bytes:

@@ -80,7 +80,9 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
     for note in photo.notes:
         st.info(f"Note: {note}.")
     ok = [e for e in exps.values() if e is not None]
-    if len(ok) == 2:
+    if names[0] == names[1]:
+        st.caption("Model A and Model B are the same model: pick another one in the sidebar to compare two.")
+    elif len(ok) == 2:
         a, b = ok
         if a.predicted == b.predicted:
             st.badge(f"Models agree: {classes[a.predicted]}", icon=":material/check_circle:", color="green")
@@ -90,12 +92,12 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
                 icon=":material/warning:",
                 color="orange",
             )
-    tops = {s: _ui.cam_top(e, layers[s], smooth) for s, e in exps.items() if e is not None}
+    tops = {s: _ui.cam_top(e, layers[s]) for s, e in exps.items() if e is not None}
     shared_top = max(tops.values(), default=0.0)
     if shared and tops:
         st.image(_ui.colour_strip(cmap), caption=f"shared scale: 0 → {shared_top:.3g}", width=320)
         low = min(tops.values())
-        if len(tops) == 2 and (low <= 0 or shared_top / low > 10):
+        if len(tops) == 2 and 0 < low < shared_top / 10:  # an all-zero map gets its own note below
             dim = names[0] if tops["a"] <= tops["b"] else names[1]
             st.caption(
                 f"{get_spec(dim).title}'s map peaks at {low:.2g} against {shared_top:.2g}: Grad-CAM magnitudes "
@@ -130,7 +132,8 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             cam = exp.maps[layers[slot]]
             right.image(
                 _ui.raw_map_image(cam, vmax, cmap),
-                caption=f"raw map, {cam.shape[1]}×{cam.shape[0]} cells · colour scale 0 → {vmax:.2g}",
+                caption=f"raw map, {cam.shape[1]}×{cam.shape[0]} cells · "
+                + (f"colour scale 0 → {vmax:.3g}" if vmax > 0 else "all zero"),
             )
             st.download_button(
                 "Download overlay (PNG)",

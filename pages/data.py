@@ -9,6 +9,7 @@ import streamlit as st
 from core.augment import FILL_MODES, AugmentParams, augment_variants
 from core.data import DEFAULT_SPLIT_FILE, SPLITS, load_split
 from core.models import REGISTRY
+from core.overlay import enlarge
 from pages import _ui
 
 _ui.through_entry()
@@ -152,4 +153,5 @@ if photo is not None:
         st.image(np.asarray(photo.native), caption="original (60×80 canvas)", width=120)
         cols = st.columns(6)
         for k, v in enumerate(variants):
-            cols[k % 6].image(v.permute(1, 2, 0).numpy(), caption=f"variant {k + 1}", width=120)
+            # 120 px wide, or the column's width when that is less
+            cols[k % 6].image(enlarge(v.permute(1, 2, 0).numpy(), 2), caption=f"variant {k + 1}")

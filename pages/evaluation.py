@@ -9,6 +9,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.models import REGISTRY, get_spec
+from core.overlay import enlarge
 from pages import _ui
 
 _ui.through_entry()
@@ -180,7 +181,7 @@ label_of = catalog.label_of()
 t_idx, p_idx = classes.index(true_cls), classes.index(pred_cls)
 cell_ids = [i for i, p in zip(preds["ids"], preds["pred"]) if int(p) == p_idx and label_of.get(i) == t_idx]
 missing = [i for i in preds["ids"] if i not in label_of]
-st.write(f"{len(cell_ids)} {cell_split} images in this cell.")
+st.write(f"{len(cell_ids)} {cell_split} image{'' if len(cell_ids) == 1 else 's'} in this cell.")
 if missing:
     st.caption(f"{len(missing)} images of the saved split are not in this dataset copy and are left out.")
 if not cell_ids:
@@ -195,7 +196,7 @@ for pid in show:
         st.warning(f"image {pid}: {photo.error}")
         continue
     cols = st.columns(1 + len(in_gallery))
-    cols[0].image(photo.native, caption=f"id {pid} · true {true_cls}", width=120)
+    cols[0].image(enlarge(photo.native, 2), caption=f"id {pid} · true {true_cls}")  # at most the column's width
     for col, name in zip(cols[1:], in_gallery):
         loaded = _ui.get_model(name)
         if not loaded.ok:
@@ -204,6 +205,4 @@ for pid in show:
         layer = get_spec(name).default_cam_layer.path
         exp = _ui.explain(name, photo.digest, photo.native, (layer,), None)
         img = _ui.overlay_image(exp, layer, 0.5, "jet", True, None)
-        col.image(
-            img, caption=f"{get_spec(name).title}: {classes[exp.predicted]} ({exp.probs[exp.predicted]:.0%})", width=180
-        )
+        col.image(img, caption=f"{get_spec(name).title}: {classes[exp.predicted]} ({exp.probs[exp.predicted]:.0%})")

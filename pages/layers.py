@@ -67,6 +67,7 @@ for name in dict.fromkeys(names):
     for col, layer in zip(cols, spec.cam_layers):
         img = _ui.overlay_image(exp, layer.path, opacity, cmap, True, None)
         h, w = exp.maps[layer.path].shape
-        col.image(img, caption=f"{layer.label} — map {w}×{h}", width=img.shape[1])  # same size for every layer
+        # every overlay has the same pixel size; "content" width shrinks them alike in a narrow column
+        col.image(img, caption=f"{layer.label} — map {w}×{h}")
         if note := _ui.flat_map_note(exp, layer.path, classes):
             col.caption(note)

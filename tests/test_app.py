@@ -115,6 +115,28 @@ def test_controls_update_heatmaps() -> None:
     assert not at.exception
 
 
+def test_raw_map_scale_is_the_maps_own_maximum_whatever_the_upsampling() -> None:
+    at = app()
+    at.file_uploader(key="uploads").set_value(sample_photos()[0])
+    at.run()
+    raw = lambda: [c for c in image_captions(at) if c.startswith("raw map, ")]  # noqa: E731
+    smooth = raw()
+    assert len(smooth) == 2 and all("colour scale 0 → " in c or c.endswith("all zero") for c in smooth)
+    at.radio(key="upsampling").set_value("blocky")
+    at.run()
+    assert raw() == smooth  # the upsampling changes the overlay only
+
+
+def test_same_model_twice_is_said_not_called_agreement() -> None:
+    at = app()
+    at.selectbox(key="model_b").set_value("baseline")
+    at.file_uploader(key="uploads").set_value(sample_photos()[0])
+    at.run()
+    assert not at.exception
+    assert any("same model" in c.value for c in at.caption)
+    assert not any("Models agree" in m.value or "Models disagree" in m.value for m in at.markdown)
+
+
 def test_batch_table_and_bad_inputs_each_get_a_message() -> None:
     at = app()
     files = [*sample_photos()]
