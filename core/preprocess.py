@@ -48,6 +48,8 @@ class DecodedImage:
     source_format: str
     source_mode: str
     notes: list[str] = field(default_factory=list)
+    # the file's own W×H, upright; ``image`` may be smaller (a big JPEG decodes at a reduced scale)
+    pixel_size: tuple[int, int] | None = None
 
 
 def _sniff_heic(data: bytes) -> bool:
@@ -120,7 +122,9 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
             if fmt == "JPEG" and (w >= 2 * reduced[0] or h >= 2 * reduced[1]):
                 img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster
             img.load()
+            loaded = img.size
             img = ImageOps.exif_transpose(img) or img
+            file_size = (h, w) if img.size != loaded else (w, h)  # (h, w) once turned upright by EXIF
     except ImageInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -150,7 +154,7 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     except (OSError, ValueError) as exc:
         log.info("mode conversion failed: %r", exc)
         raise ImageInputError("The image's colour format cannot be converted to RGB.") from None
-    return DecodedImage(rgb, fmt, mode, notes)
+    return DecodedImage(rgb, fmt, mode, notes, file_size)
 
 
 def _draft_size(w: int, h: int, size: tuple[int, int] = NATIVE_SIZE, oversample: int = 4) -> tuple[int, int]:
@@ -185,6 +189,14 @@ def to_native(img: Image.Image, size: tuple[int, int] = NATIVE_SIZE) -> Image.Im
     out = Image.open(buf)
     out.load()
     return out.convert("RGB")
+
+
+def canvas_coverage(image_size: tuple[int, int], size: tuple[int, int] = NATIVE_SIZE) -> float:
+    """Share of the native canvas an image of ``image_size`` (W, H) covers once fitted into it;
+    the rest is white padding (1.0 for the dataset's 3:4 product shots)."""
+    w, h = image_size
+    scale = min(size[0] / w, size[1] / h)
+    return min(1.0, max(1, round(w * scale)) * max(1, round(h * scale)) / (size[0] * size[1]))
 
 
 def load_native_rgb(data: bytes) -> Image.Image:

@@ -12,9 +12,13 @@ import numpy as np
 from core.card import ModelCard, WeightsError, load_model
 from core.gradcam import GradCamExplainer
 from core.models import get_spec
-from core.preprocess import ImageInputError, open_image, to_native
+from core.preprocess import ImageInputError, canvas_coverage, open_image, to_native
 
 log = logging.getLogger(__name__)
+
+# a photo that fills less of the canvas than this gets a note (a 3:4 shot fills all of it;
+# 1:1 fills 75%, 16:9 42%)
+LOW_COVERAGE = 0.5
 
 
 @dataclass
@@ -78,4 +82,13 @@ def read_upload(filename: str, data: bytes) -> UploadedPhoto:
     except Exception:  # belt and braces: an unexpected decoder failure is still only this file's
         log.exception("unexpected failure reading %r", filename)
         return UploadedPhoto(filename, digest, error="The file could not be read as an image.")
-    return UploadedPhoto(filename, digest, native, decoded.image.size, decoded.notes)
+    notes = list(decoded.notes)
+    size = decoded.pixel_size or decoded.image.size
+    if (share := canvas_coverage(size)) < LOW_COVERAGE:
+        w, h = size
+        notes.append(
+            f"this {w}×{h} photo is far from the 3:4 product shots the models learnt from: it fills "
+            f"{share:.0%} of the 60×80 canvas and the rest is white padding, so its predictions are "
+            "less reliable (a crop around the product helps)"
+        )
+    return UploadedPhoto(filename, digest, native, size, notes)

@@ -293,13 +293,15 @@ def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
             orientation="h",
             marker_color=[CLASS_COLOURS.get(c, "#868e96") for c in classes],
             text=[f"{p:.1%}" for p in probs],
-            textposition="auto",
+            textposition="outside",  # level and readable even beside a thin bar
+            textangle=0,
+            cliponaxis=False,
         )
     )
     fig.update_layout(
         height=150,
-        margin=dict(l=0, r=28, t=0, b=0),  # room for the 100% tick
-        xaxis=dict(range=[0, 1], tickformat=".0%", dtick=0.25),
+        margin=dict(l=0, r=48, t=0, b=0),  # room for "100.0%" beyond a full bar
+        xaxis=dict(range=[0, 1], tickformat=".0%", dtick=0.5, tickangle=0),
         yaxis=dict(autorange="reversed"),
     )
     st.plotly_chart(fig, key=key, config={"displayModeBar": False})

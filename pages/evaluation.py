@@ -138,8 +138,20 @@ for name in chosen:
     fig.add_scatter(x=ep, y=[h["val_macro_f1"] for h in hist], name="val macro-F1 (argmax)", row=1, col=2)
     best = cards[name].training.get("best_epoch")
     if best:
-        fig.add_vline(x=best, line_dash="dot", line_color="grey", annotation_text=f"shipped: epoch {best}")
-    fig.update_layout(title=get_spec(name).title, height=300, margin=dict(l=0, r=0, t=50, b=0))
+        fig.add_vline(
+            x=best,
+            line_dash="dot",
+            line_color="grey",
+            annotation_text=f"shipped: epoch {best}",
+            annotation_position="bottom left",
+            annotation_font_size=10,
+        )
+    fig.update_layout(
+        title=get_spec(name).title,
+        height=340,
+        margin=dict(l=0, r=0, t=50, b=0),
+        legend=dict(orientation="h", yanchor="top", y=-0.22),  # below, so a narrow page keeps the plots wide
+    )
     fig.update_xaxes(title_text="epoch")
     st.plotly_chart(fig, key=f"curves_{name}")
 

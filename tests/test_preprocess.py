@@ -178,6 +178,14 @@ def test_exif_orientation_applied() -> None:
     assert dec.image.size == (40, 80)
     assert close(dec.image.getpixel((20, 10)), RED)  # the left edge went to the top
     assert close(dec.image.getpixel((20, 70)), BLUE)
+    assert dec.pixel_size == (40, 80)
+
+
+def test_pixel_size_is_the_files_even_when_decoded_smaller() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    dec = open_image(encode(two_tone((1920, 1080)), "JPEG", quality=90, exif=exif.tobytes()))
+    assert dec.image.size[0] < 1080 and dec.pixel_size == (1080, 1920)  # drafted, turned upright
 
 
 def test_large_jpeg_draft_path_to_native() -> None:
@@ -317,3 +325,19 @@ def test_pil_to_uint8_chw() -> None:
     arr = pil_to_uint8_chw(two_tone())
     assert arr.shape == (3, 80, 60) and arr.dtype == np.uint8
     assert arr[:, 40, 5].tolist() == list(RED) and arr[:, 40, 55].tolist() == list(BLUE)
+
+
+@pytest.mark.parametrize(
+    ("size", "noted"), [((600, 800), False), ((800, 800), False), ((1920, 1080), True), ((1200, 150), True)]
+)
+def test_a_photo_that_is_mostly_padding_gets_a_note(size: tuple[int, int], noted: bool) -> None:
+    from core.service import read_upload
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, (90, 60, 40)).save(buf, "JPEG")
+    photo = read_upload("p.jpg", buf.getvalue())
+    assert photo.error is None and photo.native.shape == (80, 60, 3)
+    padding = [n for n in photo.notes if "white padding" in n]
+    assert bool(padding) is noted
+    if noted:
+        assert f"{size[0]}×{size[1]}" in padding[0]
