@@ -8,7 +8,9 @@ greyed out in turn, and the rank correlation between the map there and the drop 
 class logit is averaged over the images (core.gradcam.occlusion_agreement). The same map
 flipped upside down is the control: a layer passes when it clearly beats its control.
 --also adds a module that is not a registered layer, e.g. ``baseline:backbone.conv2`` (the raw
-conv output the baseline's maps used to come from), to that model's rows.
+conv output the baseline's maps used to come from), to that model's rows. Its output must be a
+feature map, and one that no later in-place operation changes (ResNet's ``bn1``, followed by an
+in-place ReLU, would give a wrong map).
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ def correctly_classified(ex: GradCamExplainer, images: np.ndarray, cls: int, n: 
     """The first ``n`` of ``images`` (all of class ``cls``) that the model puts in ``cls``."""
     pred = apply_decision_rule(predict_logits(ex.model, images), ex.logit_bias).argmax(1)
     return images[pred == cls][:n]
+
+
+def output_shape(model: torch.nn.Module, path: str) -> torch.Size:
+    """Shape of one module's output for a blank 60×80 canvas."""
+    seen: list[torch.Size] = []
+    handle = model.get_submodule(path).register_forward_hook(
+        lambda _m, _i, out: seen.append(getattr(out, "shape", torch.Size()))
+    )
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, 3, 80, 60))
+    finally:
+        handle.remove()
+    return seen[0]
 
 
 def measure(ex: GradCamExplainer, images: np.ndarray) -> dict[str, dict[str, float]]:
@@ -92,19 +108,22 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("%s left out: %s", name, loaded.error)
             continue
         ex = loaded.explainer
-        extra = [p for p in also.get(name, []) if p not in ex.layer_paths]
+        extra = [p for p in dict.fromkeys(also.get(name, [])) if p not in ex.layer_paths]
         for path in extra:
             try:
                 ex.model.get_submodule(path)
             except AttributeError:
                 ap.error(f"--also {name}:{path}: {name} has no module {path!r}")
+            if len(shape := output_shape(ex.model, path)) != 4:
+                ap.error(f"--also {name}:{path}: its output is {tuple(shape)}, not a feature map (N×C×H×W)")
         if extra:  # measured like a registered layer, early to late as the model runs
             order = [n for n, _ in ex.model.named_modules()]
             layers = sorted(
                 [*ex.spec.cam_layers, *(CamLayer(p, "not registered") for p in extra)],
                 key=lambda c: order.index(c.path),
             )
-            spec = dataclasses.replace(ex.spec, cam_layers=tuple(layers))
+            default = layers.index(ex.spec.default_cam_layer)  # an index: re-point it after inserting
+            spec = dataclasses.replace(ex.spec, cam_layers=tuple(layers), default_layer=default)
             ex = GradCamExplainer(ex.model, spec, ex.classes, ex.logit_bias)  # the cached one stays as it is
         chosen = correctly_classified(ex, images, cls, args.images)
         if not len(chosen):

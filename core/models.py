@@ -287,8 +287,9 @@ REGISTRY: dict[str, ModelSpec] = {
         build_baseline,
         (
             # after the ReLUs: Grad-CAM of the raw conv outputs counted negative activations the
-            # network never passes on, and those maps did not follow an occlusion test (Spearman
-            # −0.12 at conv 2 in an earlier review; python -m bench.occlusion has today's numbers)
+            # network never passes on, and those maps did not follow an occlusion test (conv 2:
+            # +0.05 against a flipped control's +0.09; python -m bench.occlusion --also
+            # baseline:backbone.conv2, README "Which layers the heatmaps come from")
             CamLayer("backbone.relu1", "early edges (conv 1 + ReLU, 60×80)"),
             CamLayer("backbone.relu2", "textures & shapes (conv 2 + ReLU, 30×40)"),
         ),

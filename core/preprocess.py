@@ -122,9 +122,9 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
             if fmt == "JPEG" and (w >= 2 * reduced[0] or h >= 2 * reduced[1]):
                 img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster
             img.load()
-            loaded = img.size
+            turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap W and H
             img = ImageOps.exif_transpose(img) or img
-            file_size = (h, w) if img.size != loaded else (w, h)  # (h, w) once turned upright by EXIF
+            file_size = (h, w) if turned else (w, h)
     except ImageInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -140,7 +140,7 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     if min(w, h) < MIN_SIDE:
         raise ImageInputError(f"The image is too small ({w}×{h} px); at least {MIN_SIDE} px per side.")
     if max(w, h) / min(w, h) > MAX_ASPECT:
-        raise ImageInputError(f"The image is too elongated ({w}×{h} px) to be a product photo.")
+        raise ImageInputError(f"The image is too elongated ({file_size[0]}×{file_size[1]} px) to be a product photo.")
     if "transparency" in img.info or mode in ("RGBA", "LA", "PA"):
         notes.append("transparent areas were placed on white")
     if mode == "CMYK":

@@ -174,11 +174,14 @@ elif good:
             preds[slot] = None if pr is None else int(pr[i].argmax())
             row[f"{title} class"] = "unavailable" if pr is None else classes[preds[slot]]
             row[f"{title} confidence (%)"] = None if pr is None else round(100 * float(pr[i].max()), 1)
-        row["agree"] = preds["a"] is not None and preds["a"] == preds["b"]
+        if names[0] != names[1]:  # one model twice has nothing to agree with
+            row["agree"] = preds["a"] is not None and preds["a"] == preds["b"]
         row["notes"] = "; ".join(p.notes)
         rows.append(row)
     table = pd.DataFrame(rows)
     st.subheader(f"Results for {len(good)} photos")
+    if names[0] == names[1]:
+        st.caption("Model A and Model B are the same model: pick another one in the sidebar to compare two.")
     st.dataframe(
         table,
         hide_index=True,

@@ -195,7 +195,10 @@ cell_ids = [i for i, p in zip(preds["ids"], preds["pred"]) if int(p) == p_idx an
 missing = [i for i in preds["ids"] if i not in label_of]
 st.write(f"{len(cell_ids)} {cell_split} image{'' if len(cell_ids) == 1 else 's'} in this cell.")
 if missing:
-    st.caption(f"{len(missing)} images of the saved split are not in this dataset copy and are left out.")
+    st.caption(
+        f"{len(missing)} image{'' if len(missing) == 1 else 's'} of the saved split "
+        f"{'is' if len(missing) == 1 else 'are'} not in this dataset copy and left out."
+    )
 if not cell_ids:
     st.stop()
 pages_n = (len(cell_ids) - 1) // GALLERY_PAGE + 1

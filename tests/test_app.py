@@ -121,7 +121,13 @@ def test_raw_map_scale_is_the_maps_own_maximum_whatever_the_upsampling() -> None
     at.run()
     raw = lambda: [c for c in image_captions(at) if c.startswith("raw map, ")]  # noqa: E731
     smooth = raw()
-    assert len(smooth) == 2 and all("colour scale 0 → " in c or c.endswith("all zero") for c in smooth)
+    from core.service import load_explainer, read_upload
+
+    native = read_upload(*sample_photos()[0][:2]).native
+    for name, caption in zip(("baseline", "resnet50"), smooth):  # the sidebar's default pair
+        ex = load_explainer(name).explainer
+        top = float(ex.explain(native).maps[ex.spec.default_cam_layer.path].max())
+        assert caption.endswith(f"colour scale 0 → {top:.3g}" if top > 0 else "all zero"), (caption, top)
     at.radio(key="upsampling").set_value("blocky")
     at.run()
     assert raw() == smooth  # the upsampling changes the overlay only
@@ -135,6 +141,10 @@ def test_same_model_twice_is_said_not_called_agreement() -> None:
     assert not at.exception
     assert any("same model" in c.value for c in at.caption)
     assert not any("Models agree" in m.value or "Models disagree" in m.value for m in at.markdown)
+    at.file_uploader(key="uploads").set_value(sample_photos()[:2])  # the table: no "agree" column either
+    at.run()
+    assert not at.exception and "agree" not in at.dataframe[0].value.columns
+    assert any("same model" in c.value for c in at.caption)
 
 
 def test_batch_table_and_bad_inputs_each_get_a_message() -> None:

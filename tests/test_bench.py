@@ -80,12 +80,23 @@ def test_occlusion_table_measures_an_unregistered_module_too(tiny_dataset: Path,
     assert "not registered" in rows[1]
 
 
+def test_occlusion_keeps_the_default_mark_on_the_registered_default(tiny_dataset: Path, monkeypatch, capsys) -> None:
+    from bench.occlusion import main
+
+    monkeypatch.setenv("DRESSCODE_DATA", str(tiny_dataset))
+    argv = ["--images", "1", "--class", "Casual", "--split", "train", "--also", "baseline:backbone.pool2"]
+    assert main([*argv, "--also", "baseline:backbone.pool2"]) == 0  # named twice, measured once
+    rows = [r.split("|")[2].strip() for r in capsys.readouterr().out.splitlines() if r.startswith("| `baseline`")]
+    assert rows == ["`backbone.relu1`", "`backbone.relu2` (default)", "`backbone.pool2`"]
+
+
 @pytest.mark.parametrize(
     ("also", "message"),
     [
         ("baseline", "expected MODEL:MODULE"),
         ("nosuch:x", "expected MODEL:MODULE"),
         ("baseline:backbone.nope", "no module"),
+        ("baseline:head.4", "not a feature map"),
     ],
 )
 def test_occlusion_refuses_a_bad_also(tiny_dataset: Path, monkeypatch, capsys, also: str, message: str) -> None:

@@ -181,11 +181,12 @@ def test_exif_orientation_applied() -> None:
     assert dec.pixel_size == (40, 80)
 
 
-def test_pixel_size_is_the_files_even_when_decoded_smaller() -> None:
+@pytest.mark.parametrize("stored", [(1920, 1080), (1000, 999)])  # the second decodes to a square
+def test_pixel_size_is_the_files_even_when_decoded_smaller(stored: tuple[int, int]) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6
-    dec = open_image(encode(two_tone((1920, 1080)), "JPEG", quality=90, exif=exif.tobytes()))
-    assert dec.image.size[0] < 1080 and dec.pixel_size == (1080, 1920)  # drafted, turned upright
+    dec = open_image(encode(two_tone(stored), "JPEG", quality=90, exif=exif.tobytes()))
+    assert dec.image.size[0] < stored[1] and dec.pixel_size == stored[::-1]  # drafted, turned upright
 
 
 def test_large_jpeg_draft_path_to_native() -> None:
