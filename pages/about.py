@@ -18,6 +18,11 @@ INIT_TEXT = {
 }
 
 
+def _size(wh: object) -> str:
+    """[60, 80] → "60×80" (anything else as it is)."""
+    return "×".join(str(v) for v in wh) if isinstance(wh, (list, tuple)) else str(wh)
+
+
 def trained_on_note(data: dict) -> str:
     """Says when a model learnt from fewer images than its training split holds, and why."""
     used, train = data.get("trained_on_counts"), data.get("split_counts", {}).get("train")
@@ -54,7 +59,7 @@ for name, spec in REGISTRY.items():
             st.warning(
                 "The shipped ResNet50 was trained **without ImageNet weights**: they cannot be downloaded on the "
                 "machines this product is built on. To retrain it with them on a machine with internet: "
-                "`python -m core.train --model resnet50 --pretrained imagenet --data DIR` (or "
+                "`python -m core.train --model resnet50 --pretrained imagenet --data DIR --out mine` (or "
                 "`--pretrained /path/to/resnet50-11ad3fa6.pth` offline).",
                 icon=":material/info:",
             )
@@ -62,7 +67,8 @@ for name, spec in REGISTRY.items():
             st.markdown(f"**Distillation.** Trained with soft targets from {card.training['distilled_from']}.")
         prep = card.preprocessing
         st.markdown(
-            f"**Input.** {prep.get('native_size')} native canvas (W×H) → {prep.get('input_size')} model input; "
+            f"**Input.** {_size(prep.get('native_size'))} native canvas (W×H) → {_size(prep.get('input_size'))} "
+            "model input; "
             f"{prep.get('fit')}; normalised with mean {_numbers(prep.get('mean'))} and std {_numbers(prep.get('std'))}."
         )
         data = card.data

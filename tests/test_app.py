@@ -72,6 +72,15 @@ def test_every_page_renders(page: str) -> None:
     assert at.title, "each page has a title"
 
 
+def test_about_page_reads_sizes_and_gives_a_retrain_command_that_keeps_the_shipped_model() -> None:
+    at = app()
+    at.switch_page("pages/about.py")
+    at.run()
+    text = " ".join(m.value for m in [*at.markdown, *at.warning])
+    assert "60×80 native canvas (W×H) → 120×160 model input" in text and "[60, 80]" not in text
+    assert "--pretrained imagenet --data DIR --out mine" in text
+
+
 def test_classify_one_photo_shows_both_models_and_heatmaps() -> None:
     at = app()
     name, data, mime = sample_photos()[0]
