@@ -167,22 +167,14 @@ def _grad_cam(grad: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
     return F.relu((weights * act).sum(dim=1, keepdim=True)).detach().float()
 
 
-def _average_ranks(v: np.ndarray) -> np.ndarray:
-    """Ranks 0…n−1; tied values share the mean of their ranks."""
-    order = np.argsort(v, kind="stable")
-    ranks = np.empty(len(v))
-    ranks[order] = np.arange(len(v), dtype=float)
-    _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return (sums / counts)[inverse]
-
-
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation (ties get average ranks); NaN when either side is constant."""
+    import pandas as pd  # its rank() averages ties; only the occlusion check needs it
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")  # a flat map ranks nothing
-    return float(np.corrcoef(_average_ranks(a), _average_ranks(b))[0, 1])
+    return float(np.corrcoef(pd.Series(a).rank(), pd.Series(b).rank())[0, 1])
 
 
 def occlusion_agreement(
