@@ -313,9 +313,8 @@ def raw_map_image(cam: np.ndarray, vmax: float, cmap: str) -> np.ndarray:
     cells = colorize(normalise(cam, vmax), cmap)
     grid = enlarge(cells, max(1, DISPLAY_HEIGHT // cells.shape[0]))
     width = grid.shape[1]
-    ramp = colorize(np.tile(np.linspace(0, 1, width)[None, :], (max(8, width // 16), 1)), cmap)
     gap = np.full((max(4, width // 32), width, 3), 255, dtype=np.uint8)
-    return np.concatenate([grid, gap, ramp])
+    return np.concatenate([grid, gap, colour_strip(cmap, width, max(8, width // 16))])
 
 
 def overlay_image(
@@ -327,9 +326,9 @@ def overlay_image(
     return enlarge(img, max(1, DISPLAY_HEIGHT // img.shape[0]))
 
 
-def colour_strip(cmap: str) -> np.ndarray:
-    """A small horizontal colour bar image (low → high)."""
-    ramp = np.tile(np.linspace(0, 1, 256)[None, :], (12, 1))
+def colour_strip(cmap: str, width: int = 256, height: int = 12) -> np.ndarray:
+    """A horizontal colour bar image (low → high)."""
+    ramp = np.tile(np.linspace(0, 1, width)[None, :], (height, 1))
     return colorize(ramp, cmap)
 
 

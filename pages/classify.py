@@ -20,6 +20,7 @@ st.caption(
 )
 
 names = _ui.chosen_models()
+SAME_MODEL = "Model A and Model B are the same model: pick another one in the sidebar to compare two."
 models = {n: _ui.get_model(n) for n in dict.fromkeys(names)}
 classes = next((m.card.classes for m in models.values() if m.ok), list(DEFAULT_CLASSES))
 
@@ -81,7 +82,7 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
         st.info(f"Note: {note}.")
     ok = [e for e in exps.values() if e is not None]
     if names[0] == names[1]:
-        st.caption("Model A and Model B are the same model: pick another one in the sidebar to compare two.")
+        st.caption(SAME_MODEL)
     elif len(ok) == 2:
         a, b = ok
         if a.predicted == b.predicted:
@@ -181,7 +182,7 @@ elif good:
     table = pd.DataFrame(rows)
     st.subheader(f"Results for {len(good)} photos")
     if names[0] == names[1]:
-        st.caption("Model A and Model B are the same model: pick another one in the sidebar to compare two.")
+        st.caption(SAME_MODEL)
     st.dataframe(
         table,
         hide_index=True,
