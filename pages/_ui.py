@@ -318,11 +318,14 @@ def raw_map_image(cam: np.ndarray, vmax: float, cmap: str) -> np.ndarray:
 
 
 def overlay_image(
-    exp: Explanation, layer: str, opacity: float, cmap: str, smooth: bool, vmax: float | None
+    exp: Explanation, layer: str, opacity: float, cmap: str, smooth: bool, vmax: float | None = None
 ) -> np.ndarray:
-    """Overlay of one layer's map on the exact model input, enlarged for display."""
+    """Overlay of one layer's map on the exact model input, enlarged for display. The colour
+    scale tops out at ``vmax``, by default the map's own maximum at layer resolution
+    (``cam_top``), so a map looks the same on every page whatever the upsampling."""
     up = exp.upsampled(layer, "bilinear" if smooth else "nearest")
-    img = overlay(exp.model_input, normalise(up, vmax), opacity, cmap)
+    top = cam_top(exp, layer) if vmax is None else vmax
+    img = overlay(exp.model_input, normalise(up, top), opacity, cmap)
     return enlarge(img, max(1, DISPLAY_HEIGHT // img.shape[0]))
 
 

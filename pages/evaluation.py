@@ -219,5 +219,5 @@ for pid in show:
             continue
         layer = get_spec(name).default_cam_layer.path
         exp = _ui.explain(name, photo.digest, photo.native, (layer,), None)
-        img = _ui.overlay_image(exp, layer, 0.5, "jet", True, None)
+        img = _ui.overlay_image(exp, layer, 0.5, "jet", True)
         col.image(img, caption=f"{get_spec(name).title}: {classes[exp.predicted]} ({exp.probs[exp.predicted]:.0%})")

@@ -65,7 +65,7 @@ for name in dict.fromkeys(names):
     )
     cols = st.columns(len(paths))
     for col, layer in zip(cols, spec.cam_layers):
-        img = _ui.overlay_image(exp, layer.path, opacity, cmap, True, None)
+        img = _ui.overlay_image(exp, layer.path, opacity, cmap, True)
         h, w = exp.maps[layer.path].shape
         # every overlay has the same pixel size; "content" width shrinks them alike in a narrow column
         col.image(img, caption=f"{layer.label} — map {w}×{h}")

@@ -387,6 +387,20 @@ def test_a_map_that_is_zero_everywhere_is_explained_not_drawn_silently() -> None
     assert _ui.flat_map_note(exp(1e-6), "layer4", classes) is None
 
 
+def test_overlays_on_every_page_top_out_at_the_maps_layer_resolution_maximum() -> None:
+    from core.overlay import enlarge, normalise, overlay
+
+    m = np.zeros((4, 5), np.float32)
+    m[1, 2] = 2.0  # one hot cell: smoothing lowers its peak below 2.0
+    exp = Explanation(np.array([0.2, 0.7, 0.1]), 1, 1, {"layer4": m}, np.zeros((160, 120, 3), np.uint8))
+    up = exp.upsampled("layer4", "bilinear")
+    assert up.max() < 2.0 and _ui.cam_top(exp, "layer4") == 2.0
+    shown = _ui.overlay_image(exp, "layer4", 1.0, "jet", True)  # Layers and Evaluation use the default
+    assert np.array_equal(shown, _ui.overlay_image(exp, "layer4", 1.0, "jet", True, 2.0))  # as on Classify
+    own_max = enlarge(overlay(exp.model_input, normalise(up), 1.0, "jet"), 2)  # the smoothed map's own maximum
+    assert shown.shape == own_max.shape and not np.array_equal(shown, own_max)
+
+
 @pytest.mark.realdata
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
 def test_data_page_says_how_many_held_out_products_training_has() -> None:
