@@ -100,6 +100,11 @@ for name, spec in REGISTRY.items():
             + ": "
             + "; ".join(f"`{c}`" for c in commands)
             + "."
+            + (
+                " The run wrote to a scratch folder (`--out`); its files were then copied into `weights/`."
+                if any(" --out " in f" {c} " for c in commands if c)
+                else ""
+            )
         )
         if card.training.get("note"):
             st.caption(f"Run: {card.training['note']}")

@@ -79,6 +79,9 @@ def test_about_page_reads_sizes_and_gives_a_retrain_command_that_keeps_the_shipp
     text = " ".join(m.value for m in [*at.markdown, *at.warning])
     assert "60×80 native canvas (W×H) → 120×160 model input" in text and "[60, 80]" not in text
     assert "--pretrained imagenet --data DIR --out mine" in text
+    cost = [m.value for m in at.markdown if m.value.startswith("**Training cost.**")]
+    scratch = [" --out " in m for m in cost]  # baseline and effnet_lite0 wrote to /tmp, resnet50 to weights/
+    assert scratch.count(True) == sum("copied into `weights/`" in m for m in cost) == 2, cost
 
 
 def test_classify_one_photo_shows_both_models_and_heatmaps() -> None:
