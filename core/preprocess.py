@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 
 NATIVE_SIZE: tuple[int, int] = (60, 80)  # (width, height) of the dataset's images
 NATIVE_JPEG_QUALITY = 75  # the dataset was re-encoded at about this quality
-ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # MPO opens as JPEG
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+# Most phone JPEGs embed a second, smaller image (a preview or depth map): the JPEG plugin then
+# opens them as format "MPO" with 2 frames. They are still one photo, decoded as a JPEG.
+JPEG_FORMATS: tuple[str, ...] = ("JPEG", "MPO")
 MAX_PIXELS = 40_000_000  # refuse larger images (decompression bombs included)
 MAX_BYTES = 25 * 1024 * 1024  # same as server.maxUploadSize in .streamlit/config.toml
 MIN_SIDE = 8
@@ -115,11 +118,11 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
                 raise ImageInputError(
                     f"The image is too large ({w}×{h} px); the limit is {max_pixels // 1_000_000} megapixels."
                 )
-            if getattr(img, "n_frames", 1) > 1:
+            if getattr(img, "n_frames", 1) > 1 and fmt not in JPEG_FORMATS:
                 notes.append(f"animated ({img.n_frames} frames): the first frame was used")
                 img.seek(0)
             reduced = _draft_size(w, h)
-            if fmt == "JPEG" and (w >= 2 * reduced[0] or h >= 2 * reduced[1]):
+            if fmt in JPEG_FORMATS and (w >= 2 * reduced[0] or h >= 2 * reduced[1]):
                 img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster
             img.load()
             turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap W and H

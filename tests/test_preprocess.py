@@ -196,6 +196,16 @@ def test_large_jpeg_draft_path_to_native() -> None:
     assert close(native.getpixel((10, 40)), RED, 25) and close(native.getpixel((50, 40)), BLUE, 25)
 
 
+def test_phone_jpeg_with_an_embedded_preview_is_one_photo_decoded_reduced() -> None:
+    stored = two_tone((1500, 2000))  # phones store a preview (or depth map) as a second MPO frame
+    data = encode(stored, "MPO", quality=90, save_all=True, append_images=[stored.resize((150, 200))])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    dec = open_image(data)
+    assert dec.notes == []  # not "animated"
+    assert dec.image.size[0] < 1500 and dec.pixel_size == (1500, 2000)  # the JPEG draft path was taken
+    assert close(dec.image.getpixel((10, 10)), RED, 25)
+
+
 def test_draft_size_keeps_four_times_the_canvas_size() -> None:
     from core.preprocess import _draft_size
 
