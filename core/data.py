@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,6 +292,25 @@ def load_split(path: Path) -> dict[str, list[int]]:
     """Read a split written by :func:`save_split`."""
     doc = json.loads(Path(path).read_text())
     return {s: [int(i) for i in doc[s]] for s in SPLITS}
+
+
+def find_split_file(
+    fingerprints: Iterable[str], candidates: Iterable[Path], ids: Iterable[int] | None = None
+) -> Path | None:
+    """The first existing candidate split file whose id lists have one of ``fingerprints``, whole
+    or restricted to ``ids`` (a model card fingerprints the split as restricted to its data copy)."""
+    wanted = set(fingerprints)
+    have = None if ids is None else set(ids)
+    for path in dict.fromkeys(Path(c) for c in candidates):
+        if not path.is_file():
+            continue
+        saved = load_split(path)
+        found = {split_fingerprint(saved)}
+        if have is not None:
+            found.add(split_fingerprint({s: [i for i in saved[s] if i in have] for s in SPLITS}))
+        if wanted & found:
+            return path
+    return None
 
 
 def get_or_make_split(catalog: Catalog, split_file: Path = DEFAULT_SPLIT_FILE, seed: int = 42) -> dict[str, list[int]]:

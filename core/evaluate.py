@@ -23,6 +23,7 @@ from core.data import (
     DEFAULT_LABEL_COLUMN,
     DEFAULT_SPLIT_FILE,
     find_default_data_dir,
+    find_split_file,
     get_or_make_split,
     load_native_images,
     load_split,
@@ -96,6 +97,19 @@ def refresh_card(
     return card
 
 
+def model_training_ids(
+    card: ModelCard, ids: Sequence[int], split_file: Path, weights_dir: Path | None = None
+) -> set[int] | None:
+    """The training ids of the split ``card``'s model was trained on: ``split_file`` when its
+    fingerprint is the card's, else the split file beside the weights or the shipped one; None
+    when none of them is the model's split (then nobody can tell which images it learnt from)."""
+    fingerprints = [card.data[k] for k in ("split_fingerprint", "split_file_fingerprint") if card.data.get(k)]
+    name = card.data.get("split_file", DEFAULT_SPLIT_FILE.name)
+    beside = [Path(weights_dir) / name] if weights_dir is not None else []
+    found = find_split_file(fingerprints, [Path(split_file), *beside, DEFAULT_SPLIT_FILE], ids)
+    return None if found is None else set(load_split(found)["train"])
+
+
 def evaluate_model(
     name: str,
     data_dir: Path,
@@ -110,22 +124,31 @@ def evaluate_model(
     catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
     if split_name == "all":
         ids = list(catalog.ids)
-        trained_on = set(load_split(split_file)["train"]) if Path(split_file).is_file() else set()
     else:
         ids = list(get_or_make_split(catalog, split_file, seed)[split_name])
-        trained_on = set(ids) if split_name == "train" else set()  # the saved splits are disjoint
         if not ids:
             raise EvaluationError(
                 f"none of the {len(catalog.ids):,} usable images in {data_dir} is in the saved {split_name} "
                 f"split ({split_file}); to score every image of this copy use --split all"
             )
-    n_seen = len(set(ids) & trained_on)
-    if n_seen:
+    trained_on = model_training_ids(card, catalog.ids, split_file, weights_dir)
+    n_seen = None if trained_on is None else len(set(ids) & trained_on)
+    if trained_on is None:
         log.warning(
-            "%d of these %d images are in the saved training split: the model learnt from them, so these "
+            "%s was not trained on the split in %s (its card's split fingerprint is %s) and its own split file "
+            "was not found: some of these images may be ones it learnt from, which would overstate its scores "
+            "(evaluate with the split file it was trained on, e.g. --split-file weights/split.json)",
+            name,
+            split_file,
+            card.data.get("split_fingerprint", "missing"),
+        )
+    elif n_seen:
+        log.warning(
+            "%d of these %d images are in %s's training split: the model learnt from them, so these "
             "numbers overstate how it does on new photos (use --split test, or a copy with other products)",
             n_seen,
             len(ids),
+            name,
         )
     unreadable: list[int] = []
     images = load_native_images(catalog, ids, unreadable=unreadable)
@@ -145,7 +168,12 @@ def evaluate_model(
     report["split"] = split_name
     report["decision_rule"] = card.decision_rule
     report["majority_class_reference"] = majority_baseline(y, card.classes)
-    report["ids"] = {"n": len(ids), "in_training_split": n_seen, "unreadable": unreadable}
+    report["ids"] = {
+        "n": len(ids),
+        "in_training_split": n_seen,  # None: the model's training split is unknown (see the warning)
+        "split_is_the_models": trained_on is not None,
+        "unreadable": unreadable,
+    }
     report["predictions"] = {str(i): card.classes[p] for i, p in zip(ids, pred)}
     return report
 

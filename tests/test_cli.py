@@ -332,7 +332,7 @@ def test_evaluate_a_copy_with_unreadable_images_and_training_images(
     assert rep["ids"]["unreadable"] == [train_ids[0]] and rep["n"] == 3 * 36 - 1
     assert rep["ids"]["in_training_split"] == len(train_ids)
     assert str(train_ids[0]) not in rep["predictions"]
-    assert "in the saved training split" in caplog.text and "unreadable images are left out" in caplog.text
+    assert "in baseline's training split" in caplog.text and "unreadable images are left out" in caplog.text
 
 
 def test_evaluate_explains_instead_of_crashing(
@@ -369,7 +369,38 @@ def test_evaluate_train_split_says_the_model_learnt_from_it(
     with caplog.at_level("WARNING"):
         rep = run_evaluate(trained, "train", tmp_path / "train.json", "--bootstrap", "0")
     assert rep["ids"]["in_training_split"] == rep["n"] == len(load_split(trained.split_file)["train"])
-    assert "in the saved training split" in caplog.text
+    assert "in baseline's training split" in caplog.text
+
+
+def test_evaluate_on_a_split_the_model_was_not_trained_on_says_so(
+    trained: TrainedRun, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another split file's "test" holds images the model trained on: never scored as if it were new."""
+    from core.data import load_styles, make_split, save_split
+
+    card = json.loads((trained.out / "baseline.json").read_text())
+    assert card["data"]["split_file_fingerprint"] == json.loads(trained.split_file.read_text())["fingerprint"]
+    other = tmp_path / "other" / "split.json"
+    save_split(make_split(load_styles(trained.data), seed=7), other)
+    ours = set(load_split(trained.split_file)["train"])
+    assert set(load_split(other)["test"]) & ours  # the other "test" has training images of this model
+    run = TrainedRun(trained.data, trained.out, other, trained.runs, "")
+    with caplog.at_level("WARNING"):
+        rep = run_evaluate(run, "test", tmp_path / "other.json", "--bootstrap", "0")
+    assert rep["ids"]["in_training_split"] is None and rep["ids"]["split_is_the_models"] is False
+    assert "was not trained on the split in" in caplog.text
+
+    beside = tmp_path / "weights"  # the model's own split file beside its weights is found and used
+    shutil.copytree(trained.out, beside)
+    shutil.copy(trained.split_file, beside / "split.json")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        rep = run_evaluate(
+            TrainedRun(trained.data, beside, other, trained.runs, ""), "test", tmp_path / "o2.json", "--bootstrap", "0"
+        )
+    assert rep["ids"]["split_is_the_models"] is True
+    assert rep["ids"]["in_training_split"] == len(set(load_split(other)["test"]) & ours) > 0
+    assert "in baseline's training split" in caplog.text
 
 
 def test_train_refuses_bad_numbers_and_a_missing_teacher_before_loading_images(
