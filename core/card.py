@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +146,32 @@ def load_model(name: str, weights_dir: Path | None = None, verify: bool = True) 
         model.load_state_dict(state)  # copies into the fp32 parameters, converting fp16 tensor by tensor
     except RuntimeError:
         raise WeightsError(f"weights file {weights_path.name} does not fit the {name} architecture") from None
+    check_card_fits(card, model, card_path.name)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model, card
+
+
+def check_card_fits(card: ModelCard, model: DressCodeNet, card_name: str) -> None:
+    """:class:`WeightsError` unless the card's classes, decision rule and preprocessing can drive
+    ``model``: the sha256 covers the weights only, and these fields decide every prediction."""
+    classes = card.classes
+    if not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
+        raise WeightsError(f"model card {card_name} lists classes that are not distinct names: {classes}")
+    bias = card.logit_bias
+    if bias is not None and (
+        not isinstance(bias, list)
+        or len(bias) != len(classes)
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bias)
+    ):
+        raise WeightsError(
+            f"model card {card_name} has a decision rule {bias!r} that is not one finite offset per class "
+            f"({len(classes)} classes)"
+        )
+    expected = json.loads(json.dumps(model.prep.to_dict()))
+    if card.preprocessing and card.preprocessing != expected:
+        raise WeightsError(
+            f"model card {card_name} records preprocessing {card.preprocessing} but the code does {expected}; "
+            "the weights were trained for other inputs"
+        )

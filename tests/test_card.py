@@ -142,6 +142,31 @@ def test_weights_not_fitting_architecture(tmp_path: Path) -> None:
         load_model("baseline", weights_dir=tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("decision_rule", {"kind": "offsets", "logit_bias": [0.0, -1.0]}, "not one finite offset per class"),
+        ("decision_rule", {"kind": "offsets", "logit_bias": [0.0, float("nan"), 1.0]}, "not one finite offset"),
+        ("decision_rule", {"kind": "offsets", "logit_bias": "0,0,0"}, "not one finite offset"),
+        ("classes", ["Casual", "Casual", "Formal"], "not distinct names"),
+        ("preprocessing", {"native_size": [60, 80], "input_size": [30, 40]}, "records preprocessing"),
+    ],
+    ids=["bias-short", "bias-nan", "bias-text", "classes-repeated", "other-preprocessing"],
+)
+def test_card_fields_that_decide_predictions_are_checked(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    """The sha256 covers the weights only: a card that cannot drive them is refused at load time."""
+    model, card = write_baseline(tmp_path)
+    card.preprocessing = json.loads(json.dumps(model.prep.to_dict()))
+    card.save(tmp_path / "baseline.json")
+    load_model("baseline", weights_dir=tmp_path)  # the code's own preprocessing passes
+    setattr(card, field, value)
+    card.save(tmp_path / "baseline.json")
+    with pytest.raises(WeightsError, match=message):
+        load_model("baseline", weights_dir=tmp_path)
+
+
 def test_unknown_model_name(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         load_model("vgg16", weights_dir=tmp_path)
