@@ -46,8 +46,11 @@ _ENTRY = threading.local()  # a session's script runs in its own thread
 
 @contextmanager
 def entry_run() -> Iterator[None]:
-    """Marks a run that went through ``streamlit_app.py`` (see :func:`through_entry`)."""
+    """Marks a run that went through ``streamlit_app.py`` (see :func:`through_entry`); a later
+    run that skips it again gets its rerun again (Streamlit's test harness resets the pages mode
+    before every run, so there each run after the second would otherwise skip the entry)."""
     _ENTRY.active = True
+    st.session_state.pop("_entry_rerun", None)
     try:
         yield
     finally:

@@ -72,6 +72,18 @@ def test_every_page_renders(page: str) -> None:
     assert at.title, "each page has a title"
 
 
+def test_every_run_goes_through_the_entry_script() -> None:
+    """The sidebar (model pickers) is there on every run and page, as in the real app, not only the first two."""
+    at = app()
+    for _ in range(3):
+        at.run()
+        assert len(at.sidebar.selectbox) == 2 and not at.warning
+    at.switch_page("pages/layers.py")
+    for _ in range(2):
+        at.run()
+        assert len(at.sidebar.selectbox) == 2 and not at.exception
+
+
 def test_about_page_reads_sizes_and_gives_a_retrain_command_that_keeps_the_shipped_model() -> None:
     at = app()
     at.switch_page("pages/about.py")
