@@ -276,7 +276,7 @@ def make_split(
 
 def split_fingerprint(split: dict[str, list[int]]) -> str:
     """A short sha256 of the id lists, recorded in model cards."""
-    payload = json.dumps({s: sorted(split[s]) for s in SPLITS}, separators=(",", ":"))
+    payload = json.dumps({s: sorted(int(i) for i in split[s]) for s in SPLITS}, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -56,19 +56,29 @@ DEFAULTS: dict[str, dict] = {
     "effnet_lite0": {**_COMMON, "epochs": 12, "lr": 1e-3, "freeze_bn": True},
 }
 SAVE_DTYPE = {"resnet50": torch.float16}
-# what a resumed run must share with its checkpoint (the training images, the model, the step sizes);
-# --distill-from and --time-budget may change, as the shipped ResNet50's second invocation did, and
-# --epochs may grow to continue a run
+# what a resumed run must share with its checkpoint (the labels, the model, the step sizes, the
+# augmentation and loss); --distill-from and --time-budget may change, as the shipped ResNet50's second
+# invocation did, and --epochs may grow to continue a run. The training and validation images
+# themselves are compared by fingerprint (another --data copy or --split-file may hold others).
 RESUME_MUST_MATCH = (
     "model",
+    "label_column",
+    "classes",
     "pretrained",
     "epoch_size",
     "batch_size",
     "lr",
     "backbone_lr_mult",
+    "weight_decay",
     "freeze_epochs",
     "freeze_bn",
     "balance",
+    "fill_mode",
+    "color_jitter",
+    "hue",
+    "grayscale",
+    "label_smoothing",
+    "mixup",
     "leave_out_val_twins",
     "max_train",
     "seed",
@@ -373,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
     if args.max_train:
         rng = np.random.default_rng(args.seed)
         ids["train"] = sorted(rng.choice(ids["train"], size=min(args.max_train, len(ids["train"])), replace=False))
+    ids_fingerprint = split_fingerprint(ids)
+    if ck is not None and ck.get("ids_fingerprint", ids_fingerprint) != ids_fingerprint:
+        raise SystemExit(
+            f"--resume: {ckpt_path} was trained on other training/validation images (another --data copy or "
+            "--split-file); pass the same ones, or train afresh without --resume"
+        )
     labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
     log.info("loading images …")
     images = {s: load_native_images(catalog, v) for s, v in ids.items()}
@@ -502,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
                 "best": best,
                 "averaged": None if averaged is None else averaged.state_dict(),
                 "args": vars(args),
+                "ids_fingerprint": ids_fingerprint,
                 "elapsed": time.time() - t_start,
             },
             ckpt_path,

@@ -13,7 +13,7 @@ import pytest
 
 from core import evaluate, train
 from core.card import ModelCard, load_model, sha256_file
-from core.data import SPLITS, get_or_make_split, load_split, load_styles, split_fingerprint
+from core.data import SPLITS, get_or_make_split, load_split, load_styles, make_split, save_split, split_fingerprint
 
 CLASSES = ["Casual", "Formal", "Smart Casual"]
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -248,9 +248,24 @@ def test_refresh_card_uses_given_split_file(
 def test_resume_continues_history(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "1", "--max-train", "40")) == 0
     # a resumed run must keep the checkpoint's schedule and training images
-    for changed in (("--epochs", "2", "--max-train", "40", "--lr", "0.01"), ("--epochs", "2", "--max-train", "30")):
+    for changed in (
+        ("--epochs", "2", "--max-train", "40", "--lr", "0.01"),
+        ("--epochs", "2", "--max-train", "30"),
+        ("--epochs", "2", "--max-train", "40", "--label-smoothing", "0.3"),
+        ("--epochs", "2", "--max-train", "40", "--fill-mode", "reflect"),
+    ):
         with pytest.raises(SystemExit, match="was trained with other settings"):
             train.main(train_argv(tiny_dataset, tmp_path, *changed, "--resume"))
+    other = tmp_path / "other-split.json"  # same settings, other images: refused before any image is loaded
+    save_split(make_split(load_styles(tiny_dataset), seed=7), other)
+    with pytest.raises(SystemExit, match="other training/validation images"):
+        train.main(
+            [
+                *train_argv(tiny_dataset, tmp_path, "--epochs", "2", "--max-train", "40", "--resume"),
+                "--split-file",
+                str(other),
+            ]
+        )
     first = ModelCard.load(tmp_path / "weights" / "baseline.json")
     assert len(first.history) == 1
     assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "2", "--max-train", "40", "--resume")) == 0
@@ -376,8 +391,6 @@ def test_evaluate_on_a_split_the_model_was_not_trained_on_says_so(
     trained: TrainedRun, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Another split file's "test" holds images the model trained on: never scored as if it were new."""
-    from core.data import load_styles, make_split, save_split
-
     card = json.loads((trained.out / "baseline.json").read_text())
     assert card["data"]["split_file_fingerprint"] == json.loads(trained.split_file.read_text())["fingerprint"]
     other = tmp_path / "other" / "split.json"
