@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
@@ -530,15 +531,16 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             log.info("time budget of %.0f min reached", args.time_budget)
             break
 
-    # ---- best epoch → decision rule on validation → save → measure from the saved file
+    # ---- best epoch → save → decision rule on validation → measure from the saved file
     model.load_state_dict(best["state"])
     model = model.to(memory_format=torch.contiguous_format)
-    val_logits = predict_logits(model, images["val"])
-    bias, objective = choose_logit_bias(val_logits, labels["val"])
     args.out.mkdir(parents=True, exist_ok=True)
     weights_path = args.out / spec.weights_file.name
     save_dtype = SAVE_DTYPE.get(args.model, torch.float32)
     digest = save_weights(model, weights_path, save_dtype)
+    model.load_state_dict(load_file(str(weights_path)))  # the rule is chosen on the weights as shipped (fp16)
+    val_logits = predict_logits(model, images["val"])
+    bias, objective = choose_logit_bias(val_logits, labels["val"])
     n_params = sum(p.numel() for p in model.parameters())
     data = {
         "dataset": "Kaggle Fashion Product Images (small), 60×80 px",

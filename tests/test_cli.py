@@ -9,11 +9,21 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core import evaluate, train
 from core.card import ModelCard, load_model, sha256_file
-from core.data import SPLITS, get_or_make_split, load_split, load_styles, make_split, save_split, split_fingerprint
+from core.data import (
+    SPLITS,
+    get_or_make_split,
+    load_native_images,
+    load_split,
+    load_styles,
+    make_split,
+    save_split,
+    split_fingerprint,
+)
 
 CLASSES = ["Casual", "Formal", "Smart Casual"]
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -243,6 +253,27 @@ def test_refresh_card_uses_given_split_file(
     assert evaluate.main(argv) == 0
     card = ModelCard.load(wdir / "baseline.json")
     assert card.metrics["test"]["n"] == len(load_split(trained.split_file)["test"])
+
+
+def test_decision_rule_is_chosen_on_the_weights_as_saved(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """With half-precision storage the rule sees the fp16-rounded model that ships, not the fp32 one."""
+    import torch
+
+    from core.inference import predict_logits
+
+    monkeypatch.setitem(train.SAVE_DTYPE, "baseline", torch.float16)
+    seen = []
+    real = train.choose_logit_bias
+    monkeypatch.setattr(train, "choose_logit_bias", lambda logits, y: seen.append(logits) or real(logits, y))
+    assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "1", "--max-train", "40")) == 0
+    shipped, card = load_model("baseline", tmp_path / "weights")
+    assert card.weights["dtype"] == "float16"
+    split = load_split(tmp_path / "split.json")
+    images = load_native_images(load_styles(tiny_dataset), split["val"])
+    assert np.array_equal(seen[0], predict_logits(shipped, images))
+    capsys.readouterr()
 
 
 def test_resume_continues_history(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
