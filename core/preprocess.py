@@ -72,6 +72,13 @@ def _sniff_heic(data: bytes) -> bool:
     )
 
 
+def _has_transparent_pixels(img: Image.Image) -> bool:
+    """Whether any pixel is less than opaque (an alpha channel that is 255 everywhere is not)."""
+    if "transparency" not in img.info and img.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return False
+    return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode → 8-bit RGB; transparency is composited on white."""
     mode = img.mode
@@ -144,7 +151,7 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         raise ImageInputError(f"The image is too small ({w}×{h} px); at least {MIN_SIDE} px per side.")
     if max(w, h) / min(w, h) > MAX_ASPECT:
         raise ImageInputError(f"The image is too elongated ({file_size[0]}×{file_size[1]} px) to be a product photo.")
-    if "transparency" in img.info or mode in ("RGBA", "LA", "PA"):
+    if _has_transparent_pixels(img):
         notes.append("transparent areas were placed on white")
     if mode == "CMYK":
         notes.append("CMYK colours were converted to RGB")

@@ -117,6 +117,13 @@ def test_rgba_composited_on_white() -> None:
     assert any("transparent" in n for n in dec.notes)
 
 
+def test_opaque_rgba_gets_no_transparency_note() -> None:
+    img = Image.new("RGBA", NATIVE_SIZE, (200, 0, 0, 255))  # an alpha channel that is opaque everywhere
+    dec = open_image(encode(img, "PNG"))
+    assert dec.source_mode == "RGBA" and dec.notes == []
+    assert dec.image.getpixel((10, 10)) == (200, 0, 0)
+
+
 def test_la_composited_on_white() -> None:
     img = Image.new("LA", NATIVE_SIZE, (0, 0))
     img.paste((50, 255), (0, 0, 30, 80))
