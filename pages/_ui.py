@@ -252,6 +252,20 @@ def data_dir() -> Path | None:
     return p if (p / "styles.csv").is_file() and (p / "images").is_dir() else None
 
 
+def no_dataset_note(consequence: str) -> str:
+    """Why dataset samples are unavailable (nothing configured, or a folder that is not a dataset),
+    followed by ``consequence``."""
+    configured = str(setting("data_dir")).strip()
+    if not configured:
+        return f"No dataset folder is configured (sidebar, or $DRESSCODE_DATA), so {consequence}"
+    if data_dir() is None:
+        return (
+            f"The configured dataset folder {plain(configured)} is missing or incomplete (it needs styles.csv "
+            f"and images/), so {consequence}"
+        )
+    return f"The dataset folder {plain(configured)} could not be read (see the server log), so {consequence}"
+
+
 def model_label(name: str) -> str:
     """Display name of a registry model, marked when disabled."""
     loaded = get_model(name)

@@ -129,7 +129,7 @@ else:
     root = _ui.data_dir()
     catalog = _ui.get_catalog(str(root)) if root else None
     if catalog is None:
-        st.info("No dataset folder is configured (sidebar); upload a photo instead.")
+        st.info(_ui.no_dataset_note("dataset samples are unavailable; upload a photo instead."))
     else:
         photo = _ui.dataset_sample(catalog, "aug", len(catalog.classes) - 1)
 

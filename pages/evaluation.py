@@ -171,12 +171,8 @@ cell_model = c1.selectbox(
 cell_split = split
 true_cls = c2.selectbox("True class", classes, index=len(classes) - 1, key="cell_true")
 pred_cls = c3.selectbox("Predicted class", classes, index=0, key="cell_pred")
-configured = str(_ui.setting("data_dir")).strip()
-if root is None and configured:
-    st.warning(
-        f"The configured dataset folder {_ui.plain(configured)} is missing or incomplete (it needs styles.csv "
-        "and images/), so the gallery is off."
-    )
+if root is None and str(_ui.setting("data_dir")).strip():
+    st.warning(_ui.no_dataset_note("the gallery is off."))
 if root is None:
     st.info(
         f"With the dataset folder configured (sidebar, or $DRESSCODE_DATA), this shows the {cell_split} images "

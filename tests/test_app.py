@@ -372,6 +372,21 @@ def test_evaluation_gallery_with_missing_dataset_folder_says_so(tmp_path) -> Non
     assert any("missing or incomplete" in w.value for w in at.warning)
 
 
+@pytest.mark.parametrize(
+    ("page", "source_key"), [("pages/layers.py", "layers_source"), ("pages/data.py", "aug_source")]
+)
+def test_dataset_samples_name_a_bad_folder_rather_than_call_it_unconfigured(tmp_path, page, source_key) -> None:
+    at = app()
+    at.session_state["data_dir"] = str(tmp_path / "gone")
+    at.switch_page(page)
+    at.run()
+    at.radio(key=source_key).set_value("dataset sample")
+    at.run()
+    assert not at.exception
+    notes = [i.value for i in at.info if "dataset samples are unavailable" in i.value]
+    assert notes and "missing or incomplete" in notes[0] and "No dataset folder is configured" not in notes[0]
+
+
 @pytest.mark.realdata
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
 def test_evaluation_gallery_with_partial_dataset_says_so(tmp_path) -> None:
