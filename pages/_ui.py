@@ -175,15 +175,18 @@ def products_seen_without(root: str, left_out: tuple[int, ...] = ()) -> dict | N
     return None if split is None else twins_in_train(catalog, split)
 
 
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}  # split key → words for people
+
+
 @st.cache_data(show_spinner=False)
 def products_seen_in_training(root: str) -> pd.DataFrame | None:
     """Per class: validation and test images whose product training has ("k of n (p%)")."""
     twins = products_seen_without(root)
     if twins is None:
         return None
-    names = {"val": "validation", "test": "test"}
     cells = {
-        names[s]: [f"{k:,} of {n:,} ({k / n:.0%})" if n else "—" for k, n in per.values()] for s, per in twins.items()
+        SPLIT_NAMES[s]: [f"{k:,} of {n:,} ({k / n:.0%})" if n else "—" for k, n in per.values()]
+        for s, per in twins.items()
     }
     return pd.DataFrame(cells, index=pd.Index(get_catalog(root).classes, name="class"))
 

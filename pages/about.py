@@ -35,6 +35,15 @@ def trained_on_note(data: dict) -> str:
     return f" (trained on {sum(used.values()):,} of the training images{why})"
 
 
+def rule_words(card) -> str:  # noqa: ANN001 - a ModelCard
+    """The decision rule with each offset named by its class: "Formal −1, Smart Casual −1.5 added to …"."""
+    bias = card.logit_bias
+    if not bias or not any(bias):
+        return "plain argmax of the logits"
+    named = ", ".join(f"{c} {b:+g}" for c, b in zip(card.classes, bias) if b)
+    return f"argmax after adding per-class offsets to the logits ({named}; chosen on validation)"
+
+
 def _numbers(values: object) -> str:
     """[0.498039…, …] → [0.498, …] for reading."""
     if isinstance(values, (list, tuple)):
@@ -87,8 +96,7 @@ for name, spec in REGISTRY.items():
                 f"**Test metrics.** accuracy {t['accuracy']:.3f}, balanced accuracy {t['balanced_accuracy']:.3f} "
                 f"(95% CI {ci.get('balanced_accuracy', [0, 0])[0]:.3f}–{ci.get('balanced_accuracy', [0, 0])[1]:.3f}), "
                 f"macro-F1 {t['macro_f1']:.3f} (95% CI {ci.get('macro_f1', [0, 0])[0]:.3f}–"
-                f"{ci.get('macro_f1', [0, 0])[1]:.3f}). Decision rule: {card.decision_rule.get('kind')} "
-                f"{card.decision_rule.get('logit_bias')}."
+                f"{ci.get('macro_f1', [0, 0])[1]:.3f}). Decision rule: {rule_words(card)}."
             )
         threads = card.training.get("threads")
         commands = card.training.get("commands") or [card.training.get("command")]

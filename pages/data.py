@@ -39,12 +39,12 @@ if counts:
     classes = card.classes
     st.subheader("Class counts per split")
     fig = go.Figure()
-    for s in SPLITS:
-        fig.add_bar(name=s, x=classes, y=[counts[s][c] for c in classes])
+    for s, colour in zip(SPLITS, ("#4C78A8", "#72B7B2", "#9D755D")):  # calm hues: no split is an alarm
+        fig.add_bar(name=_ui.SPLIT_NAMES[s], x=classes, y=[counts[s][c] for c in classes], marker_color=colour)
     show_log_bars(fig, "split_counts", height=320, legend_y=1.12)
     sizes = {s: sum(counts[s].values()) for s in SPLITS}
     st.caption(
-        " · ".join(f"{s}: {n:,} images" for s, n in sizes.items())
+        " · ".join(f"{_ui.SPLIT_NAMES[s]}: {n:,} images" for s, n in sizes.items())
         + f" · split file {DEFAULT_SPLIT_FILE.name} (identical images never cross splits)"
     )
     cards = {n: c for n in REGISTRY if (c := _ui.get_card(n)[0]) is not None}

@@ -42,6 +42,7 @@ split = st.segmented_control(
     "Split",
     ["val", "test"],
     default="test",
+    format_func=_ui.SPLIT_NAMES.__getitem__,
     key="eval_split",
     required=True,
     help="Everything below — metrics, confusion matrices and the cell gallery — is on this split.",
@@ -120,7 +121,9 @@ for col, name in zip(cols, chosen):
     m = cards[name].metrics.get(split)
     if m:
         col.plotly_chart(
-            matrix_figure(m["confusion_matrix"], cards[name].classes, f"{get_spec(name).title} — {split}"),
+            matrix_figure(
+                m["confusion_matrix"], cards[name].classes, f"{get_spec(name).title} — {_ui.SPLIT_NAMES[split]}"
+            ),
             key=f"cm_{name}_{split}",
         )
 
@@ -175,7 +178,8 @@ if root is None and str(_ui.setting("data_dir")).strip():
     st.warning(_ui.no_dataset_note("the gallery is off."))
 if root is None:
     st.info(
-        f"With the dataset folder configured (sidebar, or $DRESSCODE_DATA), this shows the {cell_split} images "
+        "With the dataset folder configured (sidebar, or $DRESSCODE_DATA), this shows the "
+        f"{_ui.SPLIT_NAMES[cell_split]} images "
         f"that are truly {true_cls} and that {get_spec(cell_model).title} predicted as {pred_cls}, each with its "
         "and the chosen models' Grad-CAM heatmaps."
     )
@@ -189,7 +193,7 @@ label_of = catalog.label_of()
 t_idx, p_idx = classes.index(true_cls), classes.index(pred_cls)
 cell_ids = [i for i, p in zip(preds["ids"], preds["pred"]) if int(p) == p_idx and label_of.get(i) == t_idx]
 missing = [i for i in preds["ids"] if i not in label_of]
-st.write(f"{len(cell_ids)} {cell_split} image{'' if len(cell_ids) == 1 else 's'} in this cell.")
+st.write(f"{len(cell_ids)} {_ui.SPLIT_NAMES[cell_split]} image{'' if len(cell_ids) == 1 else 's'} in this cell.")
 if missing:
     st.caption(
         f"{len(missing)} image{'' if len(missing) == 1 else 's'} of the saved split "

@@ -91,6 +91,10 @@ def test_about_page_reads_sizes_and_gives_a_retrain_command_that_keeps_the_shipp
     text = " ".join(m.value for m in [*at.markdown, *at.warning])
     assert "60×80 native canvas (W×H) → 120×160 model input" in text and "[60, 80]" not in text
     assert "--pretrained imagenet --data DIR --out mine" in text
+    for name in REGISTRY:  # the decision rule's offsets are named by class, not a bare list
+        card = json.loads((ROOT / "weights" / f"{name}.json").read_text())
+        named = ", ".join(f"{c} {b:+g}" for c, b in zip(card["classes"], card["decision_rule"]["logit_bias"]) if b)
+        assert f"({named}; chosen on validation)" in text and str(card["decision_rule"]["logit_bias"]) not in text
     cost = [m.value for m in at.markdown if m.value.startswith("**Training cost.**")]
     scratch = [" --out " in m for m in cost]  # baseline and effnet_lite0 wrote to /tmp, resnet50 to weights/
     assert scratch.count(True) == sum("copied into `weights/`" in m for m in cost) == 2, cost
@@ -310,11 +314,11 @@ def test_evaluation_page_tables_and_toggle() -> None:
     at.run()
     assert not at.exception
     titles = lambda: [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]  # noqa: E731
-    assert any(t.endswith("— test") for t in titles()) and not any(t.endswith("— val") for t in titles())
+    assert any(t.endswith("— test") for t in titles()) and not any(t.endswith("— validation") for t in titles())
     at.segmented_control(key="eval_split").set_value("val")  # one control for the whole page
     at.run()
     assert not at.exception
-    assert any(t.endswith("— val") for t in titles()) and not any(t.endswith("— test") for t in titles())
+    assert any(t.endswith("— validation") for t in titles()) and not any(t.endswith("— test") for t in titles())
 
 
 @pytest.mark.realdata
