@@ -165,33 +165,43 @@ elif good:
             slot: _ui.predict_batch(name, digests, natives) if models[name].ok else None
             for slot, name in (("a", names[0]), ("b", names[1]))
         }
+    slots = (("a", names[0]), ("b", names[1]))
+    titles = {slot: get_spec(name).title for slot, name in slots}
     rows = []
-    for i, p in enumerate(good):
+    scored = iter(range(len(good)))
+    for p in photos:  # upload order; a refused file keeps its row, so the CSV accounts for every file
         row = {"file": p.filename}
-        preds = {}
-        for slot, name in (("a", names[0]), ("b", names[1])):
-            title = get_spec(name).title
-            pr = probs[slot]
-            preds[slot] = None if pr is None else int(pr[i].argmax())
-            row[f"{title} class"] = "unavailable" if pr is None else classes[preds[slot]]
-            row[f"{title} confidence (%)"] = None if pr is None else round(100 * float(pr[i].max()), 1)
+        if p.error is not None:
+            rows.append({**row, "notes": f"not scored: {p.error}"})
+            continue
+        i = next(scored)
+        preds = {slot: None if probs[slot] is None else int(probs[slot][i].argmax()) for slot, _ in slots}
+        for slot, _ in slots:  # both classes first: the comparison stays in view in a narrow window
+            row[f"{titles[slot]} class"] = "unavailable" if preds[slot] is None else classes[preds[slot]]
         if names[0] != names[1]:  # one model twice has nothing to agree with
             row["agree"] = preds["a"] is not None and preds["a"] == preds["b"]
+        for slot, _ in slots:
+            pr = probs[slot]
+            row[f"{titles[slot]} confidence (%)"] = None if pr is None else round(100 * float(pr[i].max()), 1)
         row["notes"] = "; ".join(p.notes)
         rows.append(row)
     table = pd.DataFrame(rows)
-    st.subheader(f"Results for {len(good)} photos")
+    refused = len(photos) - len(good)
+    st.subheader(f"Results for {len(good)} photos" + (f" ({refused} more not scored)" if refused else ""))
     if names[0] == names[1]:
         st.caption(SAME_MODEL)
+    config = {
+        c: st.column_config.ProgressColumn(c, format="%.1f%%", min_value=0, max_value=100)
+        for c in table.columns
+        if c.endswith("confidence (%)")
+    }
+    config["file"] = st.column_config.TextColumn("file", pinned=True)  # stays in view when the table scrolls
+    config["notes"] = st.column_config.TextColumn("notes", width="large")
     st.dataframe(
         table,
         hide_index=True,
         height="content" if len(table) <= 25 else "auto",  # every row of a typical batch, no inner scrolling
-        column_config={
-            c: st.column_config.ProgressColumn(c, format="%.1f%%", min_value=0, max_value=100)
-            for c in table.columns
-            if c.endswith("confidence (%)")
-        },
+        column_config=config,
         key="results_table",
     )
     st.download_button(

@@ -190,14 +190,20 @@ def test_batch_table_and_bad_inputs_each_get_a_message() -> None:
         assert fragment.lower() in mine[0].lower(), (name, mine[0])
     table = at.dataframe[0].value
     n_good = len(sample_photos()) + len(good_cases())
-    assert len(table) == n_good
-    assert set(table.columns) >= {"file", "agree"}
+    assert list(table["file"]) == [f[0] for f in files]  # every file has a row, in upload order
+    cols = list(table.columns)  # both models' classes, then agreement, then confidences
+    assert cols[0] == "file" and cols[1].endswith(" class") and cols[2].endswith(" class") and cols[3] == "agree"
+    scored = table[~table["notes"].str.startswith("not scored: ")]
+    assert len(scored) == n_good and scored.iloc[:, 1].notna().all()
     for col in (c for c in table.columns if c.endswith("confidence (%)")):  # one decimal, 0–100
-        assert all(0 <= v <= 100 and round(v, 1) == v for v in table[col]), table[col]
+        assert all(0 <= v <= 100 and round(v, 1) == v for v in scored[col]), scored[col]
     notes = dict(zip(table["file"], table["notes"]))
     for name, (_, note) in good_cases().items():
         if note:
             assert note in notes[name], (name, note, notes[name])
+    for name, (_, fragment) in bad_cases().items():  # the CSV says why a file was not scored
+        assert notes[name].startswith("not scored: ") and fragment.lower() in notes[name].lower(), notes[name]
+    assert any(f"({len(bad_cases())} more not scored)" in h.value for h in at.subheader)
     assert at.get("download_button"), "CSV download present"
 
 
