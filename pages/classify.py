@@ -33,7 +33,8 @@ files = st.file_uploader(
 )
 
 with st.expander("Heatmap settings", expanded=True):
-    c1, c2, c3 = st.columns(3)
+    # rows of two or three: at 800 px a row of four cut the labels and the chosen layer's name short
+    c1, c2 = st.columns(2)
     layers: dict[str, str] = {}
     for col, slot, name in ((c1, "a", names[0]), (c2, "b", names[1])):
         spec = get_spec(name)
@@ -46,15 +47,16 @@ with st.expander("Heatmap settings", expanded=True):
             format_func=labels.__getitem__,
             key=f"layer_{slot}_{name}",
         )
+    c3, c4, c5 = st.columns(3)
     target_label = c3.selectbox(
         "Explain which class",
         ["predicted class", *classes],
         key="target",
         help="'Why not Formal?': pick a class to see what speaks for it in each model's eyes.",
     )
-    c4, c5, c6, c7 = st.columns(4)
     opacity = c4.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
     cmap = c5.selectbox("Colour map", COLORMAPS, key="cmap")
+    c6, c7 = st.columns(2)
     smooth = c6.radio("Upsampling", ["smooth", "blocky"], horizontal=True, key="upsampling") == "smooth"
     shared = c7.toggle(
         "Shared scale",
