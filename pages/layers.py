@@ -49,6 +49,9 @@ if photo.error:
     st.stop()
 
 st.image(np.asarray(photo.native), caption="the 60×80 canvas every model starts from", width=120)
+# one column grid for every model (as many columns as the model with the most layers), each overlay
+# filling its column: overlays of all models show at one size, which their captions no longer stretch
+n_cols = max(len(get_spec(n).cam_layers) for n in names)
 for name in dict.fromkeys(names):
     spec = get_spec(name)
     st.subheader(spec.title)
@@ -61,11 +64,10 @@ for name in dict.fromkeys(names):
         f"Predicted **{classes[exp.predicted]}** ({exp.probs[exp.predicted]:.1%}); maps explain "
         f"**{classes[exp.target]}**. Each map is scaled to its own maximum."
     )
-    cols = st.columns(len(paths))
+    cols = st.columns(n_cols)
     for col, layer in zip(cols, spec.cam_layers):
         img = _ui.overlay_image(exp, layer.path, opacity, cmap, True)
         h, w = exp.maps[layer.path].shape
-        # every overlay has the same pixel size; "content" width shrinks them alike in a narrow column
-        col.image(img, caption=f"{layer.label} — map {w}×{h}")
+        col.image(img, caption=f"{layer.label} — map {w}×{h}", width="stretch")
         if note := _ui.flat_map_note(exp, layer.path, classes):
             col.caption(note)
