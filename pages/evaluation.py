@@ -205,19 +205,29 @@ pages_n = (len(cell_ids) - 1) // GALLERY_PAGE + 1
 page_no = st.number_input(f"Page (of {pages_n})", 1, pages_n, 1, key="cell_page") if pages_n > 1 else 1
 show = cell_ids[(page_no - 1) * GALLERY_PAGE : page_no * GALLERY_PAGE]
 in_gallery = list(dict.fromkeys([cell_model, *chosen]))  # the matrix's model first, then the sidebar's
+st.caption(
+    "Each overlay is the model's Grad-CAM for the class it predicted, at its default layer (named under "
+    "it), scaled to the map's own maximum; Classify and Layers choose the layer, class and colours."
+)
+n_cols = 1 + len(REGISTRY)  # the photo and up to every model: one image size whatever the selection
 for pid in show:
     photo = _ui.dataset_photo(catalog, pid)
     if photo.error:
         st.warning(f"image {pid}: {photo.error}")
         continue
-    cols = st.columns(1 + len(in_gallery))
-    cols[0].image(enlarge(photo.native, 2), caption=f"id {pid} · true {true_cls}")  # at most the column's width
+    cols = st.columns(n_cols)
+    cols[0].image(enlarge(photo.native, 4), caption=f"id {pid} · true {true_cls}", width="stretch")
     for col, name in zip(cols[1:], in_gallery):
         loaded = _ui.get_model(name)
         if not loaded.ok:
             col.error(f"{get_spec(name).title} unavailable")
             continue
-        layer = get_spec(name).default_cam_layer.path
-        exp = _ui.explain(name, photo.digest, photo.native, (layer,), None)
-        img = _ui.overlay_image(exp, layer, 0.5, "jet", True)
-        col.image(img, caption=f"{get_spec(name).title}: {classes[exp.predicted]} ({exp.probs[exp.predicted]:.0%})")
+        layer = get_spec(name).default_cam_layer
+        exp = _ui.explain(name, photo.digest, photo.native, (layer.path,), None)
+        img = _ui.overlay_image(exp, layer.path, 0.5, "jet", True)
+        col.image(
+            img,
+            caption=f"{get_spec(name).title}: {classes[exp.predicted]} ({exp.probs[exp.predicted]:.0%}) · "
+            f"{layer.label}",
+            width="stretch",
+        )

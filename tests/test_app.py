@@ -345,6 +345,9 @@ def test_evaluation_cell_gallery_shows_images_with_heatmaps(matrix_of: str | Non
     caps = image_captions(at)
     assert any(c.startswith("id ") for c in caps)
     assert any("Baseline CNN:" in c for c in caps) and any("ResNet50:" in c for c in caps)
+    for name in ("baseline", "resnet50"):  # each overlay names the layer it shows
+        spec = REGISTRY[name]
+        assert any(c.startswith(f"{spec.title}:") and c.endswith(spec.default_cam_layer.label) for c in caps)
     if matrix_of:
         assert any(c.startswith("EfficientNet-Lite0 (ImageNet):") for c in caps)
 
