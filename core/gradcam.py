@@ -37,6 +37,7 @@ class Explanation:
     target: int  # the class the maps explain
     maps: dict[str, np.ndarray]  # layer path → raw Grad-CAM at layer resolution (h×w, ≥ 0)
     model_input: np.ndarray  # H×W×3 uint8: the image exactly as the backbone saw it
+    versus: int | None = None  # set: the maps show evidence for ``target`` over this class (contrastive)
 
     def upsampled(self, layer: str, mode: str = "bilinear") -> np.ndarray:
         """The map of ``layer`` at model-input resolution (``bilinear`` or ``nearest``)."""
@@ -110,9 +111,20 @@ class GradCamExplainer:
                 logits = predict_logits(self.model, images, batch_size=batch_size)
         return apply_decision_rule(logits, self.logit_bias)
 
-    def explain(self, image: np.ndarray, layers: Sequence[str] | None = None, target: int | None = None) -> Explanation:
+    def explain(
+        self,
+        image: np.ndarray,
+        layers: Sequence[str] | None = None,
+        target: int | None = None,
+        contrast: bool = False,
+    ) -> Explanation:
         """Prediction + Grad-CAM of ``layers`` (default: the registry's default layer) for
-        ``target`` (default: the predicted class), from one forward and one backward."""
+        ``target`` (default: the predicted class), from one forward and one backward.
+
+        ``contrast`` (with a ``target`` the model did not predict): Grad-CAM of the target's logit
+        minus the predicted class's, i.e. what speaks for the target *over* the prediction ("why
+        not Formal?"); ``Explanation.versus`` then names the predicted class.
+        """
         layers = list(layers) if layers else [self.spec.default_cam_layer.path]
         unknown = [p for p in layers if p not in self.layer_paths]
         if unknown:
@@ -120,13 +132,17 @@ class GradCamExplainer:
         x = to_float_batch(image[None])
         captured: dict[str, torch.Tensor] = {}
 
-        def forward(inp: torch.Tensor) -> torch.Tensor:
+        def forward(inp: torch.Tensor) -> torch.Tensor:  # one score column, explained as target 0
             logits = self.model(inp)
             captured["logits"] = logits.detach()
-            if target is not None:
-                return logits
-            chosen = (logits.detach() + self._bias).argmax(1, keepdim=True)  # explain the prediction
-            return logits.gather(1, chosen)
+            chosen = (logits.detach() + self._bias).argmax(1, keepdim=True)  # the prediction, rule applied
+            if target is None:
+                return logits.gather(1, chosen)
+            score = logits[:, target : target + 1]
+            if contrast and int(chosen[0, 0]) != target:
+                captured["versus"] = int(chosen[0, 0])
+                score = score - logits.gather(1, chosen)
+            return score
 
         modules = [self.model.get_submodule(p) for p in layers]
         # Autograd starts at the earliest requested layer: nothing before it is recorded.
@@ -134,7 +150,7 @@ class GradCamExplainer:
         with self.lock, explaining(self.model):
             handle = earliest.register_forward_pre_hook(_track_from_here)
             try:
-                grads, evals = compute_layer_gradients_and_eval(forward, modules, (x,), 0 if target is None else target)
+                grads, evals = compute_layer_gradients_and_eval(forward, modules, (x,), 0)
             finally:
                 handle.remove()
             model_input = self.model.model_input(x)
@@ -144,7 +160,8 @@ class GradCamExplainer:
         probs = apply_decision_rule(captured["logits"].numpy(), self.logit_bias)[0]
         predicted = int(probs.argmax())
         img = (model_input[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        return Explanation(probs, predicted, predicted if target is None else int(target), maps, img)
+        chosen = predicted if target is None else int(target)
+        return Explanation(probs, predicted, chosen, maps, img, captured.get("versus"))
 
     def explain_single_layer(self, image: np.ndarray, layer: str, target: int) -> np.ndarray:
         """Grad-CAM of one layer straight from Captum's ``LayerGradCam`` (reference path)."""

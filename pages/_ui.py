@@ -98,12 +98,31 @@ def get_card(name: str):  # noqa: ANN201 - (card | None, error | None)
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def explain(
-    model_name: str, digest: str, _native: np.ndarray, layers: tuple[str, ...], target: int | None
+    model_name: str,
+    digest: str,
+    _native: np.ndarray,
+    layers: tuple[str, ...],
+    target: int | None,
+    contrast: bool = False,
 ) -> Explanation:
-    """Prediction + Grad-CAM of ``layers``; cached by photo digest, model, layers and target."""
+    """Prediction + Grad-CAM of ``layers``; cached by photo digest, model, layers, target and contrast."""
     loaded = get_model(model_name)
     assert loaded.explainer is not None
-    return loaded.explainer.explain(_native, list(layers), target)
+    return loaded.explainer.explain(_native, list(layers), target, contrast)
+
+
+CONTRAST_HELP = (
+    "Off: what speaks for the chosen class. On: what speaks for it *more than* for the class each model "
+    "predicted ('why not Formal?'): Grad-CAM of the chosen class's logit minus the predicted one's."
+)
+
+
+def explained_as(exp: Explanation, classes: list[str], chosen: bool) -> str:
+    """What a map explains, for captions: "Casual", "Formal (chosen)", "Formal over Casual (chosen)"."""
+    what = classes[exp.target]
+    if exp.versus is not None:
+        what += f" over {classes[exp.versus]}"
+    return what + (" (chosen)" if chosen else "")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -359,6 +378,11 @@ def flat_map_note(exp: Explanation, layer: str, classes: list[str]) -> str | Non
     """What to say when a layer's Grad-CAM is zero everywhere (a flat, uniform overlay)."""
     if float(np.max(exp.maps[layer], initial=0.0)) > 0.0:
         return None
+    if exp.versus is not None:
+        return (
+            f"Nothing at this layer speaks for {classes[exp.target]} over {classes[exp.versus]}: Grad-CAM keeps "
+            "only the regions that raise the difference of the two class scores, and here there are none."
+        )
     return (
         f"No positive evidence for {classes[exp.target]} at this layer: Grad-CAM keeps only the regions "
         "that raise the class score, and here there are none, so the overlay is flat."

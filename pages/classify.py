@@ -52,7 +52,13 @@ with st.expander("Heatmap settings", expanded=True):
         "Explain which class",
         ["predicted class", *classes],
         key="target",
-        help="'Why not Formal?': pick a class to see what speaks for it in each model's eyes.",
+        help="Pick a class to see what speaks for it in each model's eyes.",
+    )
+    contrast = c3.toggle(
+        "…over the prediction",
+        key="contrast",
+        disabled=target_label == "predicted class",
+        help=_ui.CONTRAST_HELP,
     )
     opacity = c4.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
     cmap = c5.selectbox("Colour map", COLORMAPS, key="cmap")
@@ -65,6 +71,7 @@ with st.expander("Heatmap settings", expanded=True):
         "Raw Grad-CAM values of different architectures differ by orders of magnitude.",
     )
 target = None if target_label == "predicted class" else classes.index(target_label)
+contrast = contrast and target is not None
 
 
 def explanations(photo) -> dict[str, object]:  # noqa: ANN001
@@ -72,7 +79,7 @@ def explanations(photo) -> dict[str, object]:  # noqa: ANN001
     out = {}
     for slot, name in (("a", names[0]), ("b", names[1])):
         if models[name].ok:
-            out[slot] = _ui.explain(name, photo.digest, photo.native, (layers[slot],), target)
+            out[slot] = _ui.explain(name, photo.digest, photo.native, (layers[slot],), target, contrast)
         else:
             out[slot] = None
     return out
@@ -127,11 +134,13 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             vmax = shared_top if shared else tops[slot]
             img = _ui.overlay_image(exp, layers[slot], opacity, cmap, smooth, vmax)
             layer_label = spec.cam_layer(layers[slot]).label
-            why = classes[exp.target] + ("" if target is None else " (chosen)")
+            why = _ui.explained_as(exp, classes, target is not None)
             left, right = st.columns([3, 2])
             left.image(img, caption=f"Grad-CAM for {why} · {layer_label} (right: the raw map at layer resolution)")
             if note := _ui.flat_map_note(exp, layers[slot], classes):
                 left.caption(note)
+            elif contrast and exp.versus is None:
+                left.caption(f"{spec.title} already predicts {classes[exp.target]}: nothing to contrast it with.")
             cam = exp.maps[layers[slot]]
             right.image(
                 _ui.raw_map_image(cam, vmax, cmap),

@@ -38,9 +38,13 @@ else:
 
 c1, c2, c3 = st.columns(3)
 target_label = c1.selectbox("Explain which class", ["predicted class", *classes], key="layers_target")
+contrast = c1.toggle(
+    "…over the prediction", key="layers_contrast", disabled=target_label == "predicted class", help=_ui.CONTRAST_HELP
+)
 cmap = c2.selectbox("Colour map", COLORMAPS, key="layers_cmap")
 opacity = c3.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="layers_opacity")
 target = None if target_label == "predicted class" else classes.index(target_label)
+contrast = contrast and target is not None
 
 if photo is None:
     st.stop()
@@ -59,10 +63,10 @@ for name in dict.fromkeys(names):
         st.error(f"This model is unavailable: {models[name].error}")
         continue
     paths = tuple(c.path for c in spec.cam_layers)
-    exp = _ui.explain(name, photo.digest, photo.native, paths, target)
+    exp = _ui.explain(name, photo.digest, photo.native, paths, target, contrast)
     st.caption(
         f"Predicted **{classes[exp.predicted]}** ({exp.probs[exp.predicted]:.1%}); maps explain "
-        f"**{classes[exp.target]}**. Each map is scaled to its own maximum."
+        f"**{_ui.explained_as(exp, classes, False)}**. Each map is scaled to its own maximum."
     )
     cols = st.columns(n_cols)
     for col, layer in zip(cols, spec.cam_layers):

@@ -143,6 +143,28 @@ def test_controls_update_heatmaps() -> None:
     assert not at.exception
 
 
+def test_why_not_formal_contrasts_the_chosen_class_with_each_models_prediction() -> None:
+    at = app()
+    at.file_uploader(key="uploads").set_value(sample_photos()[0])
+    at.run()
+    assert at.toggle(key="contrast").disabled  # nothing to contrast while the prediction is explained
+    predicted = [m.value for m in at.metric]
+    at.selectbox(key="target").set_value("Formal")
+    at.run()
+    at.toggle(key="contrast").set_value(True)
+    at.run()
+    assert not at.exception
+    grad = [c for c in image_captions(at) if c.startswith("Grad-CAM for ")]
+    already = [c.value for c in at.caption if "already predicts Formal" in c.value]
+    assert len(grad) == 2
+    for pred, cap in zip(predicted, grad):
+        if pred == "Formal":
+            assert cap.startswith("Grad-CAM for Formal (chosen)")
+        else:
+            assert cap.startswith(f"Grad-CAM for Formal over {pred} (chosen)"), cap
+    assert len(already) == predicted.count("Formal")
+
+
 def test_raw_map_scale_is_the_maps_own_maximum_whatever_the_upsampling() -> None:
     at = app()
     at.file_uploader(key="uploads").set_value(sample_photos()[0])

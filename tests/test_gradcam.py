@@ -72,6 +72,60 @@ def test_maps_equal_captum_layergradcam(explainer: GradCamExplainer, target: int
     assert nonzero >= 1  # not trivially all-zero maps
 
 
+def test_resnet50_maps_equal_captum_layergradcam() -> None:
+    """The default Model B too (random weights; one target, every layer)."""
+    model = build("resnet50")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ex = GradCamExplainer(model, get_spec("resnet50"), ["Casual", "Formal", "Smart Casual"])
+    img = images(1, seed=3)[0]
+    exp = ex.explain(img, layers=ex.layer_paths, target=1)
+    for layer in ex.layer_paths:
+        assert_maps_close(exp.maps[layer], ex.explain_single_layer(img, layer, 1))
+
+
+def captum_contrast(explainer: GradCamExplainer, img: np.ndarray, layer: str, target: int, versus: int) -> np.ndarray:
+    """Reference: Captum's LayerGradCam on the score ``logit[target] - logit[versus]``."""
+    from captum.attr import LayerGradCam
+
+    from core.gradcam import explaining
+    from core.inference import to_float_batch
+
+    model = explainer.model
+
+    def difference(inp: torch.Tensor) -> torch.Tensor:
+        out = model(inp)
+        return out[:, target : target + 1] - out[:, versus : versus + 1]
+
+    x = to_float_batch(img[None]).requires_grad_(True)
+    with explaining(model):
+        attr = LayerGradCam(difference, model.get_submodule(layer)).attribute(x, target=0, relu_attributions=True)
+    return attr.detach()[0, 0].numpy()
+
+
+def test_contrast_explains_the_target_over_the_prediction(explainer: GradCamExplainer) -> None:
+    img = images(1, seed=11)[0]
+    predicted = explainer.explain(img).predicted
+    other = (predicted + 1) % 3
+    exp = explainer.explain(img, layers=explainer.layer_paths, target=other, contrast=True)
+    assert exp.target == other and exp.versus == predicted
+    plain = explainer.explain(img, layers=explainer.layer_paths, target=other)
+    assert plain.versus is None
+    differs = 0
+    for layer in explainer.layer_paths:
+        assert_maps_close(exp.maps[layer], captum_contrast(explainer, img, layer, other, predicted))
+        differs += not np.allclose(exp.maps[layer], plain.maps[layer])
+    assert differs >= 1  # not the plain map under another name
+    # nothing to contrast: the predicted class itself, or no target, is explained plainly
+    same = explainer.explain(img, target=predicted, contrast=True)
+    assert same.versus is None
+    assert np.array_equal(
+        same.maps[explainer.spec.default_cam_layer.path],
+        explainer.explain(img).maps[explainer.spec.default_cam_layer.path],
+    )
+    assert explainer.explain(img, contrast=True).versus is None
+
+
 def test_maps_depend_on_target(explainer: GradCamExplainer) -> None:
     img = images(1, seed=5)[0]
     layer = explainer.layer_paths[-1]
