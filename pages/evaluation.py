@@ -53,7 +53,8 @@ st.subheader("Metrics across models")
 def show_metrics(table, key: str) -> None:  # noqa: ANN001 - a DataFrame
     """Numbers to three decimals; text columns (intervals, counts) as they are."""
     fmt = {c: "{:.3f}" for c in table.columns if pd.api.types.is_float_dtype(table[c])}
-    st.dataframe(table.style.format(fmt), hide_index=True, key=key)
+    pin = {"model": st.column_config.TextColumn("model", pinned=True)}  # stays in view when the table scrolls
+    st.dataframe(table.style.format(fmt), hide_index=True, column_config=pin, key=key)
 
 
 show_metrics(_ui.metrics_table(cards, split), "eval_metrics")
@@ -96,13 +97,14 @@ def matrix_figure(cm: np.ndarray, classes: list[str], title: str) -> go.Figure:
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=classes,
+            x=[c.replace(" ", "<br>") for c in classes],  # level, two-line labels fit a narrow matrix
             y=classes,
             text=text,
             texttemplate="%{text}",
             colorscale="Blues",
             showscale=False,
-            hovertemplate="true %{y} → predicted %{x}: %{text}<extra></extra>",
+            customdata=[list(classes) for _ in classes],  # the predicted class's name on one line
+            hovertemplate="true %{y} → predicted %{customdata}: %{text}<extra></extra>",
         )
     )
     fig.update_layout(
@@ -110,6 +112,7 @@ def matrix_figure(cm: np.ndarray, classes: list[str], title: str) -> go.Figure:
         height=330,
         margin=dict(l=0, r=0, t=40, b=0),
         xaxis_title="predicted",
+        xaxis_tickangle=0,
         yaxis_title="true",
         yaxis_autorange="reversed",
     )
@@ -140,22 +143,15 @@ for name in chosen:
     fig.add_scatter(x=ep, y=[h["val_acc"] for h in hist], name="val acc. (argmax)", row=1, col=2)
     fig.add_scatter(x=ep, y=[h["val_macro_f1"] for h in hist], name="val macro-F1 (argmax)", row=1, col=2)
     best = cards[name].training.get("best_epoch")
-    if best:
-        fig.add_vline(
-            x=best,
-            line_dash="dot",
-            line_color="grey",
-            annotation_text=f"shipped: epoch {best}",
-            annotation_position="bottom left",
-            annotation_font_size=10,
-        )
+    if best:  # named in the title: a label beside the line sat on the curves
+        fig.add_vline(x=best, line_dash="dot", line_color="grey")
     fig.update_layout(
-        title=get_spec(name).title,
+        title=get_spec(name).title + (f" · dotted line: the shipped epoch, {best}" if best else ""),
         height=340,
         margin=dict(l=0, r=0, t=50, b=0),
         legend=dict(orientation="h", yanchor="top", y=-0.22),  # below, so a narrow page keeps the plots wide
     )
-    fig.update_xaxes(title_text="epoch")
+    fig.update_xaxes(title_text="epoch", range=[0.5, max(ep) + 0.5])  # every model's axis starts alike
     st.plotly_chart(fig, key=f"curves_{name}")
 
 st.caption(
