@@ -17,9 +17,15 @@ _ui.through_entry()
 st.title("Data & augmentation")
 
 
-def show_log_bars(fig: go.Figure, key: str, height: int, legend_y: float) -> None:
-    """Grouped bars on a log axis (decades only), counts above the bars, legend in a row."""
-    fig.update_traces(texttemplate="%{y:,.0f}", textposition="outside", textangle=0, cliponaxis=False)
+def show_log_bars(
+    fig: go.Figure, key: str, height: int, legend_y: float, label: str = "%{y:,.0f}", unlabelled: str = ""
+) -> None:
+    """Grouped bars on a log axis (decades only), counts (``label``) above the bars except on the
+    trace named ``unlabelled``, legend in a row."""
+    fig.update_traces(
+        texttemplate=label, textposition="outside", textangle=0, cliponaxis=False, hovertemplate="%{y:,.0f}"
+    )
+    fig.update_traces(texttemplate="", selector=dict(name=unlabelled))
     fig.update_layout(
         barmode="group",
         height=height,
@@ -81,14 +87,18 @@ if counts:
     top = max(train.values())
     fig = go.Figure()
     fig.add_bar(name="original training images", x=classes, y=[train[c] for c in classes])
-    fig.add_bar(name="(a) after augmented copies", x=classes, y=[top] * len(classes))
+    copies = f"(a) after augmented copies: {top:,} a class"  # said once here, not on three bars
+    fig.add_bar(name=copies, x=classes, y=[top] * len(classes))
     draws = sorted({int(c.training.get("args", {}).get("epoch_size") or 0) for c in cards.values()} - {0})
     for size in draws:
         users = [_ui.model_label(n) for n, c in cards.items() if c.training.get("args", {}).get("epoch_size") == size]
         fig.add_bar(
-            name=f"(b) sampler: draws per epoch ({', '.join(users)})", x=classes, y=[size / len(classes)] * len(classes)
+            name=f"(b) sampler: draws a class per epoch ({', '.join(users)})",
+            x=classes,
+            y=[size / len(classes)] * len(classes),
         )
-    show_log_bars(fig, "balance_counts", height=360, legend_y=-0.15)
+    # four bars a class: short labels (21.7k) so that neighbours do not run into each other at 800 px
+    show_log_bars(fig, "balance_counts", height=360, legend_y=-0.15, label="%{y:.3~s}", unlabelled=copies)
     used = {n: c.training.get("balancing", "?") for n, c in cards.items()}
     names = {"sampler": "(b) the class-balanced sampler", "copies": "(a) augmented copies"}
     lines = []
@@ -138,11 +148,11 @@ c1, c2, c3 = st.columns(3)
 rotation = c1.slider("Rotation (± degrees)", 0.0, 45.0, d.rotation, 1.0, key="aug_rotation")
 shear = c2.slider("Shear (± degrees)", 0.0, 30.0, d.shear, 1.0, key="aug_shear")
 shift = c3.slider("Shift (± fraction)", 0.0, 0.3, d.shift, 0.01, key="aug_shift")
-c4, c5, c6, c7 = st.columns(4)
-hflip = c4.checkbox("Horizontal flip", d.hflip, key="aug_flip")
-fill = c5.selectbox("Fill mode", list(FILL_MODES), key="aug_fill")
-n = c6.slider("Variants", 4, 24, 12, 4, key="aug_n")
-seed = c7.number_input("Seed", 0, 10_000, 0, key="aug_seed")
+c4, c5, c6 = st.columns(3)  # three a row: at 800 px four cut "Horizontal flip" short
+fill = c4.selectbox("Fill mode", list(FILL_MODES), key="aug_fill")
+n = c5.slider("Variants", 4, 24, 12, 4, key="aug_n")
+seed = c6.number_input("Seed", 0, 10_000, 0, key="aug_seed")
+hflip = st.checkbox("Horizontal flip", d.hflip, key="aug_flip")
 
 if photo is not None:
     if photo.error:
