@@ -22,13 +22,25 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 log = logging.getLogger(__name__)
 
+try:  # iPhone photos are HEIC: decoded by libheif through pillow-heif (requirements.txt)
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF_FORMATS: tuple[str, ...] = ("HEIF",)
+except ImportError:  # pragma: no cover - an install without it refuses HEIC with a message
+    HEIF_FORMATS = ()
+AVIF_FORMATS: tuple[str, ...] = ("AVIF",) if features.check("avif") else ()
+
 NATIVE_SIZE: tuple[int, int] = (60, 80)  # (width, height) of the dataset's images
 NATIVE_JPEG_QUALITY = 75  # the dataset was re-encoded at about this quality
-ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", *HEIF_FORMATS, *AVIF_FORMATS)
+FORMAT_NAMES = ", ".join(
+    ["JPEG", "PNG", "WebP", "BMP", "GIF", "TIFF", *(["HEIC"] if HEIF_FORMATS else []), *AVIF_FORMATS]
+)
 # Most phone JPEGs embed a second, smaller image (a preview or depth map): the JPEG plugin then
 # opens them as format "MPO" with 2 frames. They are still one photo, decoded as a JPEG.
 JPEG_FORMATS: tuple[str, ...] = ("JPEG", "MPO")
@@ -55,21 +67,15 @@ class DecodedImage:
     pixel_size: tuple[int, int] | None = None
 
 
-def _sniff_heic(data: bytes) -> bool:
-    return (
-        len(data) > 12
-        and data[4:8] == b"ftyp"
-        and data[8:12]
-        in (
-            b"heic",
-            b"heix",
-            b"hevc",
-            b"hevx",
-            b"mif1",
-            b"msf1",
-            b"avif",
-        )
-    )
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def _heif_brand(data: bytes) -> str | None:
+    """ "HEIF" or "AVIF" when ``data`` starts like such a file (an ISO-BMFF ``ftyp`` box), else None."""
+    if len(data) <= 12 or data[4:8] != b"ftyp":
+        return None
+    brand = data[8:12]
+    return "AVIF" if brand in (b"avif", b"avis") else "HEIF" if brand in HEIF_BRANDS else None
 
 
 def _has_transparent_pixels(img: Image.Image) -> bool:
@@ -112,8 +118,12 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         raise ImageInputError("The file is empty.")
     if len(data) > MAX_BYTES:
         raise ImageInputError(f"The file is larger than {MAX_BYTES // 2**20} MB.")
-    if _sniff_heic(data):
-        raise ImageInputError("HEIC/HEIF/AVIF photos are not supported; please export as JPEG or PNG.")
+    container = _heif_brand(data)
+    if container is not None and container not in ALLOWED_FORMATS:
+        raise ImageInputError(
+            f"{'HEIC/HEIF' if container == 'HEIF' else 'AVIF'} photos need a decoder this installation lacks "
+            "(pip install pillow-heif, see requirements.txt); or export the photo as JPEG or PNG."
+        )
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -140,7 +150,9 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageInputError("The image is too large (possible decompression bomb).") from None
     except UnidentifiedImageError:
-        raise ImageInputError("This is not an image in a supported format (JPEG, PNG, WebP, BMP, GIF, TIFF).") from None
+        if container is not None:  # the HEIF/AVIF decoder could not even read its header
+            raise ImageInputError("The image file is damaged or truncated and cannot be read.") from None
+        raise ImageInputError(f"This is not an image in a supported format ({FORMAT_NAMES}).") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
         log.info("decode failed: %r", exc)
         raise ImageInputError("The image file is damaged or truncated and cannot be read.") from None

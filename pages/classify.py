@@ -9,6 +9,7 @@ import streamlit as st
 from core.data import DEFAULT_CLASSES
 from core.models import get_spec
 from core.overlay import COLORMAPS
+from core.preprocess import FORMAT_NAMES
 from pages import _ui
 
 _ui.through_entry()
@@ -25,7 +26,7 @@ models = {n: _ui.get_model(n) for n in dict.fromkeys(names)}
 classes = next((m.card.classes for m in models.values() if m.ok), list(DEFAULT_CLASSES))
 
 files = st.file_uploader(
-    "Product photos (JPEG, PNG, WebP, BMP, GIF, TIFF)",
+    f"Product photos ({FORMAT_NAMES})",
     type=_ui.UPLOAD_TYPES,
     accept_multiple_files=True,
     key="uploads",

@@ -9,6 +9,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from core.preprocess import ALLOWED_FORMATS
+
 
 def garment_photo(width: int = 600, height: int = 800, colour: tuple[int, int, int] = (30, 40, 120)) -> Image.Image:
     """A product-photo-like image: a dark 'shirt' shape on white."""
@@ -61,6 +63,8 @@ def good_cases() -> dict[str, tuple[bytes, str | None]]:
         "palette.png": (encode(photo.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"), None),
         "rgba.png": (encode(Image.fromarray(a, "RGBA"), "PNG"), "transparent"),
         "animated.gif": (anim.getvalue(), "first frame"),
+        **({"iphone.heic": (encode(photo, "HEIF", quality=90), None)} if "HEIF" in ALLOWED_FORMATS else {}),
+        **({"photo.avif": (encode(photo, "AVIF", quality=90), None)} if "AVIF" in ALLOWED_FORMATS else {}),
     }
 
 
@@ -75,6 +79,6 @@ def bad_cases() -> dict[str, tuple[bytes, str]]:
         "bomb.png": (png_bomb(), "too large"),
         "tiny.png": (encode(Image.new("RGB", (1, 1), "white"), "PNG"), "too small"),
         "elongated.png": (encode(Image.new("RGB", (2000, 20), "white"), "PNG"), "elongated"),
-        "photo.heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "HEIC"),
+        "photo.heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "damaged"),
         "huge_file.jpg": (jpeg + b"\x00" * (26 * 1024 * 1024), "larger than"),
     }

@@ -243,6 +243,7 @@ def test_reduced_jpeg_decode_stays_closer_to_a_full_decode_than_a_1_8_reduction(
 
 # ---------------------------------------------------------------- refused inputs
 def _heic() -> bytes:
+    """The start of a HEIC file, then nothing: a header no decoder can read."""
     return b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
 
 
@@ -292,8 +293,45 @@ def test_bomb_messages() -> None:
         open_image(png_header_only(7000, 7000))
 
 
-def test_heic_message_says_what_to_do() -> None:
-    with pytest.raises(ImageInputError, match="JPEG or PNG"):
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_iphone_heic_and_avif_photos_decode(fmt: str) -> None:
+    import core.preprocess as P
+
+    if fmt not in P.ALLOWED_FORMATS:
+        pytest.skip(f"no {fmt} decoder in this installation")
+    data = encode(two_tone((300, 400)), fmt, quality=90)
+    assert data[4:8] == b"ftyp"
+    dec = open_image(data)
+    assert dec.source_format == fmt and dec.pixel_size == (300, 400) and dec.notes == []
+    assert close(dec.image.getpixel((10, 200)), RED, 25) and close(dec.image.getpixel((290, 200)), BLUE, 25)
+    assert load_native_rgb(data).size == NATIVE_SIZE
+
+
+def test_turned_heic_is_turned_upright_once_like_a_jpeg() -> None:
+    import core.preprocess as P
+
+    if "HEIF" not in P.ALLOWED_FORMATS:
+        pytest.skip("no HEIF decoder in this installation")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display", as phones write it
+    stored = two_tone((300, 400))
+    heic = open_image(encode(stored, "HEIF", quality=90, exif=exif.tobytes()))
+    jpeg = open_image(encode(stored, "JPEG", quality=90, exif=exif.tobytes()))
+    assert heic.image.size == jpeg.image.size == heic.pixel_size == (400, 300)
+    for xy in ((200, 10), (200, 290)):
+        assert close(heic.image.getpixel(xy), jpeg.image.getpixel(xy), 25)
+
+
+def test_damaged_heic_is_called_damaged() -> None:
+    with pytest.raises(ImageInputError, match="damaged or truncated"):
+        open_image(_heic())
+
+
+def test_heic_without_a_decoder_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.preprocess as P
+
+    monkeypatch.setattr(P, "ALLOWED_FORMATS", tuple(f for f in P.ALLOWED_FORMATS if f != "HEIF"))
+    with pytest.raises(ImageInputError, match="pip install pillow-heif.*JPEG or PNG"):
         open_image(_heic())
 
 
