@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError, features
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,25 @@ def _heif_brand(data: bytes) -> str | None:
         return None
     brand = data[8:12]
     return "AVIF" if brand in (b"avif", b"avis") else "HEIF" if brand in HEIF_BRANDS else None
+
+
+_SRGB = ImageCms.createProfile("sRGB")
+_ICC_OUTPUT_MODE = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB"}
+
+
+def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
+    """Colours from the photo's embedded profile (a phone's Display P3, Adobe RGB, a print CMYK)
+    to sRGB, as the dataset's images (which carry none) are; the image as it is when the profile
+    is unusable or does not fit its mode."""
+    out_mode = _ICC_OUTPUT_MODE.get(img.mode)
+    if out_mode is None:
+        return img
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(img, source, _SRGB, outputMode=out_mode) or img
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        log.info("colour profile ignored: %r", exc)
+        return img
 
 
 def _has_transparent_pixels(img: Image.Image) -> bool:
@@ -143,6 +162,7 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
                 img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster
             img.load()
             turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap W and H
+            icc = img.info.get("icc_profile")
             img = ImageOps.exif_transpose(img) or img
             file_size = (h, w) if turned else (w, h)
     except ImageInputError:
@@ -171,6 +191,8 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         notes.append("16/32-bit greyscale was scaled to 8 bits")
     if mode == "F":
         notes.append("floating-point pixels were scaled to 8 bits")
+    if icc:
+        img = _to_srgb(img, icc)
     try:
         rgb = _to_rgb(img)
     except (OSError, ValueError) as exc:

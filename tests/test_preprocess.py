@@ -77,6 +77,75 @@ def test_animated_gif_first_frame_and_note() -> None:
     assert close(dec.image.getpixel((30, 40)), RED)
 
 
+SRGB_D50_PRIMARIES = {  # sRGB's red, green and blue in XYZ, adapted to the ICC's D50 white
+    "r": (0.4361, 0.2225, 0.0139),
+    "g": (0.3851, 0.7169, 0.0971),
+    "b": (0.1431, 0.0606, 0.7141),
+}
+
+
+def rgb_icc_profile(primaries: dict[str, tuple[float, float, float]], gamma: float = 2.2) -> bytes:
+    """A minimal ICC v2 RGB display profile (matrix + gamma curves), written by hand."""
+
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(v: tuple[float, float, float]) -> bytes:
+        return b"XYZ \0\0\0\0" + b"".join(s15(c) for c in v)
+
+    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+    name = b"test profile\0"
+    tags = [
+        (b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(name)) + name + b"\0" * 12 + b"\0" * 67),
+        (b"wtpt", xyz((0.9642, 1.0, 0.8249))),
+        (b"rXYZ", xyz(primaries["r"])),
+        (b"gXYZ", xyz(primaries["g"])),
+        (b"bXYZ", xyz(primaries["b"])),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+        (b"cprt", b"text\0\0\0\0none\0"),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = [], b""
+    for sig, data in tags:
+        data += b"\0" * (-len(data) % 4)
+        table.append(sig + struct.pack(">II", offset + len(body), len(data)))
+        body += data
+    size = offset + len(body)
+    header = (
+        struct.pack(">I", size)
+        + b"\0\0\0\0"
+        + struct.pack(">I", 0x02100000)
+        + b"mntrRGB XYZ "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 24
+        + struct.pack(">I", 0)
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+        + b"\0" * 48
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + b"".join(table) + body
+
+
+def test_embedded_colour_profile_is_converted_to_srgb() -> None:
+    """A profile whose red is sRGB's green: a 'red' pixel of such a photo is green on screen, and to the models."""
+    swapped = {**SRGB_D50_PRIMARIES, "r": SRGB_D50_PRIMARIES["g"], "g": SRGB_D50_PRIMARIES["r"]}
+    img = Image.new("RGB", NATIVE_SIZE, (230, 20, 20))
+    dec = open_image(encode(img, "PNG", icc_profile=rgb_icc_profile(swapped)))
+    r, g, b = dec.image.getpixel((30, 40))
+    assert g > 180 and r < 80, (r, g, b)
+    # a profile that is (close to) sRGB leaves colours (close to) as they are
+    same = open_image(encode(img, "PNG", icc_profile=rgb_icc_profile(SRGB_D50_PRIMARIES)))
+    assert close(same.image.getpixel((30, 40)), (230, 20, 20), 20)
+    # and a broken profile is ignored, not fatal
+    broken = open_image(encode(img, "PNG", icc_profile=b"\0" * 200))
+    assert broken.image.getpixel((30, 40)) == (230, 20, 20)
+
+
 def test_cmyk_jpeg() -> None:
     img = Image.new("CMYK", NATIVE_SIZE, (0, 0, 0, 0))  # no ink: white
     img.paste((255, 0, 0, 0), (0, 0, 30, 80))  # full cyan
