@@ -95,7 +95,7 @@ def _shipped(name: str) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
-def test_shipped_weights_reproduce_card(data_dir: Path, saved_split: dict, name: str) -> None:
+def test_shipped_weights_reproduce_card(data_dir: Path, catalog: Catalog, saved_split: dict, name: str) -> None:
     weights, card_path = _shipped(name)
     if not (weights.is_file() and card_path.is_file()):
         pytest.skip(f"{name}: no shipped weights yet")
@@ -110,3 +110,15 @@ def test_shipped_weights_reproduce_card(data_dir: Path, saved_split: dict, name:
     if card.predictions.get("test"):
         pred = card.predictions["test"]
         assert {str(i): card.classes[int(p)] for i, p in zip(pred["ids"], pred["pred"])} == rep["predictions"]
+    # the recorded numbers again, counted by hand from the predictions and styles.csv (not core.metrics)
+    label_of, classes = catalog.label_of(), card.classes
+    pairs = [(classes[label_of[int(i)]], p) for i, p in rep["predictions"].items()]
+    cm = [[sum(t == a and p == b for t, p in pairs) for b in classes] for a in classes]
+    assert cm == recorded["confusion_matrix"]
+    k = range(len(classes))
+    recall = [cm[c][c] / sum(cm[c]) for c in k]
+    precision = [cm[c][c] / max(1, sum(cm[r][c] for r in k)) for c in k]
+    f1 = [2 * p * r / (p + r) if p + r else 0.0 for p, r in zip(precision, recall)]
+    assert recorded["accuracy"] == pytest.approx(sum(cm[c][c] for c in k) / len(pairs), abs=1e-12)
+    assert recorded["balanced_accuracy"] == pytest.approx(sum(recall) / len(k), abs=1e-12)
+    assert recorded["macro_f1"] == pytest.approx(sum(f1) / len(k), abs=1e-12)
