@@ -395,9 +395,12 @@ def cam_top(exp: Explanation, layer: str) -> float:
     return float(exp.maps[layer].max(initial=0.0))
 
 
+DOWNLOAD_HEIGHT = 640  # downloaded overlays are at least this tall: big enough for a slide
+
+
 def png(image: np.ndarray) -> bytes:
-    """PNG bytes for downloads."""
-    return png_bytes(image)
+    """PNG bytes for downloads, enlarged (whole pixels, nothing smoothed) to ``DOWNLOAD_HEIGHT``."""
+    return png_bytes(enlarge(image, -(-DOWNLOAD_HEIGHT // image.shape[0])))
 
 
 def metrics_table(cards: dict, split: str, per_class: bool = False) -> pd.DataFrame:

@@ -439,6 +439,17 @@ def test_evaluation_gallery_with_partial_dataset_says_so(tmp_path) -> None:
     assert any("not in this dataset copy" in c.value for c in at.caption)
 
 
+def test_downloaded_overlay_is_big_enough_for_a_slide() -> None:
+    import io
+
+    from PIL import Image
+
+    img = np.zeros((320, 240, 3), np.uint8)
+    img[:160] = 255
+    out = np.asarray(Image.open(io.BytesIO(_ui.png(img))))
+    assert out.shape == (640, 480, 3) and np.array_equal(out[::2, ::2], img)  # whole pixels, same content
+
+
 def test_a_map_that_is_zero_everywhere_is_explained_not_drawn_silently() -> None:
     def exp(peak: float) -> Explanation:
         m = np.zeros((4, 5), np.float32)
