@@ -44,6 +44,7 @@ from core.fastpath import COMPILED_BATCH
 from core.gradcam import GradCamExplainer
 from core.inference import BATCH_SIZE, to_float_batch
 from core.models import REGISTRY, weights_dir
+from core.preprocess import ALLOWED_FORMATS
 from core.service import load_explainer, read_upload
 
 log = logging.getLogger("bench")
@@ -95,12 +96,12 @@ def sample_images(n: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def big_photo() -> bytes:
-    """A 3000×4000 JPEG, like a phone photo of a product."""
+def big_photo(fmt: str = "JPEG") -> bytes:
+    """A 3000×4000 photo of a product (JPEG, or HEIF as iPhones store them)."""
     arr = np.full((4000, 3000, 3), 250, np.uint8)
     arr[600:3400, 700:2300] = (40, 50, 110)
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG", quality=90)
+    Image.fromarray(arr).save(buf, fmt, quality=90)
     return buf.getvalue()
 
 
@@ -452,6 +453,11 @@ def table(res: dict) -> str:
             "≤ 150 ms",
         ),
         ("… same, 3000×4000 phone photo", f"{res['explain_big']['median_ms']:.0f} ms", "—"),
+        *(
+            [("… same, 3000×4000 iPhone HEIC (no reduced decode)", f"{res['explain_heic']['median_ms']:.0f} ms", "—")]
+            if "explain_heic" in res
+            else []
+        ),
         ("Grad-CAM ResNet50 layer4: ours", f"{p['ours']['median_ms']:.1f} ms", "—"),
         (
             "… pytorch-grad-cam",
@@ -539,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("1/6 explain one photo")
     res["explain_one"] = bench_explain(explainers, files[0][1], reps)
     res["explain_big"] = bench_explain(explainers, big_photo(), max(3, reps // 4))
+    if "HEIF" in ALLOWED_FORMATS:
+        res["explain_heic"] = bench_explain(explainers, big_photo("HEIF"), max(3, reps // 4))
     log.info("2/6 peers")
     res["peers"] = bench_peers(explainers["resnet50"], native, reps)
     log.info("3/6 layer strip")
