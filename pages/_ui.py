@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ import streamlit as st
 
 from core.data import (
     DATA_ENV_VAR,
+    DEFAULT_CLASSES,
     DEFAULT_SPLIT_FILE,
     find_default_data_dir,
     get_or_make_split,
@@ -30,7 +32,7 @@ from core.data import (
 )
 from core.gradcam import Explanation
 from core.inference import BATCH_FAST, BATCH_SIZE
-from core.models import REGISTRY, get_spec
+from core.models import REGISTRY, WEIGHTS_DIR, get_spec
 from core.overlay import colorize, enlarge, normalise, overlay, png_bytes
 from core.service import LoadedModel, UploadedPhoto, load_card, load_explainer, read_upload
 
@@ -88,6 +90,39 @@ def plain(text: str) -> str:
 def get_model(name: str) -> LoadedModel:
     """One loaded model (with its lock) shared by every session."""
     return load_explainer(name)
+
+
+def wrote_elsewhere(command: str) -> bool:
+    """Whether a training command's ``--out`` was a folder other than the project's ``weights/``
+    (relative folders are taken from the project root, where the commands run)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return False
+    out = None
+    for i, arg in enumerate(argv):
+        if arg == "--out" and i + 1 < len(argv):
+            out = argv[i + 1]
+        elif arg.startswith("--out="):
+            out = arg.split("=", 1)[1]
+    if out is None:
+        return False
+    folder = Path(out) if Path(out).is_absolute() else WEIGHTS_DIR.parent / out
+    return folder.resolve() != WEIGHTS_DIR.resolve()
+
+
+def chosen_loaded(names: list[str]) -> tuple[dict[str, LoadedModel], list[str]]:
+    """The chosen models (each once) and the class list the page labels them with: the first usable
+    model's. A model whose card lists other classes, or the same in another order, is shown as
+    unavailable rather than mislabelled."""
+    models = {n: get_model(n) for n in dict.fromkeys(names)}
+    classes = next((list(m.card.classes) for m in models.values() if m.ok), list(DEFAULT_CLASSES))
+    for n, m in models.items():
+        if m.ok and list(m.card.classes) != classes:
+            models[n] = LoadedModel(
+                n, error=f"its classes {list(m.card.classes)} are not the other model's {classes}, in that order"
+            )
+    return models, classes
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

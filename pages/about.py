@@ -110,7 +110,7 @@ for name, spec in REGISTRY.items():
             + "."
             + (
                 " The run wrote to a scratch folder (`--out`); its files were then copied into `weights/`."
-                if any(" --out " in f" {c} " for c in commands if c)
+                if any(_ui.wrote_elsewhere(c) for c in commands if c)
                 else ""
             )
         )

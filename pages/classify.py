@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.data import DEFAULT_CLASSES
 from core.models import get_spec
 from core.overlay import COLORMAPS
 from core.preprocess import FORMAT_NAMES
@@ -22,8 +21,7 @@ st.caption(
 
 names = _ui.chosen_models()
 SAME_MODEL = "Model A and Model B are the same model: pick another one in the sidebar to compare two."
-models = {n: _ui.get_model(n) for n in dict.fromkeys(names)}
-classes = next((m.card.classes for m in models.values() if m.ok), list(DEFAULT_CLASSES))
+models, classes = _ui.chosen_loaded(names)
 
 files = st.file_uploader(
     f"Product photos ({FORMAT_NAMES})",
@@ -107,6 +105,11 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
     shared_top = max(tops.values(), default=0.0)
     if shared and tops:
         st.image(_ui.colour_strip(cmap), caption=f"shared scale: 0 → {shared_top:.3g}", width=320)
+        if len(ok) == 2 and (ok[0].versus is None) != (ok[1].versus is None):
+            st.caption(
+                "One map explains the chosen class over its model's prediction, the other the class itself "
+                "(that model already predicts it): on one shared scale they compare different scores."
+            )
         low = min(tops.values())
         if len(tops) == 2 and 0 < low < shared_top / 10:  # an all-zero map gets its own note below
             dim = names[0] if tops["a"] <= tops["b"] else names[1]
@@ -169,14 +172,16 @@ for p in photos:
 
 if len(photos) == 1 and good:
     render_detail(good[0], explanations(good[0]), key="single")
-elif good:
-    natives = np.stack([p.native for p in good])
-    digests = tuple(p.digest for p in good)
-    with st.spinner(f"Classifying {len(good)} photos …"):
-        probs = {
-            slot: _ui.predict_batch(name, digests, natives) if models[name].ok else None
-            for slot, name in (("a", names[0]), ("b", names[1]))
-        }
+elif len(photos) > 1:  # a table even when every file was refused: the CSV accounts for each one
+    probs = {"a": None, "b": None}
+    if good:
+        natives = np.stack([p.native for p in good])
+        digests = tuple(p.digest for p in good)
+        with st.spinner(f"Classifying {len(good)} photos …"):
+            probs = {
+                slot: _ui.predict_batch(name, digests, natives) if models[name].ok else None
+                for slot, name in (("a", names[0]), ("b", names[1]))
+            }
     slots = (("a", names[0]), ("b", names[1]))
     titles = {slot: get_spec(name).title for slot, name in slots}
     rows = []

@@ -143,10 +143,15 @@ for name in chosen:
     fig.add_scatter(x=ep, y=[h["val_acc"] for h in hist], name="val acc. (argmax)", row=1, col=2)
     fig.add_scatter(x=ep, y=[h["val_macro_f1"] for h in hist], name="val macro-F1 (argmax)", row=1, col=2)
     best = cards[name].training.get("best_epoch")
+    averaged = cards[name].training.get("best_is_average_of_last_epochs")
+    shipped = ""
     if best:  # named in the title: a label beside the line sat on the curves
         fig.add_vline(x=best, line_dash="dot", line_color="grey")
+        shipped = f" · dotted line: the shipped epoch, {best}"
+        if averaged:
+            shipped = f" · dotted line: epoch {best}; the shipped weights average epochs {best - averaged + 1}–{best}"
     fig.update_layout(
-        title=get_spec(name).title + (f" · dotted line: the shipped epoch, {best}" if best else ""),
+        title=get_spec(name).title + shipped,
         height=340,
         margin=dict(l=0, r=0, t=50, b=0),
         legend=dict(orientation="h", yanchor="top", y=-0.22),  # below, so a narrow page keeps the plots wide

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.data import DEFAULT_CLASSES
 from core.models import get_spec
 from core.overlay import COLORMAPS
 from pages import _ui
@@ -19,8 +18,7 @@ st.caption(
 )
 
 names = _ui.chosen_models()
-models = {n: _ui.get_model(n) for n in dict.fromkeys(names)}
-classes = next((m.card.classes for m in models.values() if m.ok), list(DEFAULT_CLASSES))
+models, classes = _ui.chosen_loaded(names)
 
 source = st.radio("Photo", ["upload", "dataset sample"], horizontal=True, key="layers_source")
 photo = None
@@ -67,6 +65,11 @@ for name in dict.fromkeys(names):
     st.caption(
         f"Predicted **{classes[exp.predicted]}** ({exp.probs[exp.predicted]:.1%}); maps explain "
         f"**{_ui.explained_as(exp, classes, False)}**. Each map is scaled to its own maximum."
+        + (
+            f" It already predicts {classes[exp.target]}: nothing to contrast it with."
+            if contrast and exp.versus is None
+            else ""
+        )
     )
     cols = st.columns(n_cols)
     for col, layer in zip(cols, spec.cam_layers):

@@ -261,6 +261,31 @@ def test_missing_or_corrupt_weights_disable_only_that_model(tmp_path, monkeypatc
         assert not at.exception, page
 
 
+def test_a_model_whose_classes_are_in_another_order_is_not_mislabelled(tmp_path, monkeypatch) -> None:
+    for spec in REGISTRY.values():
+        shutil.copy(spec.weights_file, tmp_path / spec.weights_file.name)
+        shutil.copy(spec.card_file, tmp_path / spec.card_file.name)
+    card = json.loads((tmp_path / "resnet50.json").read_text())
+    card["classes"] = card["classes"][::-1]  # a valid card on its own: distinct names, one offset each
+    (tmp_path / "resnet50.json").write_text(json.dumps(card))
+    monkeypatch.setenv("DRESSCODE_WEIGHTS", str(tmp_path))
+    at = app()
+    at.file_uploader(key="uploads").set_value(sample_photos()[0])
+    at.run()
+    assert not at.exception
+    assert len(at.metric) == 1  # the baseline (Model A) classifies; ResNet50 (Model B) is not shown mislabelled
+    assert any("are not the other model's" in e.value for e in at.error)
+
+
+def test_a_batch_of_refused_files_still_gets_its_table() -> None:
+    at = app()
+    at.file_uploader(key="uploads").set_value([(n, b, "image/png") for n, (b, _) in list(bad_cases().items())[:2]])
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 2 and table["notes"].str.startswith("not scored: ").all()
+
+
 def test_layers_page_strip_for_both_models() -> None:
     at = app()
     at.switch_page("pages/layers.py")
@@ -437,6 +462,15 @@ def test_evaluation_gallery_with_partial_dataset_says_so(tmp_path) -> None:
     at.run()
     assert not at.exception
     assert any("not in this dataset copy" in c.value for c in at.caption)
+
+
+def test_a_training_command_wrote_elsewhere_only_when_its_out_is_not_weights() -> None:
+    assert _ui.wrote_elsewhere("python -m core.train --model baseline --out /tmp/bl")
+    assert _ui.wrote_elsewhere("python -m core.train --model baseline --out=mine")
+    assert not _ui.wrote_elsewhere("python -m core.train --model baseline --out weights")
+    assert not _ui.wrote_elsewhere(f"python -m core.train --model baseline --out={ROOT / 'weights'}")
+    assert not _ui.wrote_elsewhere("python -m core.train --model resnet50 --resume")
+    assert not _ui.wrote_elsewhere("python -m core.train --out 'unclosed")
 
 
 def test_downloaded_overlay_is_big_enough_for_a_slide() -> None:
