@@ -359,7 +359,8 @@ def _cache_dir() -> Path:
     return Path(base) / "dresscode"
 
 
-CACHE_VERSION = 3  # bump when decoding or preprocessing changes what an image turns into
+# bump when decoding or preprocessing changes what an image turns into (4: MPO reduced decode, profiles to sRGB)
+CACHE_VERSION = 4
 
 
 def _files_state(catalog: Catalog, ids: list[int]) -> list[tuple[int, int]]:

@@ -26,9 +26,12 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError, features
 
 log = logging.getLogger(__name__)
 
-try:  # iPhone photos are HEIC: decoded by libheif through pillow-heif (requirements.txt)
-    from pillow_heif import register_heif_opener
+try:  # iPhone photos are HEIC: libheif + libde265 through pi-heif (decode only, LGPL wheels)
+    from pi_heif import options as heif_options
+    from pi_heif import register_heif_opener
 
+    heif_options.THUMBNAILS = heif_options.DEPTH_IMAGES = heif_options.AUX_IMAGES = False  # the photo only
+    heif_options.DISABLE_SECURITY_LIMITS = False  # libheif's limits on sizes and box counts stay on
     register_heif_opener()
     HEIF_FORMATS: tuple[str, ...] = ("HEIF",)
 except ImportError:  # pragma: no cover - an install without it refuses HEIC with a message
@@ -67,31 +70,37 @@ class DecodedImage:
     pixel_size: tuple[int, int] | None = None
 
 
-HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1")
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+AVIF_BRANDS = (b"avif", b"avis")
 
 
 def _heif_brand(data: bytes) -> str | None:
-    """ "HEIF" or "AVIF" when ``data`` starts like such a file (an ISO-BMFF ``ftyp`` box), else None."""
-    if len(data) <= 12 or data[4:8] != b"ftyp":
+    """ "AVIF" or "HEIF" when ``data`` starts with an ISO-BMFF ``ftyp`` box naming such a brand
+    (major or compatible: an AVIF may say ``mif1`` first), else None."""
+    if len(data) < 16 or data[4:8] != b"ftyp":
         return None
-    brand = data[8:12]
-    return "AVIF" if brand in (b"avif", b"avis") else "HEIF" if brand in HEIF_BRANDS else None
+    size = min(int.from_bytes(data[:4], "big"), len(data), 64)
+    brands = [data[8:12], *(data[i : i + 4] for i in range(16, size - 3, 4))]
+    if any(b in AVIF_BRANDS for b in brands):
+        return "AVIF"
+    return "HEIF" if any(b in HEIF_BRANDS for b in brands) else None
 
 
 _SRGB = ImageCms.createProfile("sRGB")
-_ICC_OUTPUT_MODE = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB"}
+_ICC_OUTPUT_MODE = {"RGB": "RGB", "CMYK": "RGB"}
 
 
 def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
     """Colours from the photo's embedded profile (a phone's Display P3, Adobe RGB, a print CMYK)
-    to sRGB, as the dataset's images (which carry none) are; the image as it is when the profile
-    is unusable or does not fit its mode."""
+    to sRGB, as the dataset's images (which carry none) are, with the relative colorimetric intent;
+    the image as it is when the profile is unusable or does not fit its mode."""
     out_mode = _ICC_OUTPUT_MODE.get(img.mode)
     if out_mode is None:
         return img
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        return ImageCms.profileToProfile(img, source, _SRGB, outputMode=out_mode) or img
+        intent = ImageCms.Intent.RELATIVE_COLORIMETRIC
+        return ImageCms.profileToProfile(img, source, _SRGB, renderingIntent=intent, outputMode=out_mode) or img
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
         log.info("colour profile ignored: %r", exc)
         return img
@@ -99,9 +108,11 @@ def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
 
 def _has_transparent_pixels(img: Image.Image) -> bool:
     """Whether any pixel is less than opaque (an alpha channel that is 255 everywhere is not)."""
-    if "transparency" not in img.info and img.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
-        return False
-    return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return img.getchannel("A").getextrema()[0] < 255  # no copy of the whole image
+    if "transparency" in img.info:  # a palette or colour-key transparency: only a conversion tells
+        return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
+    return False
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -139,10 +150,12 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         raise ImageInputError(f"The file is larger than {MAX_BYTES // 2**20} MB.")
     container = _heif_brand(data)
     if container is not None and container not in ALLOWED_FORMATS:
-        raise ImageInputError(
-            f"{'HEIC/HEIF' if container == 'HEIF' else 'AVIF'} photos need a decoder this installation lacks "
-            "(pip install pillow-heif, see requirements.txt); or export the photo as JPEG or PNG."
+        need = (
+            "HEIC/HEIF photos need the pi-heif package (pip install -r requirements.txt)"
+            if container == "HEIF"
+            else "AVIF photos need a Pillow built with AVIF support"
         )
+        raise ImageInputError(f"{need}; or export the photo as JPEG or PNG.")
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -183,21 +196,27 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         raise ImageInputError(f"The image is too small ({w}×{h} px); at least {MIN_SIDE} px per side.")
     if max(w, h) / min(w, h) > MAX_ASPECT:
         raise ImageInputError(f"The image is too elongated ({file_size[0]}×{file_size[1]} px) to be a product photo.")
-    if _has_transparent_pixels(img):
-        notes.append("transparent areas were placed on white")
+    try:
+        if _has_transparent_pixels(img):
+            notes.append("transparent areas were placed on white")
+    except (OSError, ValueError) as exc:
+        log.info("transparency check failed: %r", exc)
+        raise ImageInputError("The image's colour format cannot be converted to RGB.") from None
     if mode == "CMYK":
         notes.append("CMYK colours were converted to RGB")
     if mode.startswith("I;16") or mode == "I":
         notes.append("16/32-bit greyscale was scaled to 8 bits")
     if mode == "F":
         notes.append("floating-point pixels were scaled to 8 bits")
-    if icc:
+    if icc and img.mode == "CMYK":  # a CMYK profile converts the ink values themselves
         img = _to_srgb(img, icc)
     try:
         rgb = _to_rgb(img)
     except (OSError, ValueError) as exc:
         log.info("mode conversion failed: %r", exc)
         raise ImageInputError("The image's colour format cannot be converted to RGB.") from None
+    if icc and mode != "CMYK":  # an RGB profile (palette and alpha images too), after compositing on white
+        rgb = _to_srgb(rgb, icc)
     return DecodedImage(rgb, fmt, mode, notes, file_size)
 
 

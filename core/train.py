@@ -385,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
         rng = np.random.default_rng(args.seed)
         ids["train"] = sorted(rng.choice(ids["train"], size=min(args.max_train, len(ids["train"])), replace=False))
     ids_fingerprint = split_fingerprint(ids)
+    if ck is not None and "ids_fingerprint" not in ck:
+        log.warning("%s predates image fingerprints: its training/validation images cannot be checked", ckpt_path)
     if ck is not None and ck.get("ids_fingerprint", ids_fingerprint) != ids_fingerprint:
         raise SystemExit(
             f"--resume: {ckpt_path} was trained on other training/validation images (another --data copy or "

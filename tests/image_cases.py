@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -41,6 +42,9 @@ def png_bomb(side: int = 20_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+HEIC_GARMENT = Path(__file__).parent / "data" / "garment.heic"  # garment_photo() as HEIC, made once
+
+
 def good_cases() -> dict[str, tuple[bytes, str | None]]:
     """Files that must be classified; value: (bytes, expected note fragment or None)."""
     photo = garment_photo()
@@ -63,7 +67,7 @@ def good_cases() -> dict[str, tuple[bytes, str | None]]:
         "palette.png": (encode(photo.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"), None),
         "rgba.png": (encode(Image.fromarray(a, "RGBA"), "PNG"), "transparent"),
         "animated.gif": (anim.getvalue(), "first frame"),
-        **({"iphone.heic": (encode(photo, "HEIF", quality=90), None)} if "HEIF" in ALLOWED_FORMATS else {}),
+        **({"iphone.heic": (HEIC_GARMENT.read_bytes(), None)} if "HEIF" in ALLOWED_FORMATS else {}),
         **({"photo.avif": (encode(photo, "AVIF", quality=90), None)} if "AVIF" in ALLOWED_FORMATS else {}),
     }
 

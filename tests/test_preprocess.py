@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,6 +142,11 @@ def test_embedded_colour_profile_is_converted_to_srgb() -> None:
     # a profile that is (close to) sRGB leaves colours (close to) as they are
     same = open_image(encode(img, "PNG", icc_profile=rgb_icc_profile(SRGB_D50_PRIMARIES)))
     assert close(same.image.getpixel((30, 40)), (230, 20, 20), 20)
+    # palette and alpha images with an RGB profile are converted too (after compositing on white)
+    for other in (img.convert("RGBA"), img.convert("P")):
+        conv = open_image(encode(other, "PNG", icc_profile=rgb_icc_profile(swapped)))
+        r, g, b = conv.image.getpixel((30, 40))
+        assert g > 180 and r < 80, (other.mode, r, g, b)
     # and a broken profile is ignored, not fatal
     broken = open_image(encode(img, "PNG", icc_profile=b"\0" * 200))
     assert broken.image.getpixel((30, 40)) == (230, 20, 20)
@@ -362,13 +368,21 @@ def test_bomb_messages() -> None:
         open_image(png_header_only(7000, 7000))
 
 
-@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
-def test_iphone_heic_and_avif_photos_decode(fmt: str) -> None:
+STORED = Path(__file__).parent / "data"  # small HEIC files (made once with pillow-heif's encoder)
+
+
+def stored_or_encoded(fmt: str, name: str) -> bytes:
+    """The two-tone 300×400 photo as a HEIC file from tests/data, or encoded as AVIF by Pillow."""
     import core.preprocess as P
 
     if fmt not in P.ALLOWED_FORMATS:
         pytest.skip(f"no {fmt} decoder in this installation")
-    data = encode(two_tone((300, 400)), fmt, quality=90)
+    return (STORED / name).read_bytes() if fmt == "HEIF" else encode(two_tone((300, 400)), fmt, quality=90)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_iphone_heic_and_avif_photos_decode(fmt: str) -> None:
+    data = stored_or_encoded(fmt, "two_tone_300x400.heic")
     assert data[4:8] == b"ftyp"
     dec = open_image(data)
     assert dec.source_format == fmt and dec.pixel_size == (300, 400) and dec.notes == []
@@ -377,18 +391,29 @@ def test_iphone_heic_and_avif_photos_decode(fmt: str) -> None:
 
 
 def test_turned_heic_is_turned_upright_once_like_a_jpeg() -> None:
-    import core.preprocess as P
-
-    if "HEIF" not in P.ALLOWED_FORMATS:
-        pytest.skip("no HEIF decoder in this installation")
+    heic = open_image(stored_or_encoded("HEIF", "two_tone_300x400_turned.heic"))  # EXIF orientation 6 at encoding
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90° clockwise to display", as phones write it
-    stored = two_tone((300, 400))
-    heic = open_image(encode(stored, "HEIF", quality=90, exif=exif.tobytes()))
-    jpeg = open_image(encode(stored, "JPEG", quality=90, exif=exif.tobytes()))
+    jpeg = open_image(encode(two_tone((300, 400)), "JPEG", quality=90, exif=exif.tobytes()))
     assert heic.image.size == jpeg.image.size == heic.pixel_size == (400, 300)
     for xy in ((200, 10), (200, 290)):
         assert close(heic.image.getpixel(xy), jpeg.image.getpixel(xy), 25)
+
+
+@pytest.mark.parametrize(
+    ("brands", "container"),
+    [
+        (b"heic" + b"\0\0\0\0" + b"mif1heic", "HEIF"),
+        (b"mif1" + b"\0\0\0\0" + b"mif1avif", "AVIF"),  # an AVIF may name mif1 first
+        (b"avif" + b"\0\0\0\0" + b"avifmif1", "AVIF"),
+        (b"isom" + b"\0\0\0\0" + b"isommp41", None),  # an MP4 video is neither
+    ],
+)
+def test_heif_and_avif_are_told_apart_by_all_their_brands(brands: bytes, container: str | None) -> None:
+    from core.preprocess import _heif_brand
+
+    box = struct.pack(">I", 8 + len(brands)) + b"ftyp" + brands
+    assert _heif_brand(box + b"\0" * 32) == container
 
 
 def test_damaged_heic_is_called_damaged() -> None:
@@ -400,7 +425,7 @@ def test_heic_without_a_decoder_says_what_to_do(monkeypatch: pytest.MonkeyPatch)
     import core.preprocess as P
 
     monkeypatch.setattr(P, "ALLOWED_FORMATS", tuple(f for f in P.ALLOWED_FORMATS if f != "HEIF"))
-    with pytest.raises(ImageInputError, match="pip install pillow-heif.*JPEG or PNG"):
+    with pytest.raises(ImageInputError, match="pi-heif.*JPEG or PNG"):
         open_image(_heic())
 
 
