@@ -24,12 +24,12 @@ import torch
 
 from core.card import ModelCard
 from core.models import REGISTRY
-from core.preprocess import to_native
+from core.preprocess import ALLOWED_FORMATS, FORMAT_NAMES, to_native
 from core.service import load_explainer, read_upload
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from image_cases import bad_cases, encode, garment_photo, good_cases  # noqa: E402
+from image_cases import HEIC_GARMENT, bad_cases, encode, garment_photo, good_cases  # noqa: E402
 
 log = logging.getLogger("bench.reliability")
 
@@ -37,7 +37,10 @@ log = logging.getLogger("bench.reliability")
 def fuzz(n: int, seed: int = 0) -> dict:
     """Random and mutated bytes through the upload reader: only friendly refusals allowed."""
     rng = random.Random(seed)
-    seeds = [encode(garment_photo(120, 160), f) for f in ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")]
+    formats = [f for f in ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "AVIF") if f in ALLOWED_FORMATS]
+    seeds = [encode(garment_photo(120, 160), f) for f in formats]
+    if "HEIF" in ALLOWED_FORMATS:  # libheif parses uploads too: mutate a real HEIC file
+        seeds.append(HEIC_GARMENT.read_bytes())
     ok = refused = crashed = 0
     worst = 0.0
     for k in range(n):
@@ -59,7 +62,14 @@ def fuzz(n: int, seed: int = 0) -> dict:
             refused += 1
         else:
             ok += 1
-    return {"n": n, "decoded": ok, "refused_with_message": refused, "exceptions": crashed, "worst_s": worst}
+    return {
+        "n": n,
+        "seeds": [*formats, *(["HEIC"] if "HEIF" in ALLOWED_FORMATS else [])],
+        "decoded": ok,
+        "refused_with_message": refused,
+        "exceptions": crashed,
+        "worst_s": worst,
+    }
 
 
 def faults() -> list[dict]:
@@ -254,7 +264,7 @@ def write_markdown(res: dict, command: str) -> str:
     fz = res["fuzz"]
     rows.append(
         (
-            "Random and mutated bytes (JPEG/PNG/GIF/BMP/WebP/TIFF seeds) through the upload reader",
+            f"Random and mutated bytes ({'/'.join(fz.get('seeds', []))} seeds) through the upload reader",
             fz["n"],
             f"decoded {fz['decoded']}, refused with a message {fz['refused_with_message']}, other exceptions "
             f"{fz['exceptions']}, slowest {fz['worst_s'] * 1000:.0f} ms",
@@ -323,7 +333,7 @@ def write_markdown(res: dict, command: str) -> str:
         "image-format allow list are checked by `tests/test_reliability.py` and `tests/test_browser.py`: upload "
         'limit 25 MB enforced by the server and by `core`, error details hidden (`showErrorDetails = "none"`), '
         "XSRF protection on, CORS at its safe default, static file serving off (repository files are not "
-        "served), and images opened only as JPEG, PNG, WebP, BMP, GIF or TIFF (never EPS, PSD, FITS, ICO …).",
+        f"served), and images opened only as {FORMAT_NAMES} (never EPS, PSD, FITS, ICO …).",
         "",
         "| what was tried | times | what happened | what was lost |",
         "|---|---|---|---|",
