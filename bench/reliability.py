@@ -24,7 +24,7 @@ import torch
 
 from core.card import ModelCard
 from core.models import REGISTRY
-from core.preprocess import ALLOWED_FORMATS, FORMAT_NAMES, to_native
+from core.preprocess import ALLOWED_FORMATS, FORMAT_NAMES, ImageInputError, open_image, to_native
 from core.service import load_explainer, read_upload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,16 +52,16 @@ def fuzz(n: int, seed: int = 0) -> dict:
                 data[rng.randrange(len(data))] = rng.randrange(256)
             data = bytes(data[: rng.randint(1, len(data))])
         t = time.perf_counter()
-        try:
-            res = read_upload("fuzz.bin", data)
+        try:  # the reader itself: the app's catch-all behind it would turn any crash into a message
+            to_native(open_image(data).image)
+        except ImageInputError:
+            refused += 1
         except Exception:  # noqa: BLE001 - counting, not hiding
             crashed += 1
             continue
-        worst = max(worst, time.perf_counter() - t)
-        if res.error:
-            refused += 1
         else:
             ok += 1
+        worst = max(worst, time.perf_counter() - t)
     return {
         "n": n,
         "seeds": [*formats, *(["HEIC"] if "HEIF" in ALLOWED_FORMATS else [])],

@@ -18,6 +18,8 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
+import struct
 import warnings
 from dataclasses import dataclass, field
 
@@ -32,6 +34,7 @@ try:  # iPhone photos are HEIC: libheif + libde265 through pi-heif (decode only,
 
     heif_options.THUMBNAILS = heif_options.DEPTH_IMAGES = heif_options.AUX_IMAGES = False  # the photo only
     heif_options.DISABLE_SECURITY_LIMITS = False  # libheif's limits on sizes and box counts stay on
+    heif_options.DECODE_THREADS = min(4, os.cpu_count() or 1)  # not more threads than cores
     register_heif_opener()
     HEIF_FORMATS: tuple[str, ...] = ("HEIF",)
 except ImportError:  # pragma: no cover - an install without it refuses HEIC with a message
@@ -110,7 +113,7 @@ def _has_transparent_pixels(img: Image.Image) -> bool:
     """Whether any pixel is less than opaque (an alpha channel that is 255 everywhere is not)."""
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         return img.getchannel("A").getextrema()[0] < 255  # no copy of the whole image
-    if "transparency" in img.info:  # a palette or colour-key transparency: only a conversion tells
+    if "transparency" in img.info and img.mode in ("P", "RGB", "L"):  # the modes _to_rgb composites
         return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
     return False
 
@@ -160,16 +163,21 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            # an ISO-BMFF file goes to the decoder its brands name: an AVIF that lists mif1 first
+            # would otherwise reach libheif, which has no AV1 decoder here
+            img = Image.open(io.BytesIO(data), formats=(container,) if container else ALLOWED_FORMATS)
             fmt, mode = img.format or "?", img.mode
             w, h = img.size
+            # a HEIF holds several images at most as a collection: its primary one is the photo,
+            # and a MPO's second image is a preview (neither is an animation to rewind)
+            if getattr(img, "n_frames", 1) > 1 and fmt not in (*JPEG_FORMATS, *HEIF_FORMATS):
+                notes.append(f"animated ({img.n_frames} frames): the first frame was used")
+                img.seek(0)
+                w, h = img.size  # the frame that is decoded is the one that is checked
             if w * h > max_pixels:
                 raise ImageInputError(
                     f"The image is too large ({w}×{h} px); the limit is {max_pixels // 1_000_000} megapixels."
                 )
-            if getattr(img, "n_frames", 1) > 1 and fmt not in JPEG_FORMATS:
-                notes.append(f"animated ({img.n_frames} frames): the first frame was used")
-                img.seek(0)
             reduced = _draft_size(w, h)
             if fmt in JPEG_FORMATS and (w >= 2 * reduced[0] or h >= 2 * reduced[1]):
                 img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster
@@ -186,7 +194,17 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         if container is not None:  # the HEIF/AVIF decoder could not even read its header
             raise ImageInputError("The image file is damaged or truncated and cannot be read.") from None
         raise ImageInputError(f"This is not an image in a supported format ({FORMAT_NAMES}).") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        IndexError,
+        TypeError,
+        KeyError,
+        RuntimeError,  # libheif's failures through pi-heif; NotImplementedError from Pillow
+        struct.error,
+    ) as exc:
         log.info("decode failed: %r", exc)
         raise ImageInputError("The image file is damaged or truncated and cannot be read.") from None
     except MemoryError:
@@ -209,15 +227,24 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     if mode == "F":
         notes.append("floating-point pixels were scaled to 8 bits")
     if icc and img.mode == "CMYK":  # a CMYK profile converts the ink values themselves
-        img = _to_srgb(img, icc)
+        img = _to_srgb(_reduced(img), icc)
     try:
         rgb = _to_rgb(img)
     except (OSError, ValueError) as exc:
         log.info("mode conversion failed: %r", exc)
         raise ImageInputError("The image's colour format cannot be converted to RGB.") from None
     if icc and mode != "CMYK":  # an RGB profile (palette and alpha images too), after compositing on white
-        rgb = _to_srgb(rgb, icc)
+        rgb = _to_srgb(_reduced(rgb), icc)
     return DecodedImage(rgb, fmt, mode, notes, file_size)
+
+
+def _reduced(img: Image.Image) -> Image.Image:
+    """``img`` box-reduced by a whole factor, never below :func:`_draft_size` (4× its size on the
+    canvas), the same floor as a drafted JPEG: a 12-megapixel photo's colour conversion then costs
+    milliseconds, not half a second, and the resize to the canvas would reduce it anyway."""
+    rw, rh = _draft_size(*img.size)
+    k = min(img.width // rw, img.height // rh)
+    return img.reduce(k) if k >= 2 else img
 
 
 def _draft_size(w: int, h: int, size: tuple[int, int] = NATIVE_SIZE, oversample: int = 4) -> tuple[int, int]:

@@ -152,6 +152,21 @@ def test_embedded_colour_profile_is_converted_to_srgb() -> None:
     assert broken.image.getpixel((30, 40)) == (230, 20, 20)
 
 
+def test_a_large_photo_with_a_profile_is_reduced_before_its_colour_conversion() -> None:
+    from PIL import ImageCms
+
+    swapped = {**SRGB_D50_PRIMARIES, "r": SRGB_D50_PRIMARIES["g"], "g": SRGB_D50_PRIMARIES["r"]}
+    icc = rgb_icc_profile(swapped)
+    big = garment_photo(60, 80).resize((1200, 1600), Image.Resampling.LANCZOS)
+    dec = open_image(encode(big, "PNG", icc_profile=icc))
+    assert dec.image.size == (240, 320) and dec.pixel_size == (1200, 1600)  # reduced 5×, to 4× the canvas
+    full = ImageCms.profileToProfile(
+        big, ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"), outputMode="RGB"
+    )
+    ours, reference = (np.asarray(to_native(x), dtype=float) for x in (dec.image, full))
+    assert np.abs(ours - reference).mean() < 1.0  # grey levels: the same canvas as converting at full size
+
+
 def test_cmyk_jpeg() -> None:
     img = Image.new("CMYK", NATIVE_SIZE, (0, 0, 0, 0))  # no ink: white
     img.paste((255, 0, 0, 0), (0, 0, 30, 80))  # full cyan
@@ -398,6 +413,45 @@ def test_turned_heic_is_turned_upright_once_like_a_jpeg() -> None:
     assert heic.image.size == jpeg.image.size == heic.pixel_size == (400, 300)
     for xy in ((200, 10), (200, 290)):
         assert close(heic.image.getpixel(xy), jpeg.image.getpixel(xy), 25)
+
+
+def test_heic_collection_decodes_its_primary_photo_and_checks_that_size() -> None:
+    """The first image of this HEIC is a 400×400 blue square, its primary (the photo) a 60×80 red one."""
+    data = stored_or_encoded("HEIF", "collection.heic")
+    dec = open_image(data, max_pixels=60 * 80)  # the 400×400 first image would be over this limit
+    assert dec.image.size == (60, 80) and dec.notes == []  # not an "animation" rewound to the wrong image
+    assert close(dec.image.getpixel((30, 40)), RED, 25)
+
+
+def test_heic_is_decoded_by_pi_heif_with_extras_off() -> None:
+    import core.preprocess as P
+
+    if "HEIF" not in P.ALLOWED_FORMATS:
+        pytest.skip("no HEIF decoder in this installation")
+    import pi_heif
+
+    assert Image.OPEN["HEIF"][0].__module__.startswith("pi_heif")  # not the GPL pillow-heif's plugin
+    assert not (pi_heif.options.THUMBNAILS or pi_heif.options.DEPTH_IMAGES or pi_heif.options.AUX_IMAGES)
+    assert pi_heif.options.DISABLE_SECURITY_LIMITS is False
+
+
+def test_avif_that_names_mif1_first_goes_to_the_avif_decoder() -> None:
+    data = bytearray(stored_or_encoded("AVIF", ""))
+    assert data[4:12] == b"ftypavif"
+    data[8:12] = b"mif1"  # valid: avif stays among the compatible brands
+    dec = open_image(bytes(data))
+    assert dec.source_format == "AVIF" and close(dec.image.getpixel((10, 200)), RED, 25)
+
+
+def test_a_decoder_runtime_error_is_a_friendly_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.preprocess as P
+
+    def fails(img: Image.Image) -> None:
+        raise RuntimeError("libheif: decoding failed")
+
+    monkeypatch.setattr(P.ImageOps, "exif_transpose", fails)
+    with pytest.raises(ImageInputError, match="damaged or truncated"):
+        open_image(encode(two_tone(), "PNG"))
 
 
 @pytest.mark.parametrize(
