@@ -152,6 +152,28 @@ CONTRAST_HELP = (
 )
 
 
+def class_and_contrast(key: str, classes: list[str]) -> tuple[int | None, bool]:
+    """The "Explain which class" picker with its "…over the prediction" toggle under it, drawn in
+    the current container; returns (target class or None for the prediction, contrast). The toggle
+    switches off when the picker goes back to the prediction, so it never comes back on unasked."""
+    toggle_key = f"{key}_contrast"
+
+    def back_to_prediction() -> None:
+        if st.session_state[key] == "predicted class":
+            st.session_state[toggle_key] = False
+
+    label = st.selectbox(
+        "Explain which class",
+        ["predicted class", *classes],
+        key=key,
+        on_change=back_to_prediction,
+        help="Pick a class to see what speaks for it in each model's eyes.",
+    )
+    target = None if label == "predicted class" else classes.index(label)
+    contrast = st.toggle("…over the prediction", key=toggle_key, disabled=target is None, help=CONTRAST_HELP)
+    return target, contrast and target is not None
+
+
 def explained_as(exp: Explanation, classes: list[str], chosen: bool) -> str:
     """What a map explains, for captions: "Casual", "Formal (chosen)", "Formal over Casual (chosen)"."""
     what = classes[exp.target]

@@ -40,7 +40,7 @@ def rule_words(card) -> str:  # noqa: ANN001 - a ModelCard
     bias = card.logit_bias
     if not bias or not any(bias):
         return "plain argmax of the logits"
-    named = ", ".join(f"{c} {b:+g}" for c, b in zip(card.classes, bias) if b)
+    named = ", ".join(c + " " + f"{b:+g}".replace("-", "−") for c, b in zip(card.classes, bias) if b)
     return f"argmax after adding per-class offsets to the logits ({named}; chosen on validation)"
 
 

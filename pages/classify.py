@@ -46,21 +46,11 @@ with st.expander("Heatmap settings", expanded=True):
             format_func=labels.__getitem__,
             key=f"layer_{slot}_{name}",
         )
-    c3, c4, c5 = st.columns(3)
-    target_label = c3.selectbox(
-        "Explain which class",
-        ["predicted class", *classes],
-        key="target",
-        help="Pick a class to see what speaks for it in each model's eyes.",
-    )
-    contrast = c3.toggle(
-        "…over the prediction",
-        key="contrast",
-        disabled=target_label == "predicted class",
-        help=_ui.CONTRAST_HELP,
-    )
+    c3, c4 = st.columns(2)  # two a row: at 800 px three cut the toggle's label to "…over th…"
+    with c3:
+        target, contrast = _ui.class_and_contrast("target", classes)
+    cmap = c4.selectbox("Colour map", COLORMAPS, key="cmap")
     opacity = c4.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
-    cmap = c5.selectbox("Colour map", COLORMAPS, key="cmap")
     c6, c7 = st.columns(2)
     smooth = c6.radio("Upsampling", ["smooth", "blocky"], horizontal=True, key="upsampling") == "smooth"
     shared = c7.toggle(
@@ -69,8 +59,6 @@ with st.expander("Heatmap settings", expanded=True):
         help="Both models' maps on one colour scale (with a colour bar), instead of each to its own maximum. "
         "Raw Grad-CAM values of different architectures differ by orders of magnitude.",
     )
-target = None if target_label == "predicted class" else classes.index(target_label)
-contrast = contrast and target is not None
 
 
 def explanations(photo) -> dict[str, object]:  # noqa: ANN001
@@ -188,8 +176,8 @@ elif len(photos) > 1:  # a table even when every file was refused: the CSV accou
     scored = iter(range(len(good)))
     for p in photos:  # upload order; a refused file keeps its row, so the CSV accounts for every file
         row = {"file": p.filename}
-        if p.error is not None:
-            rows.append({**row, "notes": f"not scored: {p.error}"})
+        if p.error is not None:  # said in the class columns, which a narrow window still shows
+            rows.append({**row, **{f"{titles[slot]} class": "not scored" for slot, _ in slots}, "notes": p.error})
             continue
         i = next(scored)
         preds = {slot: None if probs[slot] is None else int(probs[slot][i].argmax()) for slot, _ in slots}
@@ -204,7 +192,11 @@ elif len(photos) > 1:  # a table even when every file was refused: the CSV accou
         rows.append(row)
     table = pd.DataFrame(rows)
     refused = len(photos) - len(good)
-    st.subheader(f"Results for {len(good)} photos" + (f" ({refused} more not scored)" if refused else ""))
+    st.subheader(
+        f"Results for {len(good)} photos" + (f"; {refused} not scored" if refused else "")
+        if good
+        else f"None of the {len(photos)} files could be scored"
+    )
     if names[0] == names[1]:
         st.caption(SAME_MODEL)
     config = {

@@ -86,16 +86,19 @@ if counts:
     train = counts["train"]
     top = max(train.values())
     fig = go.Figure()
-    fig.add_bar(name="original training images", x=classes, y=[train[c] for c in classes])
+    # the training split's colour, then calm shades: nothing here is an alarm
+    fig.add_bar(name="original training images", x=classes, y=[train[c] for c in classes], marker_color="#4C78A8")
     copies = f"(a) after augmented copies: {top:,} a class"  # said once here, not on three bars
-    fig.add_bar(name=copies, x=classes, y=[top] * len(classes))
+    fig.add_bar(name=copies, x=classes, y=[top] * len(classes), marker_color="#9ECAE9")
     draws = sorted({int(c.training.get("args", {}).get("epoch_size") or 0) for c in cards.values()} - {0})
-    for size in draws:
+    palette = ("#72B7B2", "#B7A99A", "#9D755D", "#BAB0AC")
+    for k, size in enumerate(draws):
         users = [_ui.model_label(n) for n, c in cards.items() if c.training.get("args", {}).get("epoch_size") == size]
         fig.add_bar(
             name=f"(b) sampler: draws a class per epoch ({', '.join(users)})",
             x=classes,
             y=[size / len(classes)] * len(classes),
+            marker_color=palette[k % len(palette)],
         )
     # four bars a class: short labels (21.7k) so that neighbours do not run into each other at 800 px
     show_log_bars(fig, "balance_counts", height=360, legend_y=-0.15, label="%{y:.3~s}", unlabelled=copies)

@@ -113,6 +113,7 @@ def matrix_figure(cm: np.ndarray, classes: list[str], title: str) -> go.Figure:
         margin=dict(l=0, r=0, t=40, b=0),
         xaxis_title="predicted",
         xaxis_tickangle=0,
+        xaxis_tickfont_size=10,  # "Casual" and "Formal" keep a gap under a narrow matrix
         yaxis_title="true",
         yaxis_autorange="reversed",
     )
@@ -181,8 +182,8 @@ if root is None:
     st.info(
         "With the dataset folder configured (sidebar, or $DRESSCODE_DATA), this shows the "
         f"{_ui.SPLIT_NAMES[cell_split]} images "
-        f"that are truly {true_cls} and that {get_spec(cell_model).title} predicted as {pred_cls}, each with its "
-        "and the chosen models' Grad-CAM heatmaps."
+        f"that are truly {true_cls} and that {get_spec(cell_model).title} predicted as {pred_cls}, each with "
+        "the Grad-CAM heatmaps of that model and of the models chosen in the sidebar."
     )
     st.stop()
 catalog = _ui.get_catalog(str(root))

@@ -34,15 +34,11 @@ else:
     else:
         photo = _ui.dataset_sample(catalog, "layers", 0)
 
-c1, c2, c3 = st.columns(3)
-target_label = c1.selectbox("Explain which class", ["predicted class", *classes], key="layers_target")
-contrast = c1.toggle(
-    "…over the prediction", key="layers_contrast", disabled=target_label == "predicted class", help=_ui.CONTRAST_HELP
-)
+c1, c2 = st.columns(2)  # two a row: at 800 px three cut the toggle's label short
+with c1:
+    target, contrast = _ui.class_and_contrast("layers_target", classes)
 cmap = c2.selectbox("Colour map", COLORMAPS, key="layers_cmap")
-opacity = c3.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="layers_opacity")
-target = None if target_label == "predicted class" else classes.index(target_label)
-contrast = contrast and target is not None
+opacity = c2.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="layers_opacity")
 
 if photo is None:
     st.stop()

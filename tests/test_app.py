@@ -93,7 +93,8 @@ def test_about_page_reads_sizes_and_gives_a_retrain_command_that_keeps_the_shipp
     assert "--pretrained imagenet --data DIR --out mine" in text
     for name in REGISTRY:  # the decision rule's offsets are named by class, not a bare list
         card = json.loads((ROOT / "weights" / f"{name}.json").read_text())
-        named = ", ".join(f"{c} {b:+g}" for c, b in zip(card["classes"], card["decision_rule"]["logit_bias"]) if b)
+        bias = card["decision_rule"]["logit_bias"]
+        named = ", ".join(c + " " + f"{b:+g}".replace("-", "−") for c, b in zip(card["classes"], bias) if b)
         assert f"({named}; chosen on validation)" in text and str(card["decision_rule"]["logit_bias"]) not in text
     cost = [m.value for m in at.markdown if m.value.startswith("**Training cost.**")]
     scratch = [" --out " in m for m in cost]  # baseline and effnet_lite0 wrote to /tmp, resnet50 to weights/
@@ -147,11 +148,11 @@ def test_why_not_formal_contrasts_the_chosen_class_with_each_models_prediction()
     at = app()
     at.file_uploader(key="uploads").set_value(sample_photos()[0])
     at.run()
-    assert at.toggle(key="contrast").disabled  # nothing to contrast while the prediction is explained
+    assert at.toggle(key="target_contrast").disabled  # nothing to contrast while the prediction is explained
     predicted = [m.value for m in at.metric]
     at.selectbox(key="target").set_value("Formal")
     at.run()
-    at.toggle(key="contrast").set_value(True)
+    at.toggle(key="target_contrast").set_value(True)
     at.run()
     assert not at.exception
     grad = [c for c in image_captions(at) if c.startswith("Grad-CAM for ")]
@@ -163,6 +164,13 @@ def test_why_not_formal_contrasts_the_chosen_class_with_each_models_prediction()
         else:
             assert cap.startswith(f"Grad-CAM for Formal over {pred} (chosen)"), cap
     assert len(already) == predicted.count("Formal")
+    at.selectbox(key="target").set_value("predicted class")  # back to the prediction: the toggle goes off
+    at.run()
+    assert at.toggle(key="target_contrast").disabled and not at.toggle(key="target_contrast").value
+    at.selectbox(key="target").set_value("Formal")  # and stays off when a class is chosen again
+    at.run()
+    assert not at.toggle(key="target_contrast").value
+    assert all(" over " not in c for c in image_captions(at) if c.startswith("Grad-CAM for "))
 
 
 def test_raw_map_scale_is_the_maps_own_maximum_whatever_the_upsampling() -> None:
@@ -215,7 +223,7 @@ def test_batch_table_and_bad_inputs_each_get_a_message() -> None:
     assert list(table["file"]) == [f[0] for f in files]  # every file has a row, in upload order
     cols = list(table.columns)  # both models' classes, then agreement, then confidences
     assert cols[0] == "file" and cols[1].endswith(" class") and cols[2].endswith(" class") and cols[3] == "agree"
-    scored = table[~table["notes"].str.startswith("not scored: ")]
+    scored = table[table.iloc[:, 1] != "not scored"]
     assert len(scored) == n_good and scored.iloc[:, 1].notna().all()
     for col in (c for c in table.columns if c.endswith("confidence (%)")):  # one decimal, 0–100
         assert all(0 <= v <= 100 and round(v, 1) == v for v in scored[col]), scored[col]
@@ -223,9 +231,10 @@ def test_batch_table_and_bad_inputs_each_get_a_message() -> None:
     for name, (_, note) in good_cases().items():
         if note:
             assert note in notes[name], (name, note, notes[name])
-    for name, (_, fragment) in bad_cases().items():  # the CSV says why a file was not scored
-        assert notes[name].startswith("not scored: ") and fragment.lower() in notes[name].lower(), notes[name]
-    assert any(f"({len(bad_cases())} more not scored)" in h.value for h in at.subheader)
+    classes_of = dict(zip(table["file"], table.iloc[:, 1]))
+    for name, (_, fragment) in bad_cases().items():  # the CSV says which files were not scored, and why
+        assert classes_of[name] == "not scored" and fragment.lower() in notes[name].lower(), notes[name]
+    assert any(f"; {len(bad_cases())} not scored" in h.value for h in at.subheader)
     assert at.get("download_button"), "CSV download present"
 
 
@@ -283,7 +292,8 @@ def test_a_batch_of_refused_files_still_gets_its_table() -> None:
     at.run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert len(table) == 2 and table["notes"].str.startswith("not scored: ").all()
+    assert len(table) == 2 and (table.iloc[:, 1] == "not scored").all() and (table.iloc[:, 2] == "not scored").all()
+    assert any(h.value == "None of the 2 files could be scored" for h in at.subheader)
 
 
 def test_layers_page_strip_for_both_models() -> None:
