@@ -294,11 +294,12 @@ def load_split(path: Path) -> dict[str, list[int]]:
     return {s: [int(i) for i in doc[s]] for s in SPLITS}
 
 
-def find_split_file(
+def find_split(
     fingerprints: Iterable[str], candidates: Iterable[Path], ids: Iterable[int] | None = None
-) -> Path | None:
-    """The first existing candidate split file whose id lists have one of ``fingerprints``, whole
-    or restricted to ``ids`` (a model card fingerprints the split as restricted to its data copy)."""
+) -> dict[str, list[int]] | None:
+    """The split saved in the first existing candidate file whose id lists have one of
+    ``fingerprints``, whole or restricted to ``ids`` (a model card fingerprints the split as
+    restricted to its data copy); None when no candidate has."""
     wanted = set(fingerprints)
     have = None if ids is None else set(ids)
     for path in dict.fromkeys(Path(c) for c in candidates):
@@ -309,7 +310,7 @@ def find_split_file(
         if have is not None:
             found.add(split_fingerprint({s: [i for i in saved[s] if i in have] for s in SPLITS}))
         if wanted & found:
-            return path
+            return saved
     return None
 
 

@@ -23,10 +23,9 @@ from core.data import (
     DEFAULT_LABEL_COLUMN,
     DEFAULT_SPLIT_FILE,
     find_default_data_dir,
-    find_split_file,
+    find_split,
     get_or_make_split,
     load_native_images,
-    load_split,
     load_styles,
 )
 from core.inference import apply_decision_rule, predict_logits
@@ -106,8 +105,8 @@ def model_training_ids(
     fingerprints = [card.data[k] for k in ("split_fingerprint", "split_file_fingerprint") if card.data.get(k)]
     name = card.data.get("split_file", DEFAULT_SPLIT_FILE.name)
     beside = [Path(weights_dir) / name] if weights_dir is not None else []
-    found = find_split_file(fingerprints, [Path(split_file), *beside, DEFAULT_SPLIT_FILE], ids)
-    return None if found is None else set(load_split(found)["train"])
+    found = find_split(fingerprints, [Path(split_file), *beside, DEFAULT_SPLIT_FILE], ids)
+    return None if found is None else set(found["train"])
 
 
 def evaluate_model(

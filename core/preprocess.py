@@ -50,6 +50,7 @@ FORMAT_NAMES = ", ".join(
 # Most phone JPEGs embed a second, smaller image (a preview or depth map): the JPEG plugin then
 # opens them as format "MPO" with 2 frames. They are still one photo, decoded as a JPEG.
 JPEG_FORMATS: tuple[str, ...] = ("JPEG", "MPO")
+ALPHA_MODES: tuple[str, ...] = ("RGBA", "LA", "PA", "RGBa", "La")  # composited on white
 MAX_PIXELS = 40_000_000  # refuse larger images (decompression bombs included)
 MAX_BYTES = 25 * 1024 * 1024  # same as server.maxUploadSize in .streamlit/config.toml
 MIN_SIDE = 8
@@ -111,7 +112,7 @@ def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
 
 def _has_transparent_pixels(img: Image.Image) -> bool:
     """Whether any pixel is less than opaque (an alpha channel that is 255 everywhere is not)."""
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in ALPHA_MODES:
         return img.getchannel("A").getextrema()[0] < 255  # no copy of the whole image
     if "transparency" in img.info and img.mode in ("P", "RGB", "L"):  # the modes _to_rgb composites
         return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
@@ -135,7 +136,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if mode == "P" or (mode in ("RGB", "L", "LA") and "transparency" in img.info):
         img = img.convert("RGBA")
         mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if mode in ALPHA_MODES:
         rgba = img.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, WHITE + (255,))
         canvas.alpha_composite(rgba)

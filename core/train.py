@@ -34,10 +34,9 @@ from core.data import (
     DEFAULT_LABEL_COLUMN,
     DEFAULT_SPLIT_FILE,
     find_default_data_dir,
-    find_split_file,
+    find_split,
     get_or_make_split,
     load_native_images,
-    load_split,
     load_styles,
     split_fingerprint,
     val_twins_in_train,
@@ -553,8 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
         "trained_on_counts": catalog.counts(ids["train"]),
         "skipped_rows": catalog.skipped,
     }
-    if find_split_file([data["split_fingerprint"]], [args.split_file], catalog.ids):  # the file, whole
-        data["split_file_fingerprint"] = split_fingerprint(load_split(args.split_file))
+    if (whole := find_split([data["split_fingerprint"]], [args.split_file], catalog.ids)) is not None:
+        data["split_file_fingerprint"] = split_fingerprint(whole)  # the file's, whole
     if args.leave_out_val_twins:
         data["left_out_of_training"] = {
             "why": "training images whose product (name without colour words) is in validation "
