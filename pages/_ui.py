@@ -174,6 +174,14 @@ def class_and_contrast(key: str, classes: list[str]) -> tuple[int | None, bool]:
     return target, contrast and target is not None
 
 
+def nothing_to_contrast(exp: Explanation, classes: list[str], contrast: bool, who: str) -> str | None:
+    """Said when a contrast was asked for but ``who`` (the model) already predicts the chosen class,
+    so its map shows the evidence for that class alone; None otherwise."""
+    if not contrast or exp.versus is not None:
+        return None
+    return f"{who} already predicts {classes[exp.target]}: nothing to contrast it with."
+
+
 def explained_as(exp: Explanation, classes: list[str], chosen: bool) -> str:
     """What a map explains, for captions: "Casual", "Formal (chosen)", "Formal over Casual (chosen)"."""
     what = classes[exp.target]

@@ -20,6 +20,7 @@ st.caption(
 )
 
 names = _ui.chosen_models()
+SLOTS = (("a", names[0]), ("b", names[1]))  # Model A and Model B, as the sidebar chose them
 SAME_MODEL = "Model A and Model B are the same model: pick another one in the sidebar to compare two."
 models, classes = _ui.chosen_loaded(names)
 
@@ -35,7 +36,7 @@ with st.expander("Heatmap settings", expanded=True):
     # rows of two or three: at 800 px a row of four cut the labels and the chosen layer's name short
     c1, c2 = st.columns(2)
     layers: dict[str, str] = {}
-    for col, slot, name in ((c1, "a", names[0]), (c2, "b", names[1])):
+    for col, (slot, name) in zip((c1, c2), SLOTS):
         spec = get_spec(name)
         paths = [c.path for c in spec.cam_layers]
         labels = {c.path: c.label for c in spec.cam_layers}
@@ -64,7 +65,7 @@ with st.expander("Heatmap settings", expanded=True):
 def explanations(photo) -> dict[str, object]:  # noqa: ANN001
     """Both chosen models' explanations of one photo (None for a disabled model)."""
     out = {}
-    for slot, name in (("a", names[0]), ("b", names[1])):
+    for slot, name in SLOTS:
         if models[name].ok:
             out[slot] = _ui.explain(name, photo.digest, photo.native, (layers[slot],), target, contrast)
         else:
@@ -107,7 +108,7 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
                 "*Shared scale* off to see each map against its own maximum."
             )
     cols = st.columns(2)
-    for col, slot, name in ((cols[0], "a", names[0]), (cols[1], "b", names[1])):
+    for col, (slot, name) in zip(cols, SLOTS):
         spec = get_spec(name)
         exp = exps[slot]
         with col:
@@ -131,8 +132,8 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             left.image(img, caption=f"Grad-CAM for {why} · {layer_label} (right: the raw map at layer resolution)")
             if note := _ui.flat_map_note(exp, layers[slot], classes):
                 left.caption(note)
-            elif contrast and exp.versus is None:
-                left.caption(f"{spec.title} already predicts {classes[exp.target]}: nothing to contrast it with.")
+            elif said := _ui.nothing_to_contrast(exp, classes, contrast, spec.title):
+                left.caption(said)
             cam = exp.maps[layers[slot]]
             right.image(
                 _ui.raw_map_image(cam, vmax, cmap),
@@ -167,25 +168,23 @@ elif len(photos) > 1:  # a table even when every file was refused: the CSV accou
         digests = tuple(p.digest for p in good)
         with st.spinner(f"Classifying {len(good)} photos …"):
             probs = {
-                slot: _ui.predict_batch(name, digests, natives) if models[name].ok else None
-                for slot, name in (("a", names[0]), ("b", names[1]))
+                slot: _ui.predict_batch(name, digests, natives) if models[name].ok else None for slot, name in SLOTS
             }
-    slots = (("a", names[0]), ("b", names[1]))
-    titles = {slot: get_spec(name).title for slot, name in slots}
+    titles = {slot: get_spec(name).title for slot, name in SLOTS}
     rows = []
     scored = iter(range(len(good)))
     for p in photos:  # upload order; a refused file keeps its row, so the CSV accounts for every file
         row = {"file": p.filename}
         if p.error is not None:  # said in the class columns, which a narrow window still shows
-            rows.append({**row, **{f"{titles[slot]} class": "not scored" for slot, _ in slots}, "notes": p.error})
+            rows.append({**row, **{f"{titles[slot]} class": "not scored" for slot, _ in SLOTS}, "notes": p.error})
             continue
         i = next(scored)
-        preds = {slot: None if probs[slot] is None else int(probs[slot][i].argmax()) for slot, _ in slots}
-        for slot, _ in slots:  # both classes first: the comparison stays in view in a narrow window
+        preds = {slot: None if probs[slot] is None else int(probs[slot][i].argmax()) for slot, _ in SLOTS}
+        for slot, _ in SLOTS:  # both classes first: the comparison stays in view in a narrow window
             row[f"{titles[slot]} class"] = "unavailable" if preds[slot] is None else classes[preds[slot]]
         if names[0] != names[1]:  # one model twice has nothing to agree with
             row["agree"] = preds["a"] is not None and preds["a"] == preds["b"]
-        for slot, _ in slots:
+        for slot, _ in SLOTS:
             pr = probs[slot]
             row[f"{titles[slot]} confidence (%)"] = None if pr is None else round(100 * float(pr[i].max()), 1)
         row["notes"] = "; ".join(p.notes)

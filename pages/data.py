@@ -17,6 +17,9 @@ _ui.through_entry()
 st.title("Data & augmentation")
 
 
+SPLIT_COLOURS = {"train": "#4C78A8", "val": "#72B7B2", "test": "#9D755D"}  # calm hues: no split is an alarm
+
+
 def show_log_bars(
     fig: go.Figure, key: str, height: int, legend_y: float, label: str = "%{y:,.0f}", unlabelled: str = ""
 ) -> None:
@@ -45,8 +48,10 @@ if counts:
     classes = card.classes
     st.subheader("Class counts per split")
     fig = go.Figure()
-    for s, colour in zip(SPLITS, ("#4C78A8", "#72B7B2", "#9D755D")):  # calm hues: no split is an alarm
-        fig.add_bar(name=_ui.SPLIT_NAMES[s], x=classes, y=[counts[s][c] for c in classes], marker_color=colour)
+    for s in SPLITS:
+        fig.add_bar(
+            name=_ui.SPLIT_NAMES[s], x=classes, y=[counts[s][c] for c in classes], marker_color=SPLIT_COLOURS[s]
+        )
     show_log_bars(fig, "split_counts", height=320, legend_y=1.12)
     sizes = {s: sum(counts[s].values()) for s in SPLITS}
     st.caption(
@@ -87,7 +92,9 @@ if counts:
     top = max(train.values())
     fig = go.Figure()
     # the training split's colour, then calm shades: nothing here is an alarm
-    fig.add_bar(name="original training images", x=classes, y=[train[c] for c in classes], marker_color="#4C78A8")
+    fig.add_bar(
+        name="original training images", x=classes, y=[train[c] for c in classes], marker_color=SPLIT_COLOURS["train"]
+    )
     copies = f"(a) after augmented copies: {top:,} a class"  # said once here, not on three bars
     fig.add_bar(name=copies, x=classes, y=[top] * len(classes), marker_color="#9ECAE9")
     draws = sorted({int(c.training.get("args", {}).get("epoch_size") or 0) for c in cards.values()} - {0})

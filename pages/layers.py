@@ -61,11 +61,7 @@ for name in dict.fromkeys(names):
     st.caption(
         f"Predicted **{classes[exp.predicted]}** ({exp.probs[exp.predicted]:.1%}); maps explain "
         f"**{_ui.explained_as(exp, classes, False)}**. Each map is scaled to its own maximum."
-        + (
-            f" It already predicts {classes[exp.target]}: nothing to contrast it with."
-            if contrast and exp.versus is None
-            else ""
-        )
+        + (f" {said}" if (said := _ui.nothing_to_contrast(exp, classes, contrast, "It")) else "")
     )
     cols = st.columns(n_cols)
     for col, layer in zip(cols, spec.cam_layers):
