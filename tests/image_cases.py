@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.preprocess import ALLOWED_FORMATS
+from core.preprocess import ALLOWED_FORMATS, NATIVE_SIZE
 
 
 def garment_photo(width: int = 600, height: int = 800, colour: tuple[int, int, int] = (30, 40, 120)) -> Image.Image:
@@ -40,6 +40,17 @@ def png_bomb(side: int = 20_000) -> bytes:
     row = b"\x00" + b"\x00" * side
     idat = zlib.compress(row * 64, 9)  # only a few rows: the header is what matters
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+RED, BLUE = (220, 20, 20), (20, 20, 220)
+
+
+def two_tone(size: tuple[int, int] = NATIVE_SIZE, mode: str = "RGB") -> Image.Image:
+    """Left half red, right half blue."""
+    w, h = size
+    img = Image.new("RGB", size, RED)
+    img.paste(BLUE, (w // 2, 0, w, h))
+    return img.convert(mode) if mode != "RGB" else img
 
 
 HEIC_GARMENT = Path(__file__).parent / "data" / "garment.heic"  # garment_photo() as HEIC, made once

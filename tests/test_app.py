@@ -247,10 +247,15 @@ def test_file_names_are_not_rendered_as_markdown() -> None:
     assert "\\*\\*bold\\*\\*" in msg and "\\<img" in msg and "\\[link\\]" in msg
 
 
-def test_missing_or_corrupt_weights_disable_only_that_model(tmp_path, monkeypatch) -> None:
+def copy_shipped_weights(folder: Path) -> None:
+    """Every shipped weights file and model card, copied into ``folder`` (to damage one there)."""
     for spec in REGISTRY.values():
-        shutil.copy(spec.weights_file, tmp_path / spec.weights_file.name)
-        shutil.copy(spec.card_file, tmp_path / spec.card_file.name)
+        shutil.copy(spec.weights_file, folder / spec.weights_file.name)
+        shutil.copy(spec.card_file, folder / spec.card_file.name)
+
+
+def test_missing_or_corrupt_weights_disable_only_that_model(tmp_path, monkeypatch) -> None:
+    copy_shipped_weights(tmp_path)
     blob = (tmp_path / "resnet50.safetensors").read_bytes()
     (tmp_path / "resnet50.safetensors").write_bytes(blob[: len(blob) // 2])  # truncated copy
     (tmp_path / "effnet_lite0.safetensors").unlink()
@@ -271,9 +276,7 @@ def test_missing_or_corrupt_weights_disable_only_that_model(tmp_path, monkeypatc
 
 
 def test_a_model_whose_classes_are_in_another_order_is_not_mislabelled(tmp_path, monkeypatch) -> None:
-    for spec in REGISTRY.values():
-        shutil.copy(spec.weights_file, tmp_path / spec.weights_file.name)
-        shutil.copy(spec.card_file, tmp_path / spec.card_file.name)
+    copy_shipped_weights(tmp_path)
     card = json.loads((tmp_path / "resnet50.json").read_text())
     card["classes"] = card["classes"][::-1]  # a valid card on its own: distinct names, one offset each
     (tmp_path / "resnet50.json").write_text(json.dumps(card))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_cases import garment_photo
+from image_cases import BLUE, RED, garment_photo, two_tone
 from PIL import Image
 
 from core.preprocess import (
@@ -22,7 +22,7 @@ from core.preprocess import (
     to_native,
 )
 
-RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
+WHITE = (255, 255, 255)
 
 
 def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -30,14 +30,6 @@ def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **kw)
     return buf.getvalue()
-
-
-def two_tone(size: tuple[int, int] = NATIVE_SIZE, mode: str = "RGB") -> Image.Image:
-    """Left half red, right half blue."""
-    w, h = size
-    img = Image.new("RGB", size, RED)
-    img.paste(BLUE, (w // 2, 0, w, h))
-    return img.convert(mode) if mode != "RGB" else img
 
 
 def png_header_only(width: int, height: int) -> bytes:

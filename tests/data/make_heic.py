@@ -17,14 +17,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]  # tests/ and the project root
-from image_cases import garment_photo  # noqa: E402
-
-
-def two_tone(size: tuple[int, int]) -> Image.Image:
-    """Left half red, right half blue (the tests' two-tone photo)."""
-    img = Image.new("RGB", size, (220, 20, 20))
-    img.paste((20, 20, 220), (size[0] // 2, 0, size[0], size[1]))
-    return img
+from image_cases import garment_photo, two_tone  # noqa: E402
 
 
 def main() -> None:
