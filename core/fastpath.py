@@ -37,6 +37,9 @@ from core.inference import BATCH_SIZE, predict_logits, to_float_batch
 from core.models import DressCodeNet
 
 log = logging.getLogger(__name__)
+# TorchScript's deprecation notices, once per process, narrowly: a warnings.catch_warnings() block
+# around the trace is not thread-safe and could drop or leak filters set by other sessions' threads
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
 
 # Default margin: rows whose best and second-best (rule-adjusted) logits are closer than this
 # are re-run in fp32. ``python -m bench`` measures the largest bf16-vs-fp32 logit difference on
@@ -224,8 +227,7 @@ def _frozen_graph(backbone: nn.Module, example: torch.Tensor) -> nn.Module:
     separate ops); the eager module if that fails."""
     x = example.contiguous(memory_format=torch.channels_last)
     try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+        with torch.inference_mode():
             frozen = torch.jit.freeze(torch.jit.trace(backbone, x))
             if torch.equal(frozen(x), backbone(x)):
                 return frozen

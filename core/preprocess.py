@@ -20,11 +20,10 @@ import logging
 import math
 import os
 import struct
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageCms, UnidentifiedImageError, features
 
 log = logging.getLogger(__name__)
 
@@ -119,20 +118,81 @@ def _has_transparent_pixels(img: Image.Image) -> bool:
     return False
 
 
+DEEP_MODES: tuple[str, ...] = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _to_8bit(img: Image.Image) -> tuple[Image.Image, str]:
+    """A 16/32-bit integer or float image → 8-bit ``L`` (``LA`` where a transparent grey value is
+    set), and a note for the user (empty when nothing was scaled). 16-bit values are scaled by
+    their bit depth, 8-bit ones kept; only values outside both ranges (signed, 32-bit, HDR floats)
+    have their contrast stretched."""
+    arr = np.asarray(img)
+    key = img.info.get("transparency")
+    clear = (arr == key) if isinstance(key, int) else None  # a tRNS grey value: those pixels are transparent
+    if img.mode.startswith("I;16"):
+        out = (arr.astype(np.uint32) * 255 + 32767) // 65535
+        note = "16-bit greyscale was scaled to 8 bits"
+    else:
+        vals = arr.astype(np.float32)
+        finite = vals[np.isfinite(vals)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        if img.mode == "F" and lo >= 0.0 and hi <= 1.0:
+            vals, note = vals * 255.0, "floating-point pixels (0–1) were scaled to 8 bits"
+        elif lo >= 0.0 and hi <= 255.0:
+            note = ""  # 8-bit values in a wider type: nothing to scale
+        elif img.mode == "I" and lo >= 0.0 and hi <= 65535.0:
+            vals, note = vals / 257.0, "32-bit greyscale with 16-bit values was scaled to 8 bits"
+        else:
+            vals = (vals - lo) / (hi - lo if hi > lo else 1.0) * 255.0
+            note = f"{'floating-point' if img.mode == 'F' else '32-bit'} pixels had their contrast stretched to 8 bits"
+        out = np.nan_to_num(vals, nan=0.0, posinf=255.0, neginf=0.0).round()
+    grey = Image.fromarray(out.clip(0, 255).astype(np.uint8), "L")
+    if clear is not None and clear.any():
+        grey.putalpha(Image.fromarray(np.where(clear, 0, 255).astype(np.uint8), "L"))
+    return grey, note
+
+
+def _stored_floor(w: int, h: int, turned: bool) -> tuple[int, int]:
+    """:func:`_draft_size` of the upright photo, in the stored image's W×H (an EXIF-turned photo is
+    stored on its side, and it is the upright one that is fitted into the canvas)."""
+    if not turned:
+        return _draft_size(w, h)
+    rw, rh = _draft_size(h, w)
+    return rh, rw
+
+
+def _shrink(img: Image.Image, turned: bool) -> Image.Image:
+    """``img`` reduced by a whole factor to :func:`_stored_floor` right after decoding, before any
+    copy of it is made (a JPEG is already drafted there). Palette, 1-bit and colour-keyed images
+    cannot be averaged as they are: they are converted first (one copy), transparency kept."""
+    rw, rh = _stored_floor(*img.size, turned)
+    k = min(img.width // rw, img.height // rh)
+    if k < 2:
+        return img
+    if "transparency" in img.info:
+        img = img.convert("LA" if img.mode in ("L", "1") else "RGBA")
+    elif img.mode in ("P", "PA"):
+        img = img.convert("RGBA" if img.mode == "PA" else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    return img.reduce(k)
+
+
+# EXIF orientation → the transpose that makes the image upright (EXIF 2.3, tag 0x0112)
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode → 8-bit RGB; transparency is composited on white."""
+    """Any 8-bit PIL mode → RGB; transparency is composited on white."""
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        if mode.startswith("I;16"):
-            arr = arr / 257.0
-        elif mode == "F" and np.nanmax(arr) <= 1.0 and np.nanmin(arr) >= 0.0:
-            arr = arr * 255.0
-        elif arr.max() > 255 or arr.min() < 0:
-            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-            arr = (arr - lo) / (hi - lo if hi > lo else 1.0) * 255.0
-        arr = np.nan_to_num(arr, nan=0.0).clip(0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
     if mode == "P" or (mode in ("RGB", "L", "LA") and "transparency" in img.info):
         img = img.convert("RGBA")
         mode = "RGBA"
@@ -162,31 +222,45 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         raise ImageInputError(f"{need}; or export the photo as JPEG or PNG.")
     notes: list[str] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            # an ISO-BMFF file goes to the decoder its brands name: an AVIF that lists mif1 first
-            # would otherwise reach libheif, which has no AV1 decoder here
-            img = Image.open(io.BytesIO(data), formats=(container,) if container else ALLOWED_FORMATS)
-            fmt, mode = img.format or "?", img.mode
-            w, h = img.size
-            # a HEIF holds several images at most as a collection: its primary one is the photo,
-            # and a MPO's second image is a preview (neither is an animation to rewind)
-            if getattr(img, "n_frames", 1) > 1 and fmt not in (*JPEG_FORMATS, *HEIF_FORMATS):
-                notes.append(f"animated ({img.n_frames} frames): the first frame was used")
-                img.seek(0)
-                w, h = img.size  # the frame that is decoded is the one that is checked
-            if w * h > max_pixels:
-                raise ImageInputError(
-                    f"The image is too large ({w}×{h} px); the limit is {max_pixels // 1_000_000} megapixels."
-                )
-            reduced = _draft_size(w, h)
-            if fmt in JPEG_FORMATS and (w >= 2 * reduced[0] or h >= 2 * reduced[1]):
-                img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster
-            img.load()
-            turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap W and H
-            icc = img.info.get("icc_profile")
-            img = ImageOps.exif_transpose(img) or img
-            file_size = (h, w) if turned else (w, h)
+        # an ISO-BMFF file goes to the decoder its brands name: an AVIF that lists mif1 first
+        # would otherwise reach libheif, which has no AV1 decoder here. Pillow's own bomb check
+        # raises above 2 × Image.MAX_IMAGE_PIXELS (about 179 MP); its warning below that is left
+        # alone (a warnings.catch_warnings() block is not thread-safe): the limits are checked here.
+        img = Image.open(io.BytesIO(data), formats=(container,) if container else ALLOWED_FORMATS)
+        fmt, mode = img.format or "?", img.mode
+        w, h = img.size
+        # a HEIF holds several images at most as a collection: its primary one is the photo,
+        # and a MPO's second image is a preview (neither is an animation to rewind)
+        if getattr(img, "n_frames", 1) > 1 and fmt not in (*JPEG_FORMATS, *HEIF_FORMATS):
+            notes.append(f"animated ({img.n_frames} frames): the first frame was used")
+            img.seek(0)
+            w, h = img.size  # the frame that is decoded is the one that is checked
+        # sizes are judged on the file's own W×H (as stored, before EXIF rotation: a PNG's EXIF may
+        # come after its pixels, so reading it would decode them), never on a reduced decode
+        if min(w, h) < MIN_SIDE:
+            raise ImageInputError(f"The image is too small ({w}×{h} px); at least {MIN_SIDE} px per side.")
+        if max(w, h) / min(w, h) > MAX_ASPECT:
+            raise ImageInputError(f"The image is too elongated ({w}×{h} px) to be a product photo.")
+        # a JPEG's EXIF is in its header: its orientation is known before the pixels are decoded
+        early_turn = fmt in JPEG_FORMATS and img.getexif().get(0x0112) in (5, 6, 7, 8)
+        reduced = _stored_floor(w, h, early_turn)
+        if fmt in JPEG_FORMATS and (w >= 2 * reduced[0] or h >= 2 * reduced[1]):
+            img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster, far less memory
+        if img.size[0] * img.size[1] > max_pixels:  # what is decoded: a 48 MP phone JPEG counts drafted
+            raise ImageInputError(
+                f"The image is too large ({w}×{h} px); the limit is {max_pixels // 1_000_000} megapixels."
+            )
+        img.load()
+        orientation = img.getexif().get(0x0112)
+        file_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # upright; those orientations swap W and H
+        icc = img.info.get("icc_profile")
+        if img.mode in DEEP_MODES:
+            img, depth_note = _to_8bit(img)
+            if depth_note:
+                notes.append(depth_note)
+        img = _shrink(img, orientation in (5, 6, 7, 8))  # before any copy: a 40 MP PNG is not copied whole
+        if orientation in _UPRIGHT:
+            img = img.transpose(_UPRIGHT[orientation])
     except ImageInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -210,11 +284,6 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         raise ImageInputError("The image file is damaged or truncated and cannot be read.") from None
     except MemoryError:
         raise ImageInputError("The image needs too much memory to decode.") from None
-    w, h = img.size
-    if min(w, h) < MIN_SIDE:
-        raise ImageInputError(f"The image is too small ({w}×{h} px); at least {MIN_SIDE} px per side.")
-    if max(w, h) / min(w, h) > MAX_ASPECT:
-        raise ImageInputError(f"The image is too elongated ({file_size[0]}×{file_size[1]} px) to be a product photo.")
     try:
         if _has_transparent_pixels(img):
             notes.append("transparent areas were placed on white")
@@ -223,29 +292,16 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         raise ImageInputError("The image's colour format cannot be converted to RGB.") from None
     if mode == "CMYK":
         notes.append("CMYK colours were converted to RGB")
-    if mode.startswith("I;16") or mode == "I":
-        notes.append("16/32-bit greyscale was scaled to 8 bits")
-    if mode == "F":
-        notes.append("floating-point pixels were scaled to 8 bits")
     if icc and img.mode == "CMYK":  # a CMYK profile converts the ink values themselves
-        img = _to_srgb(_reduced(img), icc)
+        img = _to_srgb(img, icc)
     try:
         rgb = _to_rgb(img)
     except (OSError, ValueError) as exc:
         log.info("mode conversion failed: %r", exc)
         raise ImageInputError("The image's colour format cannot be converted to RGB.") from None
     if icc and mode != "CMYK":  # an RGB profile (palette and alpha images too), after compositing on white
-        rgb = _to_srgb(_reduced(rgb), icc)
+        rgb = _to_srgb(rgb, icc)
     return DecodedImage(rgb, fmt, mode, notes, file_size)
-
-
-def _reduced(img: Image.Image) -> Image.Image:
-    """``img`` box-reduced by a whole factor, never below :func:`_draft_size` (4× its size on the
-    canvas), the same floor as a drafted JPEG: a 12-megapixel photo's colour conversion then costs
-    milliseconds, not half a second, and the resize to the canvas would reduce it anyway."""
-    rw, rh = _draft_size(*img.size)
-    k = min(img.width // rw, img.height // rh)
-    return img.reduce(k) if k >= 2 else img
 
 
 def _draft_size(w: int, h: int, size: tuple[int, int] = NATIVE_SIZE, oversample: int = 4) -> tuple[int, int]:

@@ -259,6 +259,67 @@ def test_float_tiff_wide_range_rescaled() -> None:
     assert out[40, 5].tolist() == [0, 0, 0] and out[40, 50].tolist() == [255, 255, 255]
 
 
+def test_16_bit_grey_with_a_transparent_value_goes_on_white() -> None:
+    arr = np.full((80, 60), 20000, np.uint16)
+    arr[:, 30:] = 0  # tRNS grey value 0: transparent
+    dec = open_image(encode(Image.fromarray(arr), "PNG", transparency=0))
+    out = np.asarray(dec.image)
+    assert out[40, 50].tolist() == [255, 255, 255]  # not black
+    assert out[40, 5].tolist() == [78] * 3  # 20000 / 65535 of full scale
+    assert "transparent areas were placed on white" in dec.notes
+
+
+def test_32_bit_grey_with_16_bit_values_is_scaled_not_stretched() -> None:
+    arr = np.full((80, 60), 30000, np.int32)
+    arr[:, 30:] = 40000
+    dec = open_image(encode(Image.fromarray(arr, "I"), "TIFF"))
+    out = np.asarray(dec.image)
+    assert out[40, 5, 0] == 117 and out[40, 50, 0] == 156  # by bit depth, not 0 and 255
+    assert dec.notes == ["32-bit greyscale with 16-bit values was scaled to 8 bits"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "extra"),
+    [
+        ("RGBA", "PNG", {}),
+        ("P", "PNG", {"transparency": 0}),
+        ("RGB", "PNG", {"transparency": (0, 0, 0)}),
+        ("L", "WEBP", {}),
+    ],
+)
+def test_big_non_jpeg_is_reduced_right_after_decoding(mode: str, fmt: str, extra: dict) -> None:
+    img = two_tone((3000, 4000)).convert(mode) if mode != "RGBA" else two_tone((3000, 4000)).convert("RGBA")
+    if extra.get("transparency") is not None:  # a transparent band along the top
+        img.paste(0 if mode == "P" else (0, 0, 0), (0, 0, 3000, 400))
+    dec = open_image(encode(img, fmt, **extra))
+    assert dec.pixel_size == (3000, 4000)
+    assert dec.image.size == (250, 334)  # one whole-factor reduction to about 4× the canvas (240×320)
+    if extra:
+        assert "transparent areas were placed on white" in dec.notes
+        assert np.asarray(dec.image)[10, 125].tolist() == [255, 255, 255]  # the key colour, on white
+        assert min(np.asarray(dec.image)[300, 10]) < 255  # the photo kept its colour
+
+
+def test_big_png_turned_by_exif_after_reduction() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    dec = open_image(encode(two_tone((4000, 3000)), "PNG", exif=exif.tobytes()))
+    assert dec.pixel_size == (3000, 4000) and dec.image.size == (250, 334)
+    assert close(dec.image.getpixel((125, 5)), RED) and close(dec.image.getpixel((125, 325)), BLUE)
+
+
+def test_jpeg_limit_counts_the_reduced_decode() -> None:
+    big = two_tone((2000, 1500))  # 3 MP, drafted to 1/8: about 0.05 MP decoded
+    assert open_image(encode(big, "JPEG", quality=80), max_pixels=1_000_000).pixel_size == (2000, 1500)
+    with pytest.raises(ImageInputError, match=r"too large \(2000×1500 px\)"):
+        open_image(encode(big, "PNG"), max_pixels=1_000_000)  # a PNG is decoded whole
+
+
+def test_thin_jpeg_is_judged_on_its_own_size() -> None:
+    with pytest.raises(ImageInputError, match=r"too elongated \(4000×30 px\)"):
+        open_image(encode(two_tone((4000, 30)), "JPEG", quality=80))
+
+
 def test_exif_orientation_applied() -> None:
     stored = two_tone((80, 40))  # stored landscape: left red, right blue
     exif = Image.Exif()
@@ -441,7 +502,7 @@ def test_a_decoder_runtime_error_is_a_friendly_refusal(monkeypatch: pytest.Monke
     def fails(img: Image.Image) -> None:
         raise RuntimeError("libheif: decoding failed")
 
-    monkeypatch.setattr(P.ImageOps, "exif_transpose", fails)
+    monkeypatch.setattr(P, "_shrink", fails)  # a step inside the decode
     with pytest.raises(ImageInputError, match="damaged or truncated"):
         open_image(encode(two_tone(), "PNG"))
 
@@ -537,3 +598,17 @@ def test_a_photo_that_is_mostly_padding_gets_a_note(size: tuple[int, int], noted
     assert bool(padding) is noted
     if noted:
         assert f"{size[0]}×{size[1]}" in padding[0]
+
+
+def test_decoding_in_threads_leaves_the_warning_filters_alone() -> None:
+    import threading
+    import warnings
+
+    before = list(warnings.filters)
+    data = encode(two_tone(), "PNG")
+    threads = [threading.Thread(target=lambda: [open_image(data) for _ in range(300)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert warnings.filters == before  # catch_warnings() blocks in threads used to leak an "error" filter
