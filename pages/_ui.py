@@ -10,7 +10,7 @@ import os
 import re
 import shlex
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import streamlit as st
 from core.data import (
     DATA_ENV_VAR,
     DEFAULT_CLASSES,
+    DEFAULT_LABEL_COLUMN,
     DEFAULT_SPLIT_FILE,
     find_default_data_dir,
     get_or_make_split,
@@ -214,11 +215,19 @@ def dataset_photo(catalog, pid: int):  # noqa: ANN001, ANN201 - UploadedPhoto
 
 
 @st.cache_resource(show_spinner="Reading the dataset index …", max_entries=4)
-def get_catalog(root: str):  # noqa: ANN201
-    """The dataset index for the configured folder, or None."""
+def _catalog(root: str, classes: tuple[str, ...], label_column: str):  # noqa: ANN202
+    return load_styles(root, classes, label_column)  # a failure is not cached: a fixed folder is read again
+
+
+def get_catalog(  # noqa: ANN201
+    root: str, classes: Sequence[str] = DEFAULT_CLASSES, label_column: str = DEFAULT_LABEL_COLUMN
+):
+    """The dataset index for the configured folder (class indices in ``classes`` order), or None
+    (logged) when it cannot be read."""
     try:
-        return load_styles(root)
-    except (OSError, KeyError, ValueError, StopIteration):
+        return _catalog(root, tuple(classes), label_column)
+    except (OSError, KeyError, ValueError, StopIteration) as exc:
+        log.warning("dataset index of %s could not be read: %r", root, exc)
         return None
 
 
@@ -468,24 +477,28 @@ def png(image: np.ndarray) -> bytes:
     return png_bytes(enlarge(image, -(-DOWNLOAD_HEIGHT // image.shape[0])))
 
 
-def metrics_table(cards: dict, split: str, per_class: bool = False) -> pd.DataFrame:
+def metrics_table(cards: dict, split: str, per_class: bool = False, rule: bool = True) -> pd.DataFrame:
     """One row per model (+ majority-class reference) on ``split``.
 
     The summary has accuracy, balanced accuracy and macro-F1 with their 95% intervals, the F1 of
     every class and how many images of the rarest class were found; ``per_class`` gives
-    precision and recall per class instead.
+    precision and recall per class instead. ``rule=False``: the same from plain argmax, without
+    the validation-chosen decision rule (no intervals are stored for it).
     """
     rows = []
     ref = None
     for name, card in cards.items():
         m = card.metrics.get(split)
-        if not m:
+        if m and not rule:
+            m = {**m.get("argmax_without_rule", {}), "majority_class_reference": m.get("majority_class_reference")}
+        if not m or "per_class" not in m:
             continue
         ref = ref or m.get("majority_class_reference")
         rows.append(_metric_row(get_spec(name).title, m, per_class))
     if ref:
         rows.append(_metric_row("Majority class (reference)", ref, per_class))
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table if rule else table.rename(columns=lambda c: c.removesuffix(" [95% CI]"))
 
 
 def _metric_row(label: str, m: dict, per_class: bool) -> dict:

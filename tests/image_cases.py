@@ -72,7 +72,7 @@ def good_cases() -> dict[str, tuple[bytes, str | None]]:
         "photo.png": (encode(photo, "PNG"), None),
         "photo.webp": (encode(photo, "WEBP"), None),
         "photo.bmp": (encode(photo, "BMP"), None),
-        "sixteen_bit.png": (encode(sixteen, "PNG"), "16/32-bit"),
+        "sixteen_bit.png": (encode(sixteen, "PNG"), "16-bit greyscale was scaled"),
         "float.tiff": (encode(floats, "TIFF"), "floating-point"),
         "cmyk.jpg": (encode(photo.convert("CMYK"), "JPEG"), "CMYK"),
         "palette.png": (encode(photo.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"), None),

@@ -375,6 +375,15 @@ def test_evaluation_page_tables_and_toggle() -> None:
         assert dict(zip(table["model"], table["Smart Casual found"]))[spec.title] == f"{cm[2][2]} of {sum(cm[2])}"
     per_class = at.dataframe[1].value  # in the "Per-class precision and recall" expander
     assert {"Smart Casual precision", "Smart Casual recall"} <= set(per_class.columns)
+    plain = at.dataframe[2].value  # "Without the decision rule": the cards' argmax numbers
+    for spec in REGISTRY.values():
+        want = json.loads(spec.card_file.read_text())["metrics"]["test"]["argmax_without_rule"]
+        row = plain[plain["model"] == spec.title].iloc[0]
+        assert row["balanced acc."] == f"{want['balanced_accuracy']:.3f}"  # no interval is stored for it
+        assert row["macro-F1"] == f"{want['macro_f1']:.3f}"
+    assert "uses the rule, which raises validation macro-F1 and usually lowers balanced accuracy" in " ".join(
+        c.value for c in at.caption
+    )
     assert len(at.get("plotly_chart")) >= 4
     at.segmented_control(key="eval_norm").set_value("row-normalised (recall)")
     at.run()
@@ -410,6 +419,33 @@ def test_evaluation_cell_gallery_shows_images_with_heatmaps(matrix_of: str | Non
         assert any(c.startswith(f"{spec.title}:") and c.endswith(spec.default_cam_layer.label) for c in caps)
     if matrix_of:
         assert any(c.startswith("EfficientNet-Lite0 (ImageNet):") for c in caps)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
+def test_evaluation_cell_of_a_card_with_its_classes_in_another_order(tmp_path, monkeypatch) -> None:
+    """The cell is read in the matrix model's own class order, not the first sidebar model's."""
+    copy_shipped_weights(tmp_path)
+    card = json.loads((tmp_path / "resnet50.json").read_text())
+    flip = lambda k: len(card["classes"]) - 1 - int(k)  # noqa: E731 - a consistent card, classes reversed
+    card["classes"] = card["classes"][::-1]
+    card["decision_rule"]["logit_bias"] = card["decision_rule"]["logit_bias"][::-1]
+    for s in ("val", "test"):
+        card["predictions"][s]["pred"] = "".join(str(flip(k)) for k in card["predictions"][s]["pred"])
+        card["metrics"][s]["confusion_matrix"] = [row[::-1] for row in card["metrics"][s]["confusion_matrix"][::-1]]
+    (tmp_path / "resnet50.json").write_text(json.dumps(card))
+    shipped = json.loads(REGISTRY["resnet50"].card_file.read_text())["metrics"]["test"]["confusion_matrix"]
+    monkeypatch.setenv("DRESSCODE_WEIGHTS", str(tmp_path))  # card_file follows it
+    at = app()
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    for key, value in (("cell_model", "resnet50"), ("cell_true", "Formal"), ("cell_pred", "Casual")):
+        at.selectbox(key=key).set_value(value)
+    at.run()
+    assert not at.exception
+    said = [m.value for m in at.markdown if "in this cell" in m.value]
+    assert said == [f"{shipped[1][0]} test images in this cell."], said
+    assert any("are not the other model's" in e.value for e in at.error)  # the others are not mislabelled
 
 
 def test_evaluation_without_dataset_says_what_it_would_show(monkeypatch) -> None:
@@ -552,3 +588,17 @@ def test_evaluation_says_when_an_interval_is_narrow_because_nothing_was_found() 
     found = {n: _ui.get_card(n)[0].metrics["test"]["per_class"]["Smart Casual"]["recall"] for n in REGISTRY}
     assert len(notes) == sum(r == 0 for r in found.values())
     assert all("up to 0.34 (exact 95% bound)" in n for n in notes)
+
+
+def test_an_unreadable_dataset_index_is_logged_and_read_again_once_fixed(tmp_path, caplog) -> None:
+    from fixtures import make_fixture_dataset
+
+    root = make_fixture_dataset(tmp_path / "ds")
+    good = (root / "styles.csv").read_bytes()
+    (root / "styles.csv").write_text("id,gender\n1,Men\n")  # no usage column
+    with caplog.at_level("WARNING"):
+        assert _ui.get_catalog(str(root)) is None
+    assert "could not be read" in caplog.text
+    (root / "styles.csv").write_bytes(good)  # fixed: no restart needed
+    catalog = _ui.get_catalog(str(root))
+    assert catalog is not None and catalog.ids
