@@ -55,6 +55,11 @@ def measure(ex: GradCamExplainer, images: np.ndarray) -> dict[str, dict[str, flo
     """Per layer: mean correlation with the logit drop, and the flipped control's."""
     layers = [c.path for c in ex.spec.cam_layers]
     rows = [occlusion_agreement(ex, img, layers)[1] for img in images]
+    for layer in layers:
+        if flat := sum(np.isnan(r[layer][0]) for r in rows):  # a flat map has no rank correlation
+            log.warning(
+                "%s %s: %d of %d maps were flat and are left out of its mean", ex.spec.name, layer, flat, len(rows)
+            )
     return {
         layer: {
             "map": float(np.nanmean([r[layer][0] for r in rows])),

@@ -80,6 +80,11 @@ def refresh_card(
     split = get_or_make_split(catalog, split_file, card.training.get("seed", 42))
     label_of = catalog.label_of()
     ids = {s: split[s] for s in ("val", "test")}
+    if empty := [s for s, v in ids.items() if not v]:
+        raise EvaluationError(
+            f"none of the {len(catalog.ids):,} usable images in {data_dir} is in the saved {' or '.join(empty)} "
+            f"split ({split_file}): a card is refreshed on the dataset copy it was trained on"
+        )
     labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
     images = {s: load_native_images(catalog, v) for s, v in ids.items()}
     if choose_rule:

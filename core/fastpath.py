@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from core.inference import BATCH_SIZE, predict_logits, to_float_batch
+from core.inference import BATCH_SIZE, no_logits, predict_logits, to_float_batch
 from core.models import DressCodeNet
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class FastBatchPredictor:
                 if y is None:  # the traced graph, on the chunk as it is
                     y = self.backbone(x.contiguous(memory_format=torch.channels_last))
                 out.append(self.head(y[:n].float()).numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        return np.concatenate(out) if out else no_logits(self.head)
 
     def logits(
         self, images: np.ndarray, logit_bias: Sequence[float] | None = None, batch_size: int = BATCH_SIZE

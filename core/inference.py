@@ -56,6 +56,11 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 32, b
     finally:
         for m, was in modes.items():
             m.training = was
-    if not out:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.concatenate(out)
+    return np.concatenate(out) if out else no_logits(model)
+
+
+def no_logits(model: nn.Module) -> np.ndarray:
+    """The logits of no images: ``0 × classes`` (from the last linear layer), so that a decision
+    rule and an argmax still apply to them."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return np.zeros((0, last[-1].out_features if last else 0), dtype=np.float32)

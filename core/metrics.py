@@ -24,11 +24,12 @@ def _scores_from_cm(cm: np.ndarray) -> dict[str, np.ndarray | float]:
         precision = np.where(predicted > 0, tp / predicted, 0.0)
         recall = np.where(support > 0, tp / support, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    present = support > 0
+    present = support > 0  # balanced accuracy: the mean recall of the classes that occur
+    seen = present | (predicted > 0)  # macro-F1 also counts a class only predicted (its F1 is 0), as sklearn does
     return {
         "accuracy": float(tp.sum() / max(cm.sum(), 1)),
         "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
         "precision": precision,
         "recall": recall,
         "f1": f1,

@@ -400,6 +400,9 @@ def test_evaluate_explains_instead_of_crashing(
     for img in (copy / "images").glob("*.jpg"):
         img.rename(img.with_name("9" + img.name))
     assert "--split all" in fails("--data", str(copy), "--split", "test", "--threads", "1")
+    card_before = (trained.out / "baseline.json").read_bytes()
+    assert "saved val or test split" in fails("--data", str(copy), "--refresh-card", "--threads", "1")
+    assert (trained.out / "baseline.json").read_bytes() == card_before  # refused, not refreshed with nothing
     assert "at least 1" in fails("--data", str(trained.data), "--threads", "0")
     assert "0 or more" in fails("--data", str(trained.data), "--bootstrap", "-5")
     assert "is a folder" in fails("--data", str(trained.data), "--json", str(tmp_path))

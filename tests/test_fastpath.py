@@ -79,6 +79,14 @@ def test_folding_that_changes_outputs_is_refused() -> None:
     np.testing.assert_allclose(fast.fast_logits(imgs), z32, rtol=0.05, atol=0.05)
 
 
+def test_no_images_give_no_logits_of_the_right_width() -> None:
+    model = DressCodeNet(Preprocessing(), BnFirst(), dense_head(3, 3, hidden=8)).eval()
+    none = images(1)[:0]
+    for z in (predict_logits(model, none), FastBatchPredictor(model).fast_logits(none)):
+        assert z.shape == (0, 3)  # so the rule and argmax apply: no (0, 0) broadcast error
+        assert apply_decision_rule(z, [0.0, 1.0, 2.0]).argmax(1).shape == (0,)
+
+
 def test_same_class_as_fp32_and_near_ties_rechecked(resnet: DressCodeNet) -> None:
     imgs = images(12, seed=3)
     z32 = predict_logits(resnet, imgs)

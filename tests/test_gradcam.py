@@ -295,7 +295,7 @@ def test_threads_on_one_explainer(name: str) -> None:
     assert hook_counts(model) == dict.fromkeys(HOOK_DICTS, 0)
 
 
-def test_occlusion_agreement_on_every_layer(explainer: GradCamExplainer) -> None:
+def test_occlusion_agreement_runs_on_every_layer(explainer: GradCamExplainer) -> None:
     from core.gradcam import occlusion_agreement
 
     layers = [c.path for c in explainer.spec.cam_layers]
@@ -303,8 +303,44 @@ def test_occlusion_agreement_on_every_layer(explainer: GradCamExplainer) -> None
     img[20:60, 15:45] = (40, 60, 150)  # a product on white
     exp, agreement = occlusion_agreement(explainer, img, layers)
     assert set(agreement) == set(layers) and set(exp.maps) == set(layers)
-    for corr, control in agreement.values():
+    for corr, control in agreement.values():  # an untrained model's map may be flat: NaN
         assert all(np.isnan(v) or -1.0 <= v <= 1.0 for v in (corr, control))
+
+
+def darkness_counter() -> nn.Module:
+    """The baseline CNN with hand-set weights: one channel that measures how dark each pixel is
+    (white 0), carried through both blocks, and a Casual logit that is its mean; every other
+    weight is zero. Its Grad-CAM must point at dark pixels, and greying them out must hurt."""
+    model = build("baseline")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        conv1, conv2 = model.backbone.conv1, model.backbone.conv2
+        conv1.weight[0, :, 1, 1] = -1 / 3  # inputs are normalised to [-1, 1]: white is +1
+        conv1.bias[0] = 1.0
+        conv2.weight[0, 0, 1, 1] = 1.0
+        dense, out = model.head[1], model.head[4]
+        cells = dense.in_features // conv2.out_channels  # channel 0 comes first when flattened
+        dense.weight[0, :cells] = 1.0 / cells
+        out.weight[0, 0] = 1.0
+        for p in model.parameters():
+            p.requires_grad_(False)
+    return model.eval()
+
+
+def test_occlusion_agreement_finds_where_the_model_looks() -> None:
+    """A model whose answer is known: its maps agree with occlusion, and clearly beat their
+    upside-down control, on every layer (a test that fails if the measure or its control breaks)."""
+    from core.gradcam import occlusion_agreement
+
+    ex = GradCamExplainer(darkness_counter(), get_spec("baseline"), ["Casual", "Formal", "Smart Casual"])
+    img = np.full((80, 60, 3), 255, np.uint8)
+    img[6:36, 12:48] = (40, 60, 150)  # a dark product in the upper half: flipped, the map points at white
+    layers = [c.path for c in ex.spec.cam_layers]
+    exp, agreement = occlusion_agreement(ex, img, layers)
+    assert exp.predicted == 0
+    for layer, (corr, control) in agreement.items():
+        assert corr > 0.7 and control < 0.0, (layer, corr, control)
 
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fashion-small"

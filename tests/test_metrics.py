@@ -61,6 +61,12 @@ def test_class_without_support_left_out_of_macro_scores() -> None:
     assert r["balanced_accuracy"] == 1.0 and r["macro_f1"] == 1.0
 
 
+def test_false_alarms_in_a_class_without_support_count_in_macro_f1() -> None:
+    r = classification_report([0, 0, 1, 1], [0, 2, 1, 1], CLASSES, n_boot=0)  # a false alarm into an absent class
+    assert r["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)  # as sklearn's f1_score: 0.556, not 0.833
+    assert r["balanced_accuracy"] == pytest.approx((0.5 + 1) / 2)  # recall is only defined where images are
+
+
 def test_bootstrap_interval_contains_point() -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)
