@@ -7,7 +7,7 @@ import streamlit as st
 from pages import _ui
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-st.set_page_config(page_title="Dress-code explainer", page_icon=":material/checkroom:", layout="wide")
+st.set_page_config(page_title="Dress-code explainer", page_icon=_ui.favicon(), layout="wide")
 _ui.init_state()
 
 pages = [

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
-from core.models import REGISTRY
+from core.models import REGISTRY, get_spec
 from pages import _ui
 
 _ui.through_entry()
@@ -73,7 +75,10 @@ for name, spec in REGISTRY.items():
                 icon=":material/info:",
             )
         if card.training.get("distilled_from"):
-            st.markdown(f"**Distillation.** Trained with soft targets from {card.training['distilled_from']}.")
+            teacher = str(card.training["distilled_from"])
+            for key in REGISTRY:  # the card names the teacher by its registry key: people read its title
+                teacher = re.sub(rf"^{re.escape(key)}\b", get_spec(key).title, teacher)
+            st.markdown(f"**Distillation.** Trained with soft targets from {teacher}.")
         prep = card.preprocessing
         st.markdown(
             f"**Input.** {_size(prep.get('native_size'))} native canvas (W×H) → {_size(prep.get('input_size'))} "

@@ -61,8 +61,14 @@ if counts:
     cards = {n: c for n in REGISTRY if (c := _ui.get_card(n)[0]) is not None}
     root = _ui.data_dir()
     seen = _ui.products_seen_in_training(str(root)) if root else None
-    if seen is not None:
-        st.subheader("Validation and test products that training has")
+    st.subheader("Validation and test products that training has")
+    if seen is None:
+        st.info(
+            _ui.no_dataset_note("the products that training shares with validation and test cannot be counted.")
+            if root is None or _ui.get_catalog(str(root)) is None
+            else f"There is no saved split ({DEFAULT_SPLIT_FILE.name}) to count them in."
+        )
+    else:
         st.dataframe(seen, key="products_seen")
         st.caption(
             "An image counts when a training image of the same class shows the same product: the same "
@@ -102,7 +108,7 @@ if counts:
     for k, size in enumerate(draws):
         users = [_ui.model_label(n) for n, c in cards.items() if c.training.get("args", {}).get("epoch_size") == size]
         fig.add_bar(
-            name=f"(b) sampler: draws a class per epoch ({', '.join(users)})",
+            name=f"(b) sampler: {size / len(classes):,.0f} draws per class per epoch ({', '.join(users)})",
             x=classes,
             y=[size / len(classes)] * len(classes),
             marker_color=palette[k % len(palette)],

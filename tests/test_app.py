@@ -99,6 +99,8 @@ def test_about_page_reads_sizes_and_gives_a_retrain_command_that_keeps_the_shipp
     cost = [m.value for m in at.markdown if m.value.startswith("**Training cost.**")]
     scratch = [" --out " in m for m in cost]  # baseline and effnet_lite0 wrote to /tmp, resnet50 to weights/
     assert scratch.count(True) == sum("copied into `weights/`" in m for m in cost) == 2, cost
+    taught = [m.value for m in at.markdown if m.value.startswith("**Distillation.**")]
+    assert taught and taught[0].startswith("**Distillation.** Trained with soft targets from EfficientNet-Lite0")
 
 
 def test_classify_one_photo_shows_both_models_and_heatmaps() -> None:
@@ -221,17 +223,22 @@ def test_batch_table_and_bad_inputs_each_get_a_message() -> None:
     table = at.dataframe[0].value
     n_good = len(sample_photos()) + len(good_cases())
     assert list(table["file"]) == [f[0] for f in files]  # every file has a row, in upload order
-    cols = list(table.columns)  # both models' classes, then agreement, then confidences
-    assert cols[0] == "file" and cols[1].endswith(" class") and cols[2].endswith(" class") and cols[3] == "agree"
-    scored = table[table.iloc[:, 1] != "not scored"]
-    assert len(scored) == n_good and scored.iloc[:, 1].notna().all()
+    cols = list(table.columns)  # number and file, both models' classes, then agreement, then confidences
+    assert (
+        cols[:2] == ["#", "file"] and cols[2].endswith(" class") and cols[3].endswith(" class") and cols[4] == "agree"
+    )
+    assert list(table["#"]) == list(range(1, len(files) + 1))
+    scored = table[table.iloc[:, 2] != "not scored"]
+    assert len(scored) == n_good and scored.iloc[:, 2].notna().all()
+    numbered = [e.label for e in at.expander if e.label[:1].isdigit()]  # each row's number, as in the table
+    assert numbered == [f"{n}. {_ui.plain(f)}" for n, f in zip(scored["#"], scored["file"])]
     for col in (c for c in table.columns if c.endswith("confidence (%)")):  # one decimal, 0–100
         assert all(0 <= v <= 100 and round(v, 1) == v for v in scored[col]), scored[col]
     notes = dict(zip(table["file"], table["notes"]))
     for name, (_, note) in good_cases().items():
         if note:
             assert note in notes[name], (name, note, notes[name])
-    classes_of = dict(zip(table["file"], table.iloc[:, 1]))
+    classes_of = dict(zip(table["file"], table.iloc[:, 2]))
     for name, (_, fragment) in bad_cases().items():  # the CSV says which files were not scored, and why
         assert classes_of[name] == "not scored" and fragment.lower() in notes[name].lower(), notes[name]
     assert any(f"; {len(bad_cases())} not scored" in h.value for h in at.subheader)
@@ -295,7 +302,7 @@ def test_a_batch_of_refused_files_still_gets_its_table() -> None:
     at.run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert len(table) == 2 and (table.iloc[:, 1] == "not scored").all() and (table.iloc[:, 2] == "not scored").all()
+    assert len(table) == 2 and (table.iloc[:, 2] == "not scored").all() and (table.iloc[:, 3] == "not scored").all()
     assert any(h.value == "None of the 2 files could be scored" for h in at.subheader)
 
 
@@ -456,6 +463,10 @@ def test_evaluation_without_dataset_says_what_it_would_show(monkeypatch) -> None
     at.run()
     assert not at.exception
     assert any("this shows the" in i.value for i in at.info)
+    at.switch_page("pages/data.py")  # the section it cannot fill says why, instead of vanishing
+    at.run()
+    assert not at.exception
+    assert any("shares with validation and test cannot be counted" in i.value for i in at.info)
 
 
 def test_augmentation_explorer_grid() -> None:
@@ -602,3 +613,14 @@ def test_an_unreadable_dataset_index_is_logged_and_read_again_once_fixed(tmp_pat
     (root / "styles.csv").write_bytes(good)  # fixed: no restart needed
     catalog = _ui.get_catalog(str(root))
     assert catalog is not None and catalog.ids
+
+
+def test_overlay_download_names_say_what_they_show() -> None:
+    exp = Explanation(np.array([0.2, 0.7, 0.1]), 1, 1, {}, np.zeros((1, 1, 3), np.uint8))
+    classes = ["Casual", "Formal", "Smart Casual"]
+    assert _ui.overlay_file_name("IMG_0042.HEIC", "resnet50", "backbone.layer4", exp, classes) == (
+        "IMG_0042_resnet50_layer4_Formal.png"
+    )
+    exp.target, exp.versus = 2, 1
+    name = _ui.overlay_file_name("../my shirt (1).jpg", "effnet_lite0", "backbone.net._blocks.10", exp, classes)
+    assert name == "my-shirt-1_effnet_lite0_blocks.10_Smart-Casual-over-Formal.png"
