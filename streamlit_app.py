@@ -18,6 +18,7 @@ pages = [
     st.Page("pages/about.py", title="About the models", icon=":material/info:"),
 ]
 page = st.navigation(pages)
+_ui.warm_models()
 _ui.sidebar()
 with _ui.entry_run():
     page.run()

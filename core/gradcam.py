@@ -125,23 +125,36 @@ class GradCamExplainer:
         minus the predicted class's, i.e. what speaks for the target *over* the prediction ("why
         not Formal?"); ``Explanation.versus`` then names the predicted class.
         """
+        return self.explain_many(image[None], layers, target, contrast)[0]
+
+    def explain_many(
+        self,
+        images: np.ndarray,
+        layers: Sequence[str] | None = None,
+        target: int | None = None,
+        contrast: bool = False,
+    ) -> list[Explanation]:
+        """:meth:`explain` of each of the uint8 ``N×H×W×3`` ``images``, from one forward and one
+        backward for all of them (a gallery page costs one pass, not one per photo). The model is
+        in eval mode, so each image's gradients are its own: the maps equal one-by-one ones."""
         layers = list(layers) if layers else [self.spec.default_cam_layer.path]
         unknown = [p for p in layers if p not in self.layer_paths]
         if unknown:
             raise KeyError(f"not registered Grad-CAM layers of {self.spec.name}: {unknown}")
-        x = to_float_batch(image[None])
+        x = to_float_batch(images)
         captured: dict[str, torch.Tensor] = {}
 
         def forward(inp: torch.Tensor) -> torch.Tensor:  # one score column, explained as target 0
             logits = self.model(inp)
             captured["logits"] = logits.detach()
             chosen = (logits.detach() + self._bias).argmax(1, keepdim=True)  # the prediction, rule applied
+            captured["chosen"] = chosen[:, 0]
             if target is None:
                 return logits.gather(1, chosen)
             score = logits[:, target : target + 1]
-            if contrast and int(chosen[0, 0]) != target:
-                captured["versus"] = int(chosen[0, 0])
-                score = score - logits.gather(1, chosen)
+            if contrast:  # over the prediction, where the model predicted another class
+                other = (chosen != target).to(score.dtype)
+                score = score - other * logits.gather(1, chosen)
             return score
 
         modules = [self.model.get_submodule(p) for p in layers]
@@ -154,14 +167,17 @@ class GradCamExplainer:
             finally:
                 handle.remove()
             model_input = self.model.model_input(x)
-        maps = {}
-        for path, g, a in zip(layers, grads, evals):
-            maps[path] = _grad_cam(g[0], a[0])[0, 0].numpy()
-        probs = apply_decision_rule(captured["logits"].numpy(), self.logit_bias)[0]
-        predicted = int(probs.argmax())
-        img = (model_input[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        chosen = predicted if target is None else int(target)
-        return Explanation(probs, predicted, chosen, maps, img, captured.get("versus"))
+        cams = {path: _grad_cam(g[0], a[0])[:, 0].numpy() for path, g, a in zip(layers, grads, evals)}
+        probs = apply_decision_rule(captured["logits"].numpy(), self.logit_bias)
+        seen = (model_input.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        out = []
+        for i, row in enumerate(probs):
+            predicted = int(captured["chosen"][i])  # the class the forward explained: label and map agree even at a tie
+            chosen = predicted if target is None else int(target)
+            versus = predicted if contrast and target is not None and predicted != target else None
+            maps = {path: cam[i] for path, cam in cams.items()}
+            out.append(Explanation(row, predicted, chosen, maps, seen[i], versus))
+        return out
 
     def explain_single_layer(self, image: np.ndarray, layer: str, target: int) -> np.ndarray:
         """Grad-CAM of one layer straight from Captum's ``LayerGradCam`` (reference path)."""

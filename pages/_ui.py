@@ -88,10 +88,25 @@ def plain(text: str) -> str:
 
 
 # ------------------------------------------------------------------ cached resources
-@st.cache_resource(show_spinner="Loading model …", max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)  # warm_models() says so on the page
 def get_model(name: str) -> LoadedModel:
     """One loaded model (with its lock) shared by every session."""
     return load_explainer(name)
+
+
+_WARM: set[str] = set()  # models this server process has loaded (module state outlives reruns)
+
+
+def warm_models() -> None:
+    """Load every model before the page is drawn, saying so in the main area: the first visit
+    after a start would otherwise show an empty page for the seconds loading takes."""
+    cold = [n for n in REGISTRY if n not in _WARM]
+    if not cold:
+        return
+    with st.spinner(f"Loading {', '.join(get_spec(n).title for n in cold)} — the first visit after a start …"):
+        for name in cold:
+            get_model(name)
+            _WARM.add(name)
 
 
 def wrote_elsewhere(command: str) -> bool:
@@ -146,6 +161,17 @@ def explain(
     loaded = get_model(model_name)
     assert loaded.explainer is not None
     return loaded.explainer.explain(_native, list(layers), target, contrast)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def explain_many(
+    model_name: str, digests: tuple[str, ...], _natives: np.ndarray, layers: tuple[str, ...]
+) -> list[Explanation]:
+    """:func:`explain` of several photos for their predicted class, in one pass (a gallery page);
+    cached by the photos' digests, model and layers."""
+    loaded = get_model(model_name)
+    assert loaded.explainer is not None
+    return loaded.explainer.explain_many(_natives, list(layers))
 
 
 CONTRAST_HELP = (

@@ -21,7 +21,10 @@ st.caption(
 
 names = _ui.chosen_models()
 SLOTS = (("a", names[0]), ("b", names[1]))  # Model A and Model B, as the sidebar chose them
-SAME_MODEL = "Model A and Model B are the same model: pick another one in the sidebar to compare two."
+SAME_MODEL = (
+    "Model A and Model B are the same model: its two panels can show two of its layers side by side (Heatmap "
+    "settings). Pick another model in the sidebar to compare two models."
+)
 models, classes = _ui.chosen_loaded(names)
 
 files = st.file_uploader(

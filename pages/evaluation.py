@@ -222,8 +222,21 @@ st.caption(
     "it), scaled to the map's own maximum; Classify and Layers choose the layer, class and colours."
 )
 n_cols = 1 + len(REGISTRY)  # the photo and up to every model: one image size whatever the selection
-for pid in show:
-    photo = _ui.dataset_photo(catalog, pid)
+photos = {pid: _ui.dataset_photo(catalog, pid) for pid in show}
+readable = [p for p in photos.values() if not p.error]
+with st.spinner(f"Explaining {len(readable)} images …"):
+    explained = {  # each model explains the whole page in one pass
+        name: _ui.explain_many(
+            name,
+            tuple(p.digest for p in readable),
+            np.stack([p.native for p in readable]),
+            (get_spec(name).default_cam_layer.path,),
+        )
+        for name, loaded in in_gallery.items()
+        if loaded.ok and readable
+    }
+row_of = {p.digest: k for k, p in enumerate(readable)}
+for pid, photo in photos.items():
     if photo.error:
         st.warning(f"image {pid}: {photo.error}")
         continue
@@ -234,7 +247,7 @@ for pid in show:
             col.error(f"{get_spec(name).title} unavailable: {loaded.error}")
             continue
         layer = get_spec(name).default_cam_layer
-        exp = _ui.explain(name, photo.digest, photo.native, (layer.path,), None)
+        exp = explained[name][row_of[photo.digest]]
         img = _ui.overlay_image(exp, layer.path, 0.5, "jet", True)
         col.image(
             img,

@@ -201,6 +201,12 @@ def test_same_model_twice_is_said_not_called_agreement() -> None:
     assert not at.exception
     assert any("same model" in c.value for c in at.caption)
     assert not any("Models agree" in m.value or "Models disagree" in m.value for m in at.markdown)
+    first, last = REGISTRY["baseline"].cam_layers[0], REGISTRY["baseline"].cam_layers[-1]
+    at.selectbox(key="layer_a_baseline").set_value(first.path)  # its panels show two of its layers
+    at.selectbox(key="layer_b_baseline").set_value(last.path)
+    at.run()
+    shown = [c for c in image_captions(at) if c.startswith("Grad-CAM for")]
+    assert len(shown) == 2 and first.label in shown[0] and last.label in shown[1], shown
     at.file_uploader(key="uploads").set_value(sample_photos()[:2])  # the table: no "agree" column either
     at.run()
     assert not at.exception and "agree" not in at.dataframe[0].value.columns

@@ -126,6 +126,22 @@ def test_contrast_explains_the_target_over_the_prediction(explainer: GradCamExpl
     assert explainer.explain(img, contrast=True).versus is None
 
 
+@pytest.mark.parametrize(("target", "contrast"), [(None, False), (1, False), (2, True)])
+def test_a_batch_explains_each_image_as_one_by_one(
+    explainer: GradCamExplainer, target: int | None, contrast: bool
+) -> None:
+    imgs = images(4, seed=13)
+    many = explainer.explain_many(imgs, explainer.layer_paths, target, contrast)
+    assert len(many) == 4
+    for img, got in zip(imgs, many):
+        one = explainer.explain(img, explainer.layer_paths, target, contrast)
+        assert (got.predicted, got.target, got.versus) == (one.predicted, one.target, one.versus)
+        np.testing.assert_allclose(got.probs, one.probs, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(got.model_input, one.model_input)
+        for layer in explainer.layer_paths:
+            assert_maps_close(got.maps[layer], one.maps[layer], 1e-4)
+
+
 def test_maps_depend_on_target(explainer: GradCamExplainer) -> None:
     img = images(1, seed=5)[0]
     layer = explainer.layer_paths[-1]
