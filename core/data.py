@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import PIL
+from PIL import features
 
 from core.preprocess import NATIVE_SIZE, ImageInputError, load_native_rgb
 
@@ -376,6 +379,14 @@ def _files_state(catalog: Catalog, ids: list[int]) -> list[tuple[int, int]]:
     return out
 
 
+def _cache_key(catalog: Catalog, ids: list[int]) -> str:
+    """The decoded-image cache's key: folder, ids, every file's size and mtime, the canvas, the
+    cache version, and the decoders' versions (another libjpeg can decode other pixels)."""
+    decoders = [PIL.__version__, features.version("jpg"), features.version("lcms")]
+    parts = [str(catalog.root.resolve()), ids, _files_state(catalog, ids), NATIVE_SIZE, CACHE_VERSION, decoders]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+
+
 def load_native_images(
     catalog: Catalog, ids: Sequence[int], use_cache: bool = True, unreadable: list[int] | None = None
 ) -> np.ndarray:
@@ -388,11 +399,7 @@ def load_native_images(
     modification time; a batch with unreadable files is not cached.
     """
     ids = [int(i) for i in ids]
-    state = _files_state(catalog, ids)
-    key = hashlib.sha256(
-        json.dumps([str(catalog.root.resolve()), ids, state, NATIVE_SIZE, CACHE_VERSION]).encode()
-    ).hexdigest()[:20]
-    cache = _cache_dir() / f"images-{key}.npy"
+    cache = _cache_dir() / f"images-{_cache_key(catalog, ids)}.npy"
     if use_cache and cache.is_file():
         arr = np.load(cache, mmap_mode=None)
         if arr.shape[0] == len(ids):
@@ -416,7 +423,7 @@ def load_native_images(
     if use_cache and len(ids) > 64 and not failed:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npy")
+            tmp = cache.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp.npy")  # writers never share one
             np.save(tmp, arr)
             tmp.replace(cache)
         except OSError as exc:
