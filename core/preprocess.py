@@ -123,9 +123,9 @@ DEEP_MODES: tuple[str, ...] = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 def _to_8bit(img: Image.Image) -> tuple[Image.Image, str]:
     """A 16/32-bit integer or float image → 8-bit ``L`` (``LA`` where a transparent grey value is
-    set), and a note for the user (empty when nothing was scaled). 16-bit values are scaled by
-    their bit depth, 8-bit ones kept; only values outside both ranges (signed, 32-bit, HDR floats)
-    have their contrast stretched."""
+    set), and a note for the user (empty when nothing was scaled). Integer values are scaled by
+    their bit depth (8-bit ones kept), floats in 0–1 by 255; only other values (signed or 32-bit
+    integers, floats beyond 0–1) have their contrast stretched, and the note says so."""
     arr = np.asarray(img)
     key = img.info.get("transparency")
     clear = (arr == key) if isinstance(key, int) else None  # a tRNS grey value: those pixels are transparent
@@ -138,7 +138,7 @@ def _to_8bit(img: Image.Image) -> tuple[Image.Image, str]:
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
         if img.mode == "F" and lo >= 0.0 and hi <= 1.0:
             vals, note = vals * 255.0, "floating-point pixels (0–1) were scaled to 8 bits"
-        elif lo >= 0.0 and hi <= 255.0:
+        elif img.mode == "I" and lo >= 0.0 and hi <= 255.0:
             note = ""  # 8-bit values in a wider type: nothing to scale
         elif img.mode == "I" and lo >= 0.0 and hi <= 65535.0:
             vals, note = vals / 257.0, "32-bit greyscale with 16-bit values was scaled to 8 bits"
@@ -246,7 +246,10 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         reduced = _stored_floor(w, h, early_turn)
         if fmt in JPEG_FORMATS and (w >= 2 * reduced[0] or h >= 2 * reduced[1]):
             img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster, far less memory
-        if img.size[0] * img.size[1] > max_pixels:  # what is decoded: a 48 MP phone JPEG counts drafted
+        # what is decoded: a 48 MP phone JPEG counts drafted. A progressive JPEG does not: libjpeg
+        # buffers all its coefficients at full size whatever the scale, so its own size counts.
+        decoded = (w, h) if img.info.get("progressive") or img.info.get("progression") else img.size
+        if decoded[0] * decoded[1] > max_pixels:
             raise ImageInputError(
                 f"The image is too large ({w}×{h} px); the limit is {max_pixels // 1_000_000} megapixels."
             )
@@ -254,11 +257,14 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         orientation = img.getexif().get(0x0112)
         file_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # upright; those orientations swap W and H
         icc = img.info.get("icc_profile")
-        if img.mode in DEEP_MODES:
+        turned = orientation in (5, 6, 7, 8)
+        if img.mode in ("I", "F") and "transparency" not in img.info:
+            img = _shrink(img, turned)  # 32-bit pixels average as they are: reduced before the copies below
+        if img.mode in DEEP_MODES:  # 16-bit (no whole-factor reduction for it) and 32-bit → 8-bit L/LA
             img, depth_note = _to_8bit(img)
             if depth_note:
                 notes.append(depth_note)
-        img = _shrink(img, orientation in (5, 6, 7, 8))  # before any copy: a 40 MP PNG is not copied whole
+        img = _shrink(img, turned)  # before any copy: a 40 MP PNG is not copied whole
         if orientation in _UPRIGHT:
             img = img.transpose(_UPRIGHT[orientation])
     except ImageInputError:

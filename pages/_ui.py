@@ -94,19 +94,13 @@ def get_model(name: str) -> LoadedModel:
     return load_explainer(name)
 
 
-_WARM: set[str] = set()  # models this server process has loaded (module state outlives reruns)
-
-
 def warm_models() -> None:
     """Load every model before the page is drawn, saying so in the main area: the first visit
-    after a start would otherwise show an empty page for the seconds loading takes."""
-    cold = [n for n in REGISTRY if n not in _WARM]
-    if not cold:
-        return
-    with st.spinner(f"Loading {', '.join(get_spec(n).title for n in cold)} — the first visit after a start …"):
-        for name in cold:
+    after a start (or a cache clear) would otherwise show an empty page for the seconds loading
+    takes. On cache hits nothing shows: a spinner appears only after half a second."""
+    with st.spinner("Loading the models (the first visit after a start takes a few seconds) …"):
+        for name in REGISTRY:
             get_model(name)
-            _WARM.add(name)
 
 
 def wrote_elsewhere(command: str) -> bool:
@@ -284,10 +278,19 @@ def _saved_split(catalog, left_out: tuple[int, ...] = ()) -> dict[str, list[int]
     return split
 
 
+def _readable_catalog(root: str):  # noqa: ANN202
+    """The catalog, for the cached helpers below: an unreadable folder raises, so that their
+    caches never keep an answer computed without it (a fixed folder is then read again)."""
+    catalog = get_catalog(root)
+    if catalog is None:
+        raise OSError(f"the dataset index of {root} cannot be read")
+    return catalog
+
+
 @st.cache_data(show_spinner=False)
 def trained_product_twins(root: str) -> frozenset[int]:
     """Ids outside the training split whose product (same class, name without colours) training has."""
-    catalog = get_catalog(root)
+    catalog = _readable_catalog(root)
     split = _saved_split(catalog)
     if split is None:
         return frozenset()
@@ -298,7 +301,7 @@ def trained_product_twins(root: str) -> frozenset[int]:
 @st.cache_data(show_spinner=False)
 def products_seen_without(root: str, left_out: tuple[int, ...] = ()) -> dict | None:
     """:func:`twins_in_train` on the saved split, for a model trained without the ``left_out`` training ids."""
-    catalog = get_catalog(root)
+    catalog = _readable_catalog(root)
     split = _saved_split(catalog, left_out)
     return None if split is None else twins_in_train(catalog, split)
 

@@ -60,13 +60,14 @@ if counts:
     )
     cards = {n: c for n in REGISTRY if (c := _ui.get_card(n)[0]) is not None}
     root = _ui.data_dir()
-    seen = _ui.products_seen_in_training(str(root)) if root else None
+    readable = root is not None and _ui.get_catalog(str(root)) is not None
+    seen = _ui.products_seen_in_training(str(root)) if readable else None
     st.subheader("Validation and test products that training has")
     if seen is None:
         st.info(
-            _ui.no_dataset_note("the products that training shares with validation and test cannot be counted.")
-            if root is None or _ui.get_catalog(str(root)) is None
-            else f"There is no saved split ({DEFAULT_SPLIT_FILE.name}) to count them in."
+            f"There is no saved split ({DEFAULT_SPLIT_FILE.name}) to count them in."
+            if readable
+            else _ui.no_dataset_note("the products that training shares with validation and test cannot be counted.")
         )
     else:
         st.dataframe(seen, key="products_seen")

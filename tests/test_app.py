@@ -616,9 +616,12 @@ def test_an_unreadable_dataset_index_is_logged_and_read_again_once_fixed(tmp_pat
     with caplog.at_level("WARNING"):
         assert _ui.get_catalog(str(root)) is None
     assert "could not be read" in caplog.text
+    with pytest.raises(OSError):  # the helpers cached on top of it keep no answer made without it
+        _ui.products_seen_without(str(root))
     (root / "styles.csv").write_bytes(good)  # fixed: no restart needed
     catalog = _ui.get_catalog(str(root))
     assert catalog is not None and catalog.ids
+    assert _ui.products_seen_without(str(root)) is not None  # weights/split.json exists: read, never written
 
 
 def test_overlay_download_names_say_what_they_show() -> None:

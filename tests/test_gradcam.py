@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from core.gradcam import GradCamExplainer
+from core.inference import predict_logits
 from core.models import REGISTRY, DressCodeNet, get_spec
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -126,20 +127,25 @@ def test_contrast_explains_the_target_over_the_prediction(explainer: GradCamExpl
     assert explainer.explain(img, contrast=True).versus is None
 
 
-@pytest.mark.parametrize(("target", "contrast"), [(None, False), (1, False), (2, True)])
+@pytest.mark.parametrize(("target", "contrast"), [(None, False), (1, False), (1, True)])
 def test_a_batch_explains_each_image_as_one_by_one(
     explainer: GradCamExplainer, target: int | None, contrast: bool
 ) -> None:
-    imgs = images(4, seed=13)
-    many = explainer.explain_many(imgs, explainer.layer_paths, target, contrast)
-    assert len(many) == 4
+    imgs = images(6, seed=13)
+    z = predict_logits(explainer.model, imgs)
+    # a rule that splits the batch between classes 0 and 1: the contrast applies to some rows only
+    ex = GradCamExplainer(
+        explainer.model, explainer.spec, explainer.classes, [float(np.median(z[:, 1] - z[:, 0])), 0.0, -1e3]
+    )
+    many = ex.explain_many(imgs, ex.layer_paths, target, contrast)
+    assert len(many) == 6 and {e.predicted for e in many} == {0, 1}
     for img, got in zip(imgs, many):
-        one = explainer.explain(img, explainer.layer_paths, target, contrast)
+        one = ex.explain(img, ex.layer_paths, target, contrast)
         assert (got.predicted, got.target, got.versus) == (one.predicted, one.target, one.versus)
         np.testing.assert_allclose(got.probs, one.probs, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(got.model_input, one.model_input)
-        for layer in explainer.layer_paths:
-            assert_maps_close(got.maps[layer], one.maps[layer], 1e-4)
+        for layer in ex.layer_paths:  # batched convolutions may sum in another order: 1e-3 of the peak
+            assert_maps_close(got.maps[layer], one.maps[layer], 1e-3)
 
 
 def test_maps_depend_on_target(explainer: GradCamExplainer) -> None:

@@ -269,6 +269,14 @@ def test_16_bit_grey_with_a_transparent_value_goes_on_white() -> None:
     assert "transparent areas were placed on white" in dec.notes
 
 
+def test_float_pixels_beyond_one_are_stretched_and_said() -> None:
+    arr = np.zeros((80, 60), np.float32)
+    arr[:, 30:] = 1.5  # linear HDR-like values: read as 0–255 they would be nearly black
+    dec = open_image(encode(Image.fromarray(arr), "TIFF"))
+    assert np.asarray(dec.image)[40, 50, 0] == 255
+    assert dec.notes == ["floating-point pixels had their contrast stretched to 8 bits"]
+
+
 def test_32_bit_grey_with_16_bit_values_is_scaled_not_stretched() -> None:
     arr = np.full((80, 60), 30000, np.int32)
     arr[:, 30:] = 40000
@@ -311,6 +319,8 @@ def test_big_png_turned_by_exif_after_reduction() -> None:
 def test_jpeg_limit_counts_the_reduced_decode() -> None:
     big = two_tone((2000, 1500))  # 3 MP, drafted to 1/8: about 0.05 MP decoded
     assert open_image(encode(big, "JPEG", quality=80), max_pixels=1_000_000).pixel_size == (2000, 1500)
+    with pytest.raises(ImageInputError, match=r"too large \(2000×1500 px\)"):  # libjpeg buffers it whole
+        open_image(encode(big, "JPEG", quality=80, progressive=True), max_pixels=1_000_000)
     with pytest.raises(ImageInputError, match=r"too large \(2000×1500 px\)"):
         open_image(encode(big, "PNG"), max_pixels=1_000_000)  # a PNG is decoded whole
 
@@ -499,7 +509,7 @@ def test_avif_that_names_mif1_first_goes_to_the_avif_decoder() -> None:
 def test_a_decoder_runtime_error_is_a_friendly_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
     import core.preprocess as P
 
-    def fails(img: Image.Image) -> None:
+    def fails(*_args: object) -> None:
         raise RuntimeError("libheif: decoding failed")
 
     monkeypatch.setattr(P, "_shrink", fails)  # a step inside the decode
