@@ -365,8 +365,20 @@ def _defaults() -> dict[str, str]:
     }
 
 
+DATA_LOCK_ENV_VAR = "DRESSCODE_DATA_LOCKED"  # "1": visitors cannot point the server at another folder
+
+
+def data_dir_locked() -> bool:
+    """Whether the server fixes the dataset folder (a shared deployment): the sidebar box is then
+    read-only and any value a browser sends for it is ignored."""
+    return os.environ.get(DATA_LOCK_ENV_VAR, "") == "1"
+
+
 def setting(key: str) -> str:
-    """A sidebar setting, or its default when a page runs without the sidebar."""
+    """A sidebar setting, or its default when a page runs without the sidebar (always the default
+    dataset folder when the server locks it)."""
+    if key == "data_dir" and data_dir_locked():
+        return _defaults()[key]
     return st.session_state[key] if key in st.session_state else _defaults()[key]
 
 
@@ -434,10 +446,15 @@ def sidebar() -> None:
             if not loaded.ok:
                 st.error(f"{get_spec(name).title} is disabled: {loaded.error}", icon=":material/warning:")
         st.subheader("Dataset")
+        locked = data_dir_locked()
+        if locked:  # shown as the server has it, whatever a session sent before
+            st.session_state["data_dir"] = setting("data_dir")
         st.text_input(
             "Dataset folder (Kaggle layout)",
             key="data_dir",
-            help=f"Folder with styles.csv and images/. Also read from ${DATA_ENV_VAR}.",
+            disabled=locked,
+            help=f"Folder with styles.csv and images/. Also read from ${DATA_ENV_VAR}."
+            + (f" Fixed by the server (${DATA_LOCK_ENV_VAR}=1)." if locked else ""),
         )
         if setting("data_dir") and data_dir() is None:
             st.caption("That folder has no styles.csv + images/; dataset features are off.")

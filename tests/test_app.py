@@ -633,3 +633,17 @@ def test_overlay_download_names_say_what_they_show() -> None:
     exp.target, exp.versus = 2, 1
     name = _ui.overlay_file_name("../my shirt (1).jpg", "effnet_lite0", "backbone.net._blocks.10", exp, classes)
     assert name == "my-shirt-1_effnet_lite0_blocks.10_Smart-Casual-over-Formal.png"
+
+
+def test_a_locked_dataset_folder_cannot_be_changed_by_a_visitor(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DRESSCODE_DATA", str(tmp_path / "server-choice"))
+    monkeypatch.setenv("DRESSCODE_DATA_LOCKED", "1")
+    at = app()
+    box = at.sidebar.text_input(key="data_dir")
+    assert box.disabled and box.value == str(tmp_path / "server-choice")
+    at.session_state["data_dir"] = "/etc"  # what a crafted browser message could set
+    at.switch_page("pages/data.py")
+    at.run()
+    assert not at.exception
+    assert _ui.setting("data_dir") == str(tmp_path / "server-choice") and "/etc" not in str(_ui.data_dir())
+    assert at.sidebar.text_input(key="data_dir").value == str(tmp_path / "server-choice")
