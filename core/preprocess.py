@@ -248,10 +248,16 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
             img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster, far less memory
         # what is decoded: a 48 MP phone JPEG counts drafted. A progressive JPEG does not: libjpeg
         # buffers all its coefficients at full size whatever the scale, so its own size counts.
-        decoded = (w, h) if img.info.get("progressive") or img.info.get("progression") else img.size
+        progressive = bool(img.info.get("progressive") or img.info.get("progression"))
+        decoded = (w, h) if progressive else img.size
         if decoded[0] * decoded[1] > max_pixels:
             raise ImageInputError(
-                f"The image is too large ({w}×{h} px); the limit is {max_pixels // 1_000_000} megapixels."
+                f"The image is too large ({w}×{h} px); the limit is {max_pixels // 1_000_000} megapixels"
+                + (
+                    " for a progressive JPEG, which is decoded at full size (a baseline JPEG is not)."
+                    if progressive
+                    else "."
+                )
             )
         img.load()
         orientation = img.getexif().get(0x0112)

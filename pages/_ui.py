@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image, ImageDraw
 
 from core.data import (
     DATA_ENV_VAR,
@@ -212,12 +211,23 @@ def explained_as(exp: Explanation, classes: list[str], chosen: bool) -> str:
     return what + (" (chosen)" if chosen else "")
 
 
+def titled(text: str) -> str:
+    """Free text from a model card with each model's registry key (``effnet_lite0``) replaced by
+    its title, outside `code` spans and paths (``runs/resnet50/last.pt``, ``resnet50.json`` stay)."""
+    keys = "|".join(re.escape(k) for k in sorted(REGISTRY, key=len, reverse=True))
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(
+        p if p.startswith("`") else re.sub(rf"(?<![\w/.-])({keys})(?![\w/-]|\.\w)", lambda m: get_spec(m[1]).title, p)
+        for p in parts
+    )
+
+
 def overlay_file_name(photo_name: str, model_name: str, layer: str, exp: Explanation, classes: list[str]) -> str:
     """A download name that says what the overlay shows, so exports of one photo do not clash:
     ``shirt_resnet50_layer4_Formal-over-Casual.png``."""
     what = classes[exp.target] + ("" if exp.versus is None else f"-over-{classes[exp.versus]}")
     parts = (Path(photo_name).stem or "photo", model_name, layer.removeprefix("backbone.").removeprefix("net."), what)
-    return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-._") or "x" for p in parts) + ".png"
+    return "_".join(re.sub(r"[^\w.-]+", "-", p).strip("-._") or "x" for p in parts) + ".png"  # \w keeps "été"
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -380,17 +390,6 @@ def setting(key: str) -> str:
     if key == "data_dir" and data_dir_locked():
         return _defaults()[key]
     return st.session_state[key] if key in st.session_state else _defaults()[key]
-
-
-@st.cache_resource(show_spinner=False)
-def favicon() -> Image.Image:
-    """The tab icon, drawn here (a shirt): Streamlit fetches emoji and Material icons for the tab
-    from a CDN, which fails offline, and demos are often offline."""
-    img = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
-    shirt = [(22, 6), (42, 6), (60, 18), (52, 30), (46, 26), (46, 60), (18, 60), (18, 26), (12, 30), (4, 18)]
-    ImageDraw.Draw(img).polygon(shirt, fill=(31, 58, 120, 255))
-    ImageDraw.Draw(img).polygon([(26, 6), (38, 6), (32, 16)], fill=(255, 255, 255, 255))  # the collar
-    return img
 
 
 def init_state() -> None:

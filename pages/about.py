@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 
-from core.models import REGISTRY, get_spec
+from core.models import REGISTRY
 from pages import _ui
 
 _ui.through_entry()
@@ -75,9 +73,7 @@ for name, spec in REGISTRY.items():
                 icon=":material/info:",
             )
         if card.training.get("distilled_from"):
-            teacher = str(card.training["distilled_from"])
-            for key in REGISTRY:  # the card names the teacher by its registry key: people read its title
-                teacher = re.sub(rf"^{re.escape(key)}\b", get_spec(key).title, teacher)
+            teacher = _ui.titled(str(card.training["distilled_from"]))  # people read titles, not registry keys
             st.markdown(f"**Distillation.** Trained with soft targets from {teacher}.")
         prep = card.preprocessing
         st.markdown(
@@ -122,7 +118,7 @@ for name, spec in REGISTRY.items():
         if card.training.get("note"):
             st.caption(f"Run: {card.training['note']}")
         for note in card.notes:
-            st.caption(note)
+            st.caption(_ui.titled(note))
         st.markdown(
             f"**Weights.** `{card.weights.get('file')}` ({card.weights.get('dtype')}), sha256 "
             f"`{card.weights.get('sha256')}` — verified before loading."

@@ -82,7 +82,8 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
         st.info(f"Note: {note}.")
     ok = [e for e in exps.values() if e is not None]
     if names[0] == names[1]:
-        st.caption(SAME_MODEL)
+        if key == "single":  # a batch says it once, above its table
+            st.caption(SAME_MODEL)
     elif len(ok) == 2:
         a, b = ok
         if a.predicted == b.predicted:
@@ -106,7 +107,7 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
         if len(tops) == 2 and 0 < low < shared_top / 10:  # an all-zero map gets its own note below
             dim = names[0] if tops["a"] <= tops["b"] else names[1]
             st.caption(
-                f"{get_spec(dim).title}'s map peaks at {low:.2g} against {shared_top:.2g}: Grad-CAM magnitudes "
+                f"{get_spec(dim).title}'s map peaks at {low:.3g} against {shared_top:.3g}: Grad-CAM magnitudes "
                 "of different architectures are not comparable, so on one scale it looks dark. Switch "
                 "*Shared scale* off to see each map against its own maximum."
             )
@@ -115,7 +116,8 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
         spec = get_spec(name)
         exp = exps[slot]
         with col:
-            st.subheader(spec.title)
+            # one model in both slots: the heading says which panel (and so which layer picker) this is
+            st.subheader(spec.title + (f" ({slot.upper()})" if names[0] == names[1] else ""))
             if exp is None:
                 st.error(f"This model is unavailable: {models[name].error}")
                 continue
@@ -223,12 +225,13 @@ elif len(photos) > 1:  # a table even when every file was refused: the CSV accou
         mime="text/csv",
         key="dl_csv",
     )
-    st.caption(
-        "Open a row to see its heatmaps (computed when opened). The table comes from the fast batch path "
-        "(bfloat16; a photo whose top two classes are close is re-run in full precision), so an opened row's "
-        "exact confidence can differ from the table's by a few tenths of a point. Its class matched the full-"
-        "precision one on every validation and test image measured (README, Benchmarks)."
-    )
+    if good:  # nothing to open, nor a fast path to explain, when every file was refused
+        st.caption(
+            "Open a row to see its heatmaps (computed when opened). The table comes from the fast batch path "
+            "(bfloat16; a photo whose top two classes are close is re-run in full precision), so an opened row's "
+            "exact confidence can differ from the table's by a few tenths of a point. Its class matched the full-"
+            "precision one on every validation and test image measured (README, Benchmarks)."
+        )
     for i, (pos, p) in enumerate((pos, p) for pos, p in enumerate(photos, 1) if p.error is None):
         box = st.expander(f"{pos}. {_ui.plain(p.filename)}", key=f"row_{i}_{p.digest}", on_change="rerun")
         with box:

@@ -102,7 +102,7 @@ if counts:
     fig.add_bar(
         name="original training images", x=classes, y=[train[c] for c in classes], marker_color=SPLIT_COLOURS["train"]
     )
-    copies = f"(a) after augmented copies: {top:,} a class"  # said once here, not on three bars
+    copies = f"(a) after augmented copies: {top:,} per class"  # said once here, not on three bars
     fig.add_bar(name=copies, x=classes, y=[top] * len(classes), marker_color="#9ECAE9")
     draws = sorted({int(c.training.get("args", {}).get("epoch_size") or 0) for c in cards.values()} - {0})
     palette = ("#72B7B2", "#B7A99A", "#9D755D", "#BAB0AC")

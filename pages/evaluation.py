@@ -72,9 +72,10 @@ with st.expander("Per-class precision and recall"):
     show_metrics(_ui.metrics_table(cards, split, per_class=True), "eval_metrics_per_class")
 with st.expander("Without the decision rule (plain argmax)"):
     st.caption(
-        "Each model's decision rule adds per-class offsets to its logits, chosen after training to maximise "
-        "macro-F1 on validation. It trades rare-class recall for precision: macro-F1 goes up on validation, "
-        "while balanced accuracy (the mean recall) usually goes down."
+        f"The same {_ui.SPLIT_NAMES[split]} images, scored by plain argmax. Each model's decision rule adds "
+        "per-class offsets to its logits, chosen after training to maximise macro-F1 on validation. It trades "
+        "rare-class recall for precision: macro-F1 goes up on validation, while balanced accuracy (the mean "
+        "recall) usually goes down."
     )
     show_metrics(_ui.metrics_table(cards, split, rule=False), "eval_metrics_argmax")
 
@@ -168,9 +169,9 @@ for name in chosen:
     st.plotly_chart(fig, key=f"curves_{name}")
 
 st.caption(
-    "The curves are on validation, with plain argmax: the decision rule was chosen after training. The table "
-    f"above is on {_ui.SPLIT_NAMES[split]} and uses the rule, which raises validation macro-F1 and usually "
-    "lowers balanced accuracy (see *Without the decision rule* above)."
+    "The curves are on validation, with plain argmax: each model's decision rule was chosen after training. "
+    f"The table above is on {_ui.SPLIT_NAMES[split]} and uses the rules. A rule is chosen to maximise "
+    "validation macro-F1, and it usually lowers balanced accuracy (see *Without the decision rule* above)."
 )
 
 st.subheader("Look inside a cell")

@@ -207,6 +207,8 @@ def test_same_model_twice_is_said_not_called_agreement() -> None:
     at.run()
     shown = [c for c in image_captions(at) if c.startswith("Grad-CAM for")]
     assert len(shown) == 2 and first.label in shown[0] and last.label in shown[1], shown
+    heads = [h.value for h in at.subheader if h.value.startswith("Baseline CNN")]
+    assert heads == ["Baseline CNN (A)", "Baseline CNN (B)"]  # which panel (and layer picker) is which
     at.file_uploader(key="uploads").set_value(sample_photos()[:2])  # the table: no "agree" column either
     at.run()
     assert not at.exception and "agree" not in at.dataframe[0].value.columns
@@ -310,6 +312,7 @@ def test_a_batch_of_refused_files_still_gets_its_table() -> None:
     table = at.dataframe[0].value
     assert len(table) == 2 and (table.iloc[:, 2] == "not scored").all() and (table.iloc[:, 3] == "not scored").all()
     assert any(h.value == "None of the 2 files could be scored" for h in at.subheader)
+    assert not any("Open a row" in c.value for c in at.caption)  # there is none to open
 
 
 def test_layers_page_strip_for_both_models() -> None:
@@ -394,9 +397,9 @@ def test_evaluation_page_tables_and_toggle() -> None:
         row = plain[plain["model"] == spec.title].iloc[0]
         assert row["balanced acc."] == f"{want['balanced_accuracy']:.3f}"  # no interval is stored for it
         assert row["macro-F1"] == f"{want['macro_f1']:.3f}"
-    assert "uses the rule, which raises validation macro-F1 and usually lowers balanced accuracy" in " ".join(
-        c.value for c in at.caption
-    )
+    said = " ".join(c.value for c in at.caption)
+    assert "chosen to maximise validation macro-F1, and it usually lowers balanced accuracy" in said
+    assert "The same test images, scored by plain argmax" in said
     assert len(at.get("plotly_chart")) >= 4
     at.segmented_control(key="eval_norm").set_value("row-normalised (recall)")
     at.run()
@@ -647,3 +650,14 @@ def test_a_locked_dataset_folder_cannot_be_changed_by_a_visitor(tmp_path, monkey
     assert not at.exception
     assert _ui.setting("data_dir") == str(tmp_path / "server-choice") and "/etc" not in str(_ui.data_dir())
     assert at.sidebar.text_input(key="data_dir").value == str(tmp_path / "server-choice")
+
+
+def test_card_text_names_models_by_title_but_keeps_paths_and_code() -> None:
+    text = (
+        "distilled from effnet_lite0 (T=2), resumed from runs/resnet50/last.pt; see resnet50.json, `--model baseline`."
+    )
+    assert _ui.titled(text) == (
+        "distilled from EfficientNet-Lite0 (ImageNet) (T=2), resumed from runs/resnet50/last.pt; "
+        "see resnet50.json, `--model baseline`."
+    )
+    assert _ui.titled("the teacher was effnet_lite0.") == "the teacher was EfficientNet-Lite0 (ImageNet)."
