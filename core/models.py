@@ -238,6 +238,14 @@ class CamLayer:
     path: str
     label: str
 
+    @property
+    def short(self) -> str:
+        """The label without the module it names, for narrow pickers: "textures & shapes · 30×40"
+        for "textures & shapes (conv 2 + ReLU, 30×40)"."""
+        head, _, rest = self.label.partition(" (")
+        size = rest.rstrip(")").rsplit(", ", 1)[-1] if rest else ""
+        return f"{head} · {size}" if size else head
+
 
 @dataclass(frozen=True)
 class ModelSpec:

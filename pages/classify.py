@@ -42,7 +42,7 @@ with st.expander("Heatmap settings", expanded=True):
     for col, (slot, name) in zip((c1, c2), SLOTS):
         spec = get_spec(name)
         paths = [c.path for c in spec.cam_layers]
-        labels = {c.path: c.label for c in spec.cam_layers}
+        labels = {c.path: c.short for c in spec.cam_layers}  # short: a 800 px window cut the full names
         layers[slot] = col.selectbox(
             f"Layer — {spec.title} ({'A' if slot == 'a' else 'B'})",
             paths,

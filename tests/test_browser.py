@@ -105,7 +105,7 @@ def test_drop_two_photos_switch_layer_and_open_evaluation(page, tmp_path: Path) 
     assert "whole garment (layer4" in caption_before
     pg.screenshot(path=str(ARTIFACTS / "browser-classify.png"), full_page=True)
 
-    choose(pg, "Layer — ResNet50", "parts (layer3")
+    choose(pg, "Layer — ResNet50", "parts · 8×10")  # the picker shows short names
     first = pg.locator('[data-testid="stExpander"]').filter(has_text="1. photo0").first
     first.get_by_text(re.compile(r"Grad-CAM for .* parts \(layer3")).wait_for()
     assert "whole garment (layer4" not in first.inner_text()

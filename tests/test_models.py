@@ -84,6 +84,7 @@ def test_cam_layers_exist_and_labels_tell_their_size(built: dict, name: str) -> 
         assert isinstance(M.get_module(model, layer.path), torch.nn.Module)
         w, h = (int(v) for v in re.search(r"(\d+)×(\d+)\)", layer.label).groups())
         assert sizes[layer.path] == (w, h), (layer.path, sizes[layer.path], layer.label)
+        assert layer.short == f"{layer.label.split(' (')[0]} · {w}×{h}" and len(layer.short) <= 28  # fits 800 px
     # early to late: resolution never increases
     areas = [sizes[p][0] * sizes[p][1] for p in paths]
     assert areas == sorted(areas, reverse=True)
