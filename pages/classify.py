@@ -44,7 +44,8 @@ with st.expander("Heatmap settings", expanded=True):
         paths = [c.path for c in spec.cam_layers]
         labels = {c.path: c.short for c in spec.cam_layers}  # short: a 800 px window cut the full names
         layers[slot] = col.selectbox(
-            f"Layer — {spec.title} ({'A' if slot == 'a' else 'B'})",
+            # the title without its note ("EfficientNet-Lite0", not "… (ImageNet)"): one line at 800 px
+            f"Layer — {spec.title.split(' (')[0]} ({'A' if slot == 'a' else 'B'})",
             paths,
             index=paths.index(spec.default_cam_layer.path),
             format_func=labels.__getitem__,

@@ -118,7 +118,7 @@ def matrix_figure(cm: np.ndarray, classes: list[str], title: str) -> go.Figure:
     fig.update_layout(
         title=title,
         height=330,
-        margin=dict(l=0, r=0, t=40, b=0),
+        margin=dict(l=0, r=12, t=40, b=0),  # the last tick label ("Smart Casual") overhangs the plot a little
         xaxis_title="predicted",
         xaxis_tickangle=0,
         xaxis_tickfont_size=10,  # "Casual" and "Formal" keep a gap under a narrow matrix
