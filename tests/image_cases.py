@@ -53,6 +53,52 @@ def two_tone(size: tuple[int, int] = NATIVE_SIZE, mode: str = "RGB") -> Image.Im
     return img.convert(mode) if mode != "RGB" else img
 
 
+INKS = {"c": (0, 158, 224), "m": (226, 0, 122), "y": (255, 237, 0), "k": (35, 31, 32)}  # sRGB of each ink
+
+
+def cmyk_profile() -> bytes:
+    """A 2 KB ICC v2 printer profile made here (offline, no licence question): four inks of the
+    colours in ``INKS`` that multiply, as an A2B0 ``lut8`` with a 2-point grid to Lab. Decoding a
+    CMYK photo through it gives those colours, where a naive conversion gives pure cyan etc."""
+    from PIL import ImageCms
+
+    def s15(x: float) -> bytes:
+        return struct.pack(">i", round(x * 65536))
+
+    corners = [(c, m, y, k) for c in (0, 1) for m in (0, 1) for y in (0, 1) for k in (0, 1)]  # first ink slowest
+    rgb = Image.new("RGB", (len(corners), 1))
+    for i, on in enumerate(corners):
+        mix = [255.0] * 3
+        for ink, used in zip("cmyk", on):
+            mix = [v * t / 255 for v, t in zip(mix, INKS[ink])] if used else mix
+        rgb.putpixel((i, 0), tuple(round(v) for v in mix))
+    lab = ImageCms.profileToProfile(
+        rgb, ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), outputMode="LAB"
+    )
+    raw = lab.tobytes()  # L, then a and b as signed bytes
+    clut = bytes(v if i % 3 == 0 else (v + 128) % 256 for i, v in enumerate(raw))  # lut8's Lab: a+128, b+128
+    ramp = bytes(range(256))
+    identity = b"".join(s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    text = b"test CMYK: four multiplying inks\0"
+    tags = [
+        (b"desc", b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)),
+        (b"wtpt", b"XYZ " + bytes(4) + s15(0.9642) + s15(1.0) + s15(0.8249)),
+        (b"cprt", b"text" + bytes(4) + b"public domain\0"),
+        (b"A2B0", b"mft1" + bytes(4) + bytes([4, 3, 2, 0]) + identity + ramp * 4 + clut + ramp * 3),
+    ]
+    table, body, start = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, data in tags:
+        body += bytes(-(start + len(body)) % 4)  # tags start on 4-byte boundaries
+        table += sig + struct.pack(">II", start + len(body), len(data))
+        body += data
+    header = (
+        struct.pack(">I", start + len(body)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"prtrCMYKLab " + bytes(12)
+        + b"acspAPPL" + bytes(24) + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(48)
+    )  # fmt: skip
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
 HEIC_GARMENT = Path(__file__).parent / "data" / "garment.heic"  # garment_photo() as HEIC, made once
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_cases import BLUE, RED, garment_photo, two_tone
+from image_cases import BLUE, INKS, RED, cmyk_profile, garment_photo, two_tone
 from PIL import Image
 
 from core.preprocess import (
@@ -167,6 +167,20 @@ def test_cmyk_jpeg() -> None:
     assert close(dec.image.getpixel((10, 40)), (0, 255, 255))
     assert close(dec.image.getpixel((50, 40)), WHITE)
     assert any("CMYK" in n for n in dec.notes)
+
+
+@pytest.mark.parametrize("size", [(60, 80), (1500, 2000)])  # the second takes the drafted, reduced path
+def test_cmyk_jpeg_colours_go_through_its_profile(size: tuple[int, int]) -> None:
+    w, h = size
+    img = Image.new("CMYK", size, (0, 0, 0, 0))
+    for k, ink in enumerate(((255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0), (0, 0, 0, 255))):
+        img.paste(ink, (0, k * h // 4, w // 2, (k + 1) * h // 4))  # the four inks down the left half
+    dec = open_image(encode(img, "JPEG", quality=95, icc_profile=cmyk_profile()))
+    out = dec.image.resize((2, 4), Image.Resampling.BOX)  # one cell per ink, the right half blank
+    for k, ink in enumerate("cmyk"):
+        assert close(out.getpixel((0, k)), INKS[ink], 12), (ink, out.getpixel((0, k)))  # the profile's inks …
+        assert close(out.getpixel((1, k)), WHITE, 6)
+    assert not close(out.getpixel((0, 0)), (0, 255, 255), 60)  # … not the naive conversion's pure cyan
 
 
 def test_palette_png() -> None:
