@@ -5,6 +5,8 @@ import logging
 import streamlit as st
 from PIL import Image, ImageDraw
 
+from pages._entry import entry_run
+
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 
@@ -37,5 +39,5 @@ with st.spinner("Starting the explainer …"):
 _ui.init_state()
 _ui.warm_models()
 _ui.sidebar()
-with _ui.entry_run():
+with entry_run():
     page.run()

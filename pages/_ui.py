@@ -9,9 +9,7 @@ import logging
 import os
 import re
 import shlex
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,41 +42,6 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 
 
 log = logging.getLogger(__name__)
-_ENTRY = threading.local()  # a session's script runs in its own thread
-
-
-@contextmanager
-def entry_run() -> Iterator[None]:
-    """Marks a run that went through ``streamlit_app.py`` (see :func:`through_entry`); a later
-    run that skips it again gets its rerun again (Streamlit's test harness resets the pages mode
-    before every run, so there each run after the second would otherwise skip the entry)."""
-    _ENTRY.active = True
-    st.session_state.pop("_entry_rerun", None)
-    try:
-        yield
-    finally:
-        _ENTRY.active = False
-
-
-def through_entry() -> None:
-    """Send a page run that skipped ``streamlit_app.py`` back through it.
-
-    Until ``st.navigation`` has run once in a server process, Streamlit treats ``pages/`` as an
-    old-style pages folder: the first visit straight to ``/layers`` (a bookmark, a browser refresh
-    after a restart) would run ``pages/layers.py`` alone, without the page config, the model
-    pickers or the sidebar. This leaves that mode the way ``st.navigation`` does and reruns, which
-    goes through the entry script to the same page (same URL path, same page hash).
-    """
-    if getattr(_ENTRY, "active", False):
-        return
-    if st.session_state.get("_entry_rerun"):  # never loop: a second miss renders the page as it is
-        log.warning("page run without streamlit_app.py even after a rerun")
-        return
-    st.session_state["_entry_rerun"] = True
-    from streamlit.runtime.pages_manager import PagesManager  # streamlit is pinned (requirements.txt)
-
-    PagesManager.uses_pages_directory = False
-    st.rerun()
 
 
 def plain(text: str) -> str:
@@ -378,6 +341,11 @@ def _defaults() -> dict[str, str]:
 DATA_LOCK_ENV_VAR = "DRESSCODE_DATA_LOCKED"  # "1": visitors cannot point the server at another folder
 
 
+def where_data_is_set() -> str:
+    """Where the dataset folder is set, for messages: the sidebar, unless the server locks it."""
+    return f"by the server's ${DATA_ENV_VAR}" if data_dir_locked() else f"sidebar, or ${DATA_ENV_VAR}"
+
+
 def data_dir_locked() -> bool:
     """Whether the server fixes the dataset folder (a shared deployment): the sidebar box is then
     read-only and any value a browser sends for it is ignored."""
@@ -413,7 +381,7 @@ def no_dataset_note(consequence: str) -> str:
     followed by ``consequence``."""
     configured = str(setting("data_dir")).strip()
     if not configured:
-        return f"No dataset folder is configured (sidebar, or $DRESSCODE_DATA), so {consequence}"
+        return f"No dataset folder is configured ({where_data_is_set()}), so {consequence}"
     if data_dir() is None:
         return (
             f"The configured dataset folder {plain(configured)} is missing or incomplete (it needs styles.csv "

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pages._entry import through_entry
+
+through_entry()  # first, before the heavy imports below: a page run alone after a start goes back at once
+
 import streamlit as st
 
 from core.models import REGISTRY
 from pages import _ui
-
-_ui.through_entry()
 
 st.title("About the models")
 st.caption("Everything here is read from the model cards in weights/ that the training script wrote.")

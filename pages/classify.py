@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pages._entry import through_entry
+
+through_entry()  # first, before the heavy imports below: a page run alone after a start goes back at once
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -10,8 +14,6 @@ from core.models import get_spec
 from core.overlay import COLORMAPS
 from core.preprocess import FORMAT_NAMES
 from pages import _ui
-
-_ui.through_entry()
 
 st.title("Dress code: Casual, Formal or Smart Casual?")
 st.caption(

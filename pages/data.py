@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pages._entry import through_entry
+
+through_entry()  # first, before the heavy imports below: a page run alone after a start goes back at once
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -11,8 +15,6 @@ from core.data import DEFAULT_SPLIT_FILE, SPLITS, load_split
 from core.models import REGISTRY
 from core.overlay import enlarge
 from pages import _ui
-
-_ui.through_entry()
 
 st.title("Data & augmentation")
 

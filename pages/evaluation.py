@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pages._entry import through_entry
+
+through_entry()  # first, before the heavy imports below: a page run alone after a start goes back at once
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -11,8 +15,6 @@ from plotly.subplots import make_subplots
 from core.models import REGISTRY, get_spec
 from core.overlay import enlarge
 from pages import _ui
-
-_ui.through_entry()
 
 GALLERY_PAGE = 8
 
@@ -169,7 +171,7 @@ for name in chosen:
     st.plotly_chart(fig, key=f"curves_{name}")
 
 st.caption(
-    "The curves are on validation, with plain argmax: each model's decision rule was chosen after training. "
+    "The validation curves use plain argmax: each model's decision rule was chosen after training. "
     f"The table above is on {_ui.SPLIT_NAMES[split]} and uses the rules. A rule is chosen to maximise "
     "validation macro-F1, and it usually lowers balanced accuracy (see *Without the decision rule* above)."
 )
@@ -189,7 +191,7 @@ if root is None and str(_ui.setting("data_dir")).strip():
     st.warning(_ui.no_dataset_note("the gallery is off."))
 if root is None:
     st.info(
-        "With the dataset folder configured (sidebar, or $DRESSCODE_DATA), this shows the "
+        f"With the dataset folder configured ({_ui.where_data_is_set()}), this shows the "
         f"{_ui.SPLIT_NAMES[cell_split]} images "
         f"that are truly {true_cls} and that {get_spec(cell_model).title} predicted as {pred_cls}, each with "
         "the Grad-CAM heatmaps of that model and of the models chosen in the sidebar."

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pages._entry import through_entry
+
+through_entry()  # first, before the heavy imports below: a page run alone after a start goes back at once
+
 import numpy as np
 import streamlit as st
 
 from core.models import get_spec
 from core.overlay import COLORMAPS
 from pages import _ui
-
-_ui.through_entry()
 
 st.title("What does each layer see?")
 st.caption(

@@ -650,6 +650,7 @@ def test_a_locked_dataset_folder_cannot_be_changed_by_a_visitor(tmp_path, monkey
     assert not at.exception
     assert _ui.setting("data_dir") == str(tmp_path / "server-choice") and "/etc" not in str(_ui.data_dir())
     assert at.sidebar.text_input(key="data_dir").value == str(tmp_path / "server-choice")
+    assert _ui.where_data_is_set() == "by the server's $DRESSCODE_DATA"  # messages do not point at the sidebar
 
 
 def test_card_text_names_models_by_title_but_keeps_paths_and_code() -> None:

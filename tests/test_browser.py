@@ -147,7 +147,7 @@ def test_first_visit_straight_to_a_page_goes_through_the_entry_script() -> None:
     """A bookmark or a refresh on /layers right after the server starts gets the app, not the bare page.
 
     Until st.navigation has run once, Streamlit treats pages/ as an old-style pages folder and would
-    run pages/layers.py alone (file names in the menu, no model pickers); pages/_ui.through_entry()
+    run pages/layers.py alone (file names in the menu, no model pickers); pages/_entry.through_entry()
     sends such a run back through streamlit_app.py.
     """
 
