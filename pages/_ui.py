@@ -177,7 +177,8 @@ def explained_as(exp: Explanation, classes: list[str], chosen: bool) -> str:
 def titled(text: str) -> str:
     """Free text from a model card with each model's registry key (``effnet_lite0``) replaced by
     its title, outside `code` spans and paths (``runs/resnet50/last.pt``, ``resnet50.json`` stay)."""
-    keys = "|".join(re.escape(k) for k in sorted(REGISTRY, key=len, reverse=True))
+    # only keys that cannot be ordinary words ("baseline" is one: "a baseline of 0.5" stays)
+    keys = "|".join(re.escape(k) for k in sorted(REGISTRY, key=len, reverse=True) if re.search(r"[\d_]", k))
     parts = re.split(r"(`[^`]*`)", text)
     return "".join(
         p if p.startswith("`") else re.sub(rf"(?<![\w/.-])({keys})(?![\w/-]|\.\w)", lambda m: get_spec(m[1]).title, p)

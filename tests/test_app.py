@@ -662,3 +662,4 @@ def test_card_text_names_models_by_title_but_keeps_paths_and_code() -> None:
         "see resnet50.json, `--model baseline`."
     )
     assert _ui.titled("the teacher was effnet_lite0.") == "the teacher was EfficientNet-Lite0 (ImageNet)."
+    assert _ui.titled("a baseline of 0.5") == "a baseline of 0.5"  # a key that is also a word stays a word
