@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import shlex
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -191,6 +192,7 @@ def overlay_file_name(photo_name: str, model_name: str, layer: str, exp: Explana
     ``shirt_resnet50_layer4_Formal-over-Casual.png``."""
     what = classes[exp.target] + ("" if exp.versus is None else f"-over-{classes[exp.versus]}")
     parts = (Path(photo_name).stem or "photo", model_name, layer.removeprefix("backbone.").removeprefix("net."), what)
+    parts = tuple(unicodedata.normalize("NFC", p) for p in parts)  # macOS may send "e" + accent: one letter
     return "_".join(re.sub(r"[^\w.-]+", "-", p).strip("-._") or "x" for p in parts) + ".png"  # \w keeps "été"
 
 

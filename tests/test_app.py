@@ -636,6 +636,8 @@ def test_overlay_download_names_say_what_they_show() -> None:
     exp.target, exp.versus = 2, 1
     name = _ui.overlay_file_name("../my shirt (1).jpg", "effnet_lite0", "backbone.net._blocks.10", exp, classes)
     assert name == "my-shirt-1_effnet_lite0_blocks.10_Smart-Casual-over-Formal.png"
+    decomposed = "e\u0301te\u0301.jpg"  # "été" as macOS may spell it
+    assert _ui.overlay_file_name(decomposed, "baseline", "backbone.relu2", exp, classes).startswith("été_")
 
 
 def test_a_locked_dataset_folder_cannot_be_changed_by_a_visitor(tmp_path, monkeypatch) -> None:
