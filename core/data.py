@@ -379,11 +379,22 @@ def _files_state(catalog: Catalog, ids: list[int]) -> list[tuple[int, int]]:
     return out
 
 
+def decoder_versions() -> list[str | None]:
+    """Pillow's, libjpeg's and LittleCMS's versions: what decodes a dataset image (None: not built in)."""
+    return [PIL.__version__, features.version("jpg"), features.version("littlecms2")]
+
+
 def _cache_key(catalog: Catalog, ids: list[int]) -> str:
     """The decoded-image cache's key: folder, ids, every file's size and mtime, the canvas, the
     cache version, and the decoders' versions (another libjpeg can decode other pixels)."""
-    decoders = [PIL.__version__, features.version("jpg"), features.version("lcms")]
-    parts = [str(catalog.root.resolve()), ids, _files_state(catalog, ids), NATIVE_SIZE, CACHE_VERSION, decoders]
+    parts = [
+        str(catalog.root.resolve()),
+        ids,
+        _files_state(catalog, ids),
+        NATIVE_SIZE,
+        CACHE_VERSION,
+        decoder_versions(),
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
 

@@ -205,6 +205,7 @@ def test_load_native_images_cache(catalog: D.Catalog, tmp_path: Path, monkeypatc
     first = D.load_native_images(catalog, ids)
     assert [p.name.count(".") for p in (tmp_path / "dresscode").iterdir()] == [1]  # one cache file, no temporary left
     assert np.array_equal(D.load_native_images(catalog, ids), first)
+    assert all(D.decoder_versions())  # each a real version ("lcms" is no feature name: it gave None)
     key = D._cache_key(catalog, ids)
     monkeypatch.setattr(D.PIL, "__version__", "0.0")  # another Pillow (or libjpeg) may decode other pixels
     assert D._cache_key(catalog, ids) != key
