@@ -179,6 +179,7 @@ def _shrink(img: Image.Image, turned: bool) -> Image.Image:
 
 
 # EXIF orientation → the transpose that makes the image upright (EXIF 2.3, tag 0x0112)
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})  # the orientations whose transpose swaps W and H
 _UPRIGHT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -242,7 +243,7 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
         if max(w, h) / min(w, h) > MAX_ASPECT:
             raise ImageInputError(f"The image is too elongated ({w}×{h} px) to be a product photo.")
         # a JPEG's EXIF is in its header: its orientation is known before the pixels are decoded
-        early_turn = fmt in JPEG_FORMATS and img.getexif().get(0x0112) in (5, 6, 7, 8)
+        early_turn = fmt in JPEG_FORMATS and img.getexif().get(0x0112) in _SWAPS_SIDES
         reduced = _stored_floor(w, h, early_turn)
         if fmt in JPEG_FORMATS and (w >= 2 * reduced[0] or h >= 2 * reduced[1]):
             img.draft("RGB", reduced)  # a big JPEG decodes at 1/2–1/8 scale: much faster, far less memory
@@ -261,9 +262,9 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> DecodedImage:
             )
         img.load()
         orientation = img.getexif().get(0x0112)
-        file_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # upright; those orientations swap W and H
+        turned = orientation in _SWAPS_SIDES
+        file_size = (h, w) if turned else (w, h)  # upright
         icc = img.info.get("icc_profile")
-        turned = orientation in (5, 6, 7, 8)
         if img.mode in ("I", "F") and "transparency" not in img.info:
             img = _shrink(img, turned)  # 32-bit pixels average as they are: reduced before the copies below
         if img.mode in DEEP_MODES:  # 16-bit (no whole-factor reduction for it) and 32-bit → 8-bit L/LA

@@ -235,7 +235,8 @@ elif len(photos) > 1:  # a table even when every file was refused: the CSV accou
             "exact confidence can differ from the table's by a few tenths of a point. Its class matched the full-"
             "precision one on every validation and test image measured (README, Benchmarks)."
         )
-    for i, (pos, p) in enumerate((pos, p) for pos, p in enumerate(photos, 1) if p.error is None):
+    numbered = [(pos, p) for pos, p in enumerate(photos, 1) if p.error is None]  # each with its table "#"
+    for i, (pos, p) in enumerate(numbered):
         box = st.expander(f"{pos}. {_ui.plain(p.filename)}", key=f"row_{i}_{p.digest}", on_change="rerun")
         with box:
             if box.open:
