@@ -28,6 +28,7 @@ import numpy as np
 import PIL
 from PIL import features
 
+from core.framing import FRAMING_VERSION
 from core.preprocess import NATIVE_SIZE, ImageInputError, load_native_rgb
 
 log = logging.getLogger(__name__)
@@ -364,7 +365,7 @@ def _cache_dir() -> Path:
 
 
 # bump when decoding or preprocessing changes what an image turns into (4: MPO reduced decode, profiles to sRGB)
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 5: framing normalisation (core.framing)
 
 
 def _files_state(catalog: Catalog, ids: list[int]) -> list[tuple[int, int]]:
@@ -393,6 +394,7 @@ def _cache_key(catalog: Catalog, ids: list[int]) -> str:
         _files_state(catalog, ids),
         NATIVE_SIZE,
         CACHE_VERSION,
+        FRAMING_VERSION,
         decoder_versions(),
     ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]

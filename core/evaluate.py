@@ -28,6 +28,8 @@ from core.data import (
     load_native_images,
     load_styles,
 )
+from core.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
+from core.framing import FRAMING_VERSION
 from core.inference import apply_decision_rule, predict_logits
 from core.metrics import choose_logit_bias, classification_report, format_report, majority_baseline
 from core.models import REGISTRY, get_spec
@@ -51,6 +53,8 @@ def measure_splits(
 ) -> None:
     """Fill ``card.metrics`` and ``card.predictions`` for val and test from ``model`` (fp32 path,
     decision rule applied) — the numbers ``evaluate`` reproduces; ``log_reports`` logs them."""
+    # the metrics below were measured on images through this framing step (core.framing)
+    card.data["framing_normalisation"] = {"version": FRAMING_VERSION, **DEFAULT_FRAMING.to_dict()}
     for s in ("val", "test"):
         logits = predict_logits(model, images[s])
         pred = apply_decision_rule(logits, card.logit_bias).argmax(1)

@@ -5,11 +5,14 @@ Every image — a 60×80 dataset JPEG or a 12-megapixel phone photo — goes the
 1. :func:`open_image`: decode from bytes with an allowed list of formats, EXIF rotation
    applied, decompression bombs refused, any mode (16-bit, float, CMYK, palette, alpha)
    turned into 8-bit RGB on white.
-2. :func:`to_native`: fit into the dataset's native 60×80 canvas (aspect kept, white
+2. :func:`core.framing.normalise_framing`: find the product against a near-uniform background,
+   crop to it and place it on white as the catalogue shots are framed (a busy background is
+   left as it is and flagged).
+3. :func:`to_native`: fit into the dataset's native 60×80 canvas (aspect kept, white
    padding, antialiased downscale) and, when it had to be resized, one JPEG round trip at
    the dataset's quality, so that a large photo looks to the models like their training
    images.
-3. Inside each model, :class:`core.models.InputAdapter` upsamples the native canvas to the
+4. Inside each model, :class:`core.models.InputAdapter` upsamples the native canvas to the
    model's input size and normalises it (recorded in the model card).
 """
 
@@ -24,6 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError, features
+
+from core.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
+from core.framing import Framing, FramingParams, normalise_framing
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +335,14 @@ def _draft_size(w: int, h: int, size: tuple[int, int] = NATIVE_SIZE, oversample:
     return min(w, math.ceil(oversample * w * scale)), min(h, math.ceil(oversample * h * scale))
 
 
+def fit_box(image_size: tuple[int, int], size: tuple[int, int] = NATIVE_SIZE) -> tuple[int, int, int, int]:
+    """Where :func:`to_native` puts an image of ``image_size`` (W, H): (left, top, width, height)."""
+    w, h = image_size
+    scale = min(size[0] / w, size[1] / h)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return (size[0] - new[0]) // 2, (size[1] - new[1]) // 2, new[0], new[1]
+
+
 def to_native(img: Image.Image, size: tuple[int, int] = NATIVE_SIZE) -> Image.Image:
     """Fit an RGB image into the native canvas: aspect kept, centred on white, antialiased.
 
@@ -337,12 +351,10 @@ def to_native(img: Image.Image, size: tuple[int, int] = NATIVE_SIZE) -> Image.Im
     """
     if img.size == size:
         return img
-    w, h = img.size
-    scale = min(size[0] / w, size[1] / h)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    resized = img.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    left, top, nw, nh = fit_box(img.size, size)
+    resized = img.resize((nw, nh), Image.Resampling.LANCZOS, reducing_gap=3.0)
     canvas = Image.new("RGB", size, WHITE)
-    canvas.paste(resized, ((size[0] - new[0]) // 2, (size[1] - new[1]) // 2))
+    canvas.paste(resized, (left, top))
     buf = io.BytesIO()
     canvas.save(buf, "JPEG", quality=NATIVE_JPEG_QUALITY)
     buf.seek(0)
@@ -359,9 +371,35 @@ def canvas_coverage(image_size: tuple[int, int], size: tuple[int, int] = NATIVE_
     return min(1.0, max(1, round(w * scale)) * max(1, round(h * scale)) / (size[0] * size[1]))
 
 
+def native_mask(mask: np.ndarray, size: tuple[int, int] = NATIVE_SIZE) -> np.ndarray:
+    """A bool product mask of an image, placed on the native canvas the way :func:`to_native` places
+    the image (False on the padding)."""
+    left, top, nw, nh = fit_box((mask.shape[1], mask.shape[0]), size)
+    small = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize((nw, nh), Image.Resampling.BILINEAR)
+    out = np.zeros((size[1], size[0]), bool)
+    out[top : top + nh, left : left + nw] = np.asarray(small) >= 128
+    return out
+
+
+@dataclass
+class NativeImage:
+    """An image on the native canvas, how it was framed, and its product mask there (None: not found)."""
+
+    image: Image.Image
+    framing: Framing
+    mask: np.ndarray | None
+
+
+def frame_and_fit(img: Image.Image, params: FramingParams = DEFAULT_FRAMING) -> NativeImage:
+    """A decoded RGB image → framing normalisation → the native canvas; the one path of every image."""
+    framing = normalise_framing(img, params)
+    mask = None if framing.mask is None else native_mask(framing.mask)
+    return NativeImage(to_native(framing.image), framing, mask)
+
+
 def load_native_rgb(data: bytes) -> Image.Image:
-    """Bytes → native 60×80 RGB image (decode + :func:`to_native`)."""
-    return to_native(open_image(data).image)
+    """Bytes → native 60×80 RGB image (decode, framing normalisation, :func:`to_native`)."""
+    return frame_and_fit(open_image(data).image).image
 
 
 def pil_to_uint8_chw(img: Image.Image) -> np.ndarray:

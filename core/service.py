@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 
 from core.card import ModelCard, WeightsError, load_model
+from core.framing import KEPT, REFRAMED
 from core.gradcam import GradCamExplainer
 from core.models import get_spec
-from core.preprocess import ImageInputError, canvas_coverage, open_image, to_native
+from core.preprocess import ImageInputError, canvas_coverage, frame_and_fit, open_image
 
 log = logging.getLogger(__name__)
 
 # a photo that fills less of the canvas than this gets a note (a 3:4 shot fills all of it;
 # 1:1 fills 75%, 16:9 42%)
 LOW_COVERAGE = 0.5
+PREVIEW_SIDE = 240  # the photo as uploaded, shown beside what the models saw
 
 
 @dataclass
@@ -65,10 +67,19 @@ class UploadedPhoto:
 
     filename: str
     digest: str
-    native: np.ndarray | None = None  # 80×60×3 uint8
+    native: np.ndarray | None = None  # 80×60×3 uint8: what the models see (after framing)
     original_size: tuple[int, int] | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    framing: str | None = None  # kept | reframed | busy | no_product (core.framing)
+    framing_note: str = ""  # one sentence on what the framing step did, or why not
+    product_mask: np.ndarray | None = None  # 80×60 bool on the native canvas; None: no product found
+    preview: np.ndarray | None = None  # the decoded photo, longer side at most 240 px (H×W×3 uint8)
+
+    @property
+    def background_flagged(self) -> bool:
+        """True when the background was too busy to frame the photo like the training images."""
+        return self.framing == "busy"
 
 
 def read_upload(filename: str, data: bytes) -> UploadedPhoto:
@@ -76,7 +87,8 @@ def read_upload(filename: str, data: bytes) -> UploadedPhoto:
     digest = hashlib.sha256(data).hexdigest()[:16]
     try:
         decoded = open_image(data)
-        native = np.array(to_native(decoded.image), dtype=np.uint8)  # writable copy
+        fitted = frame_and_fit(decoded.image)
+        native = np.array(fitted.image, dtype=np.uint8)  # writable copy
     except ImageInputError as exc:
         return UploadedPhoto(filename, digest, error=str(exc))
     except Exception:  # belt and braces: an unexpected decoder failure is still only this file's
@@ -84,11 +96,16 @@ def read_upload(filename: str, data: bytes) -> UploadedPhoto:
         return UploadedPhoto(filename, digest, error="The file could not be read as an image.")
     notes = list(decoded.notes)
     size = decoded.pixel_size or decoded.image.size
-    if (share := canvas_coverage(size)) < LOW_COVERAGE:
+    framing = fitted.framing
+    if framing.action != REFRAMED and framing.action != KEPT and (share := canvas_coverage(size)) < LOW_COVERAGE:
         w, h = size
         notes.append(
             f"this {w}×{h} photo is far from the 3:4 product shots the models learnt from: it fills "
             f"{share:.0%} of the 60×80 canvas and the rest is white padding, so its predictions are "
             "less reliable (a crop around the product helps)"
         )
-    return UploadedPhoto(filename, digest, native, size, notes)
+    preview = decoded.image.copy()
+    preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return UploadedPhoto(
+        filename, digest, native, size, notes, None, framing.action, framing.note, fitted.mask, np.asarray(preview)
+    )

@@ -26,7 +26,15 @@ from safetensors.torch import load_file
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from core.augment import AugmentParams, augment_batch, balance_with_copies, balanced_sampler_indices, make_augmenter
+from core.augment import (
+    AugmentParams,
+    FramingAugmentParams,
+    augment_batch,
+    balance_with_copies,
+    balanced_sampler_indices,
+    make_augmenter,
+    reframe_random,
+)
 from core.card import ModelCard, WeightsError, library_versions, load_model, save_weights, sha256_file
 from core.cli import non_negative_int, positive_int
 from core.data import (
@@ -42,6 +50,7 @@ from core.data import (
     val_twins_in_train,
 )
 from core.evaluate import measure_splits
+from core.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
 from core.inference import predict_logits, to_float_batch
 from core.metrics import choose_logit_bias, classification_report, format_report
 from core.models import REGISTRY, WEIGHTS_DIR, DressCodeNet, PretrainedWeightsError, get_spec
@@ -80,6 +89,8 @@ RESUME_MUST_MATCH = (
     "label_smoothing",
     "mixup",
     "leave_out_val_twins",
+    "framing_aug",
+    "init_from",
     "max_train",
     "seed",
 )
@@ -122,8 +133,13 @@ def train_one_epoch(
     teacher_logits: np.ndarray | None,
     frozen: bool,
     deadline: float,
+    framing: FramingAugmentParams | None = None,
+    rng: np.random.Generator | None = None,
 ) -> dict[str, float]:
-    """One pass over ``order``; returns mean loss and accuracy on the (augmented) stream."""
+    """One pass over ``order``; returns mean loss and accuracy on the (augmented) stream.
+    With ``framing`` on, a share of the draws is first re-shot as a user might frame it and
+    normalised back (:func:`core.augment.reframe_random`), before the usual augmentation."""
+    rng = rng if rng is not None else np.random.default_rng(0)
     model.train()
     if frozen:
         model.backbone.eval()
@@ -139,7 +155,12 @@ def train_one_epoch(
         idx = order[start : start + args.batch_size]
         if len(idx) < 2:
             continue
-        x = torch.from_numpy(np.ascontiguousarray(images[idx].transpose(0, 3, 1, 2)))
+        batch = images[idx]
+        if augment and framing is not None and framing.probability > 0:
+            batch = batch.copy()
+            for k in np.flatnonzero(rng.random(len(idx)) < framing.probability):
+                batch[k] = reframe_random(batch[k], rng, framing)
+        x = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
         if augment:
             x = augment_batch(x, aug)
         x = to_float_batch(x)
@@ -265,6 +286,18 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="wall-clock minutes since the run started, data loading included; on --resume earlier "
         "invocations count too. Stops after the step that passes it",
     )
+    p.add_argument(
+        "--framing-aug",
+        type=float,
+        default=0.0,
+        help="share of draws re-framed as users frame photos, then normalised (core.augment.reframe_random; 0 = off)",
+    )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="weights folder holding a trained MODEL (NAME.safetensors + card): fine-tune it instead of a fresh start",
+    )
     p.add_argument("--seed", type=int, default=42, help="seed for the split (if made), sampling and augmentation")
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
     p.add_argument(
@@ -322,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
         aug_params = AugmentParams(
             fill_mode=args.fill_mode, color_jitter=args.color_jitter, hue=args.hue, grayscale=args.grayscale
         )
+        framing_params = FramingAugmentParams(probability=args.framing_aug)
     except ValueError as exc:
         raise SystemExit(f"bad augmentation option: {exc}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -337,6 +371,15 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
         model = spec.builder(len(args.classes), args.pretrained)
     except PretrainedWeightsError as exc:
         raise SystemExit(f"--pretrained {args.pretrained}: {exc}") from None
+    if args.init_from:  # fine-tune a trained model (e.g. the shipped one) instead of starting afresh
+        try:
+            start, _ = load_model(args.model, args.init_from)
+        except WeightsError as exc:
+            raise SystemExit(f"--init-from {args.init_from}: {exc}") from None
+        model.load_state_dict(start.state_dict())
+        for prm in model.parameters():
+            prm.requires_grad_(True)
+        del start
     teacher = None
     if args.distill_from:
         try:
@@ -475,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             teacher_logits=teacher_logits,
             frozen=frozen,
             deadline=deadline,
+            framing=framing_params,
+            rng=rng,
         )
         train_time += time.time() - t0
         train_seen += stats["train_images"]
@@ -578,6 +623,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 - a training s
             "initialisation": args.pretrained,
             "balancing": args.balance,
             "augmentation": aug_params.to_dict(),
+            "framing_augmentation": framing_params.to_dict(),
+            "framing_normalisation": DEFAULT_FRAMING.to_dict(),
+            "initialised_from": str(args.init_from) if args.init_from else None,
             "distilled_from": args.distill_from,
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "best_epoch": best["epoch"],

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.framing import share_on_product
 from core.models import get_spec
-from core.overlay import COLORMAPS
+from core.overlay import COLORMAPS, enlarge
 from core.preprocess import FORMAT_NAMES
 from pages import _ui
 
@@ -79,8 +80,40 @@ def explanations(photo) -> dict[str, object]:  # noqa: ANN001
     return out
 
 
+def framing_panel(photo) -> None:  # noqa: ANN001
+    """The photo as uploaded, the canvas the models saw after framing, and what the framing step did."""
+    c_in, c_seen, c_text = st.columns([1, 1, 3])
+    if photo.preview is not None:
+        c_in.image(photo.preview, caption="your photo", width=120)
+    c_seen.image(enlarge(photo.native, 2), caption="what the models saw (60×80)", width=120)
+    with c_text:
+        if photo.background_flagged:
+            st.warning(f"{photo.framing_note[:1].upper()}{photo.framing_note[1:]}.", icon=":material/warning:")
+        elif photo.framing_note:
+            st.info(f"{photo.framing_note[:1].upper()}{photo.framing_note[1:]}.", icon=":material/crop:")
+        else:
+            st.caption("Framed like the catalogue photos the models learnt from: used as it is.")
+
+
+def product_share_note(photo, cam: np.ndarray, title: str) -> tuple[str, bool] | None:  # noqa: ANN001
+    """How much of a map falls on the product (from the framing step's mask), and whether that
+    is mostly background (flagged); None without a mask or for an all-zero map."""
+    if photo.product_mask is None:
+        return None
+    share = share_on_product(cam, photo.product_mask)
+    if share is None:
+        return None
+    if share < MOSTLY_BACKGROUND:
+        return f"{title}'s map sits mostly on the background: only {share:.0%} of it falls on the product.", True
+    return f"{share:.0%} of this map falls on the product.", False
+
+
+MOSTLY_BACKGROUND = 0.5
+
+
 def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
     """Side-by-side predictions, probability bars, overlays and raw maps for one photo."""
+    framing_panel(photo)
     for note in photo.notes:
         st.info(f"Note: {note}.")
     ok = [e for e in exps.values() if e is not None]
@@ -143,6 +176,8 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             elif said := _ui.nothing_to_contrast(exp, classes, contrast, spec.title):
                 left.caption(said)
             cam = exp.maps[layers[slot]]
+            if said := product_share_note(photo, cam, spec.title):
+                (left.warning if said[1] else left.caption)(said[0])
             right.image(
                 _ui.raw_map_image(cam, vmax, cmap),
                 caption=f"raw map, {cam.shape[1]}×{cam.shape[0]} cells · "
@@ -195,6 +230,7 @@ elif len(photos) > 1:  # a table even when every file was refused: the CSV accou
         for slot, _ in SLOTS:
             pr = probs[slot]
             row[f"{titles[slot]} confidence (%)"] = None if pr is None else round(100 * float(pr[i].max()), 1)
+        row["framing"] = p.framing_note or "as it is"
         row["notes"] = "; ".join(p.notes)
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.augment import FILL_MODES, AugmentParams, augment_variants
+from core.augment import FILL_MODES, AugmentParams, FramingAugmentParams, augment_variants
 from core.data import DEFAULT_SPLIT_FILE, SPLITS, load_split
 from core.models import REGISTRY
 from core.overlay import enlarge
@@ -172,13 +172,25 @@ fill = c4.selectbox("Fill mode", list(FILL_MODES), key="aug_fill")
 n = c5.slider("Variants", 4, 24, 12, 4, key="aug_n")
 seed = c6.number_input("Seed", 0, 10_000, 0, key="aug_seed")
 hflip = st.checkbox("Horizontal flip", d.hflip, key="aug_flip")
+reframe = st.slider(
+    "Re-framed as users frame photos (share of variants)",
+    0.0,
+    1.0,
+    0.5,
+    0.1,
+    key="aug_reframe",
+    help="Training for framing: a share of the draws is zoomed out or in on white, given another aspect, "
+    "stretched, placed anywhere, put on a coloured or textured surface, lit warm or cool or given a shadow, "
+    "and then goes through the same framing step as every photo. 0.5 is what the shipped models used.",
+)
 
 if photo is not None:
     if photo.error:
         st.warning(f"{_ui.plain(photo.filename)}: {photo.error}", icon=":material/block:")
     else:
         params = AugmentParams(rotation=rotation, shear=shear, shift=shift, hflip=hflip, fill_mode=fill)
-        variants = augment_variants(photo.native, n, params, seed=int(seed))
+        framing = FramingAugmentParams(probability=reframe)
+        variants = augment_variants(photo.native, n, params, seed=int(seed), framing=framing)
         st.image(np.asarray(photo.native), caption="original (60×80 canvas)", width=120)
         cols = st.columns(6)
         for k, v in enumerate(variants):

@@ -1,0 +1,242 @@
+"""The framing step (core.framing) on generated photos, the benchmark's framings, the training
+augmentation that re-frames draws, and the share of a map on the product."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from image_cases import encode
+from PIL import Image
+
+from core.augment import FramingAugmentParams, reframe_random
+from core.framing import (
+    BUSY,
+    CANVAS_ASPECT,
+    DEFAULT_PARAMS,
+    KEPT,
+    NO_PRODUCT,
+    REFRAMED,
+    normalise_framing,
+    share_on_product,
+)
+from core.framings import FRAMINGS, enlarge, white_background_mask
+from core.preprocess import NATIVE_SIZE, frame_and_fit, open_image, to_native
+from core.service import read_upload
+
+SHIRT = (25, 35, 110)
+
+
+def product(size: tuple[int, int] = (300, 400), colour: tuple[int, int, int] = SHIRT) -> Image.Image:
+    """A shirt-like product filling a 3:4 frame on white, as the catalogue shots are."""
+    w, h = size
+    arr = np.full((h, w, 3), 255, np.uint8)
+    arr[int(h * 0.04) : int(h * 0.97), int(w * 0.2) : int(w * 0.8)] = colour
+    arr[int(h * 0.04) : int(h * 0.25), int(w * 0.03) : int(w * 0.97)] = colour  # sleeves
+    arr[int(h * 0.3) : int(h * 0.5), int(w * 0.45) : int(w * 0.55)] = (200, 200, 210)  # a light detail
+    return Image.fromarray(arr)
+
+
+def on_surface(img: Image.Image, canvas: tuple[int, int], surface: np.ndarray) -> Image.Image:
+    """``img`` centred on ``surface`` (H×W×3), its white background replaced by the surface."""
+    out = surface.copy()
+    x, y = (canvas[0] - img.width) // 2, (canvas[1] - img.height) // 2
+    arr = np.asarray(img)
+    keep = ~white_background_mask(arr)
+    region = out[y : y + img.height, x : x + img.width]
+    region[keep] = arr[keep]
+    return Image.fromarray(out)
+
+
+def noisy(canvas: tuple[int, int], base: tuple[int, int, int], amplitude: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w, h = canvas
+    return np.clip(np.asarray(base)[None, None] + rng.normal(0, amplitude, (h, w, 1)), 0, 255).astype(np.uint8)
+
+
+def native_diff(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference of two images' native canvases (grey levels)."""
+    return float(np.abs(np.asarray(to_native(a), float) - np.asarray(to_native(b), float)).mean())
+
+
+def product_fill(framed: Image.Image) -> float:
+    """How much of the frame the non-white content fills (the larger of its two shares)."""
+    arr = np.asarray(framed)
+    ys, xs = np.nonzero(arr.min(axis=2) < 200)
+    return max((ys.max() - ys.min() + 1) / arr.shape[0], (xs.max() - xs.min() + 1) / arr.shape[1])
+
+
+def assert_surface_is_white(f) -> None:  # noqa: ANN001
+    """On the native canvas the models see, two pixels beyond the product's mask, all is white."""
+    from scipy import ndimage
+
+    from core.preprocess import native_mask
+
+    far = ~ndimage.binary_dilation(native_mask(f.mask), iterations=2)
+    assert far.mean() > 0.05
+    assert np.percentile(np.asarray(to_native(f.image))[far].min(axis=1), 2) >= 240
+
+
+def test_a_catalogue_shot_is_kept_exactly() -> None:
+    img = product()
+    f = normalise_framing(img)
+    assert f.action == KEPT and f.note == "" and not f.flagged
+    assert f.image is img or np.array_equal(np.asarray(f.image), np.asarray(img))
+    assert f.mask is not None and f.mask.shape == (400, 300) and f.mask[200, 150] and not f.mask[2, 2]
+
+
+@pytest.mark.parametrize(
+    "name", ["white square", "white 4:3 landscape", "zoomed out 1.5×", "zoomed out 2×", "off-centre"]
+)
+def test_white_padding_is_cropped_back_to_the_catalogue_framing(name: str) -> None:
+    img = product()
+    framed = FRAMINGS[name](img, 0)
+    f = normalise_framing(framed)
+    assert f.action == REFRAMED
+    assert "white background" in f.note
+    assert abs(f.image.width / f.image.height - CANVAS_ASPECT) < 0.02
+    assert product_fill(f.image) > 0.9  # the product fills the frame again …
+    assert native_diff(f.image, img) < 22  # … and the canvas is close to the catalogue shot's,
+    assert native_diff(framed, img) > 2 * native_diff(f.image, img)  # much closer than without the step
+
+
+@pytest.mark.parametrize(
+    ("base", "amplitude", "word"),
+    [((190, 190, 192), 6.0, "grey"), ((200, 160, 120), 6.0, "coloured"), ((120, 170, 90), 3.0, "coloured")],
+)
+def test_a_product_on_any_near_uniform_surface_is_cropped_and_placed_on_white(base, amplitude, word) -> None:
+    img = product()
+    photo = on_surface(img, (480, 560), noisy((480, 560), base, amplitude))
+    f = normalise_framing(photo)
+    assert f.action == REFRAMED and word in f.note and "placed on white" in f.note
+    assert_surface_is_white(f)
+    assert native_diff(f.image, img) < 25
+    assert native_diff(photo, img) > 2 * native_diff(f.image, img)
+
+
+def test_a_gradient_background_counts_as_uniform() -> None:
+    img = product()
+    w, h = 480, 560
+    shade = np.linspace(150, 230, h)[:, None, None] * np.ones((1, w, 3))
+    f = normalise_framing(on_surface(img, (w, h), shade.astype(np.uint8)))
+    assert f.action == REFRAMED
+    assert_surface_is_white(f)
+    assert native_diff(f.image, img) < 25
+
+
+def test_a_busy_background_is_left_as_it_is_and_flagged() -> None:
+    rng = np.random.default_rng(1)
+    room = np.zeros((560, 480, 3), np.uint8)
+    for _ in range(120):  # furniture, people, windows: blocks of every colour
+        y, x = rng.integers(0, 520), rng.integers(0, 440)
+        room[y : y + rng.integers(10, 90), x : x + rng.integers(10, 90)] = rng.integers(0, 256, 3)
+    photo = on_surface(product(), (480, 560), room)
+    f = normalise_framing(photo)
+    assert f.action == BUSY and f.flagged and f.mask is None
+    assert f.image is photo or np.array_equal(np.asarray(f.image), np.asarray(photo))
+    assert "busy background" in f.note and "care" in f.note
+
+
+def test_a_product_touching_the_edge_keeps_its_whole_width() -> None:
+    img = Image.new("RGB", (400, 300), (255, 255, 255))  # landscape, the product cut by the left edge
+    img.paste(SHIRT, (0, 60, 250, 260))
+    f = normalise_framing(img)
+    assert f.action == REFRAMED
+    arr = np.asarray(f.image)
+    dark = arr.min(axis=2) < 128
+    ys, xs = np.nonzero(dark)
+    assert (xs.max() - xs.min() + 1) / arr.shape[1] > 0.9  # nothing of it was cut off
+
+
+def test_an_all_white_image_has_no_product_and_is_unchanged() -> None:
+    img = Image.new("RGB", (300, 400), (255, 255, 255))
+    f = normalise_framing(img)
+    assert f.action == NO_PRODUCT and f.mask is None and "no product" in f.note
+    assert np.array_equal(np.asarray(f.image), np.asarray(img))
+
+
+def test_a_tiny_product_is_enlarged_to_fill_the_frame() -> None:
+    img = Image.new("RGB", (1200, 1600), (255, 255, 255))
+    img.paste(product((90, 120)), (700, 300))
+    f = normalise_framing(img)
+    assert f.action == REFRAMED
+    assert product_fill(f.image) > 0.9
+
+
+def test_a_transparent_png_is_framed_on_white() -> None:
+    rgba = np.zeros((500, 500, 4), np.uint8)  # a square PNG, transparent around the product
+    rgba[50:450, 150:350] = (*SHIRT, 255)
+    decoded = open_image(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    fitted = frame_and_fit(decoded.image)
+    assert fitted.framing.action == REFRAMED and "white background" in fitted.framing.note
+    assert fitted.image.size == NATIVE_SIZE and fitted.mask is not None and fitted.mask.shape == (80, 60)
+    assert fitted.mask[40, 30] and not fitted.mask[40, 0] or product_fill(fitted.image) > 0.9
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (8, 8)])
+def test_degenerate_sizes_never_fail(size: tuple[int, int]) -> None:
+    img = Image.new("RGB", size, (10, 20, 30))
+    f = normalise_framing(img)
+    assert f.action in (NO_PRODUCT, KEPT, REFRAMED, BUSY)
+    assert frame_and_fit(img).image.size == NATIVE_SIZE
+
+
+def test_the_step_is_deterministic_and_the_mask_follows_the_image() -> None:
+    photo = FRAMINGS["zoomed out 2×"](product(), 0)
+    a, b = frame_and_fit(photo), frame_and_fit(photo)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert a.mask is not None and np.array_equal(a.mask, b.mask)
+    dark = np.asarray(a.image).min(axis=2) < 100
+    assert (dark & a.mask).sum() / dark.sum() > 0.95  # the product's pixels are in the mask
+    assert a.mask.mean() < 0.9  # and the white margin is not
+
+
+def test_uploads_carry_what_the_models_saw_and_the_framing_note() -> None:
+    square = FRAMINGS["white square"](product(), 0)
+    photo = read_upload("square.png", encode(square, "PNG"))
+    assert photo.error is None and photo.framing == REFRAMED
+    assert photo.framing_note.startswith("product found on a white background")
+    assert photo.native.shape == (80, 60, 3) and photo.product_mask.shape == (80, 60)
+    assert photo.preview is not None and max(photo.preview.shape[:2]) <= 240
+    assert not any("white padding" in n for n in photo.notes)  # the old coverage note is gone once reframed
+    kept = read_upload("shot.png", encode(product(), "PNG"))
+    assert kept.framing == KEPT and kept.framing_note == ""
+
+
+def test_share_on_product() -> None:
+    mask = np.zeros((80, 60), bool)
+    mask[20:60, 15:45] = True
+    on = np.zeros((10, 8), np.float32)
+    on[4, 4] = 1.0
+    off = np.zeros((10, 8), np.float32)
+    off[0, 0] = 1.0
+    assert share_on_product(on, mask) > 0.9
+    assert share_on_product(off, mask) < 0.1
+    assert share_on_product(np.zeros((10, 8)), mask) is None
+    assert share_on_product(np.ones((80, 60)), mask) == pytest.approx(mask.mean())
+
+
+def test_every_benchmark_framing_is_deterministic_and_changes_the_photo() -> None:
+    img = enlarge(product((60, 80)))
+    for name, build in FRAMINGS.items():
+        a, b = build(img, 7), build(img, 7)
+        assert np.array_equal(np.asarray(a), np.asarray(b)), name
+        if name != "as in the dataset":
+            assert a.size != img.size or not np.array_equal(np.asarray(a), np.asarray(img)), name
+
+
+def test_reframing_augmentation_returns_native_canvases_and_varies() -> None:
+    native = np.asarray(to_native(product()))
+    rng = np.random.default_rng(0)
+    params = FramingAugmentParams(probability=1.0)
+    outs = [reframe_random(native, rng, params) for _ in range(12)]
+    assert all(o.shape == native.shape and o.dtype == np.uint8 for o in outs)
+    assert len({o.tobytes() for o in outs}) == 12
+    # normalised back: the product still fills the frame, as the framing step puts it
+    assert np.median([product_fill(Image.fromarray(o)) for o in outs]) > 0.8
+    with pytest.raises(ValueError):
+        FramingAugmentParams(probability=1.5)
+
+
+def test_params_are_recorded() -> None:
+    d = DEFAULT_PARAMS.to_dict()
+    assert d["target_fill"] == 1.0 and set(d) >= {"uniform_share", "kept_fill", "product_delta_e"}
