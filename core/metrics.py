@@ -1,4 +1,10 @@
-"""Classification metrics for imbalanced classes, with bootstrap intervals, and the decision rule."""
+"""Classification metrics for imbalanced classes, with bootstrap intervals, and the decision rule.
+
+The reported numbers come from scikit-learn (:mod:`sklearn.metrics`). The bootstrap and the
+offset search score thousands of resamples or candidate rules; they count a confusion matrix
+with ``np.bincount`` and score it with :func:`_scores_from_counts` (sklearn takes milliseconds a
+call), which the tests check against sklearn.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,49 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn import metrics as skm
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
     """Counts: rows are true classes, columns predicted."""
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
-    return cm
+    if len(y_true) == 0:
+        return np.zeros((n_classes, n_classes), dtype=np.int64)
+    return skm.confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
 
 
-def _scores_from_cm(cm: np.ndarray) -> dict[str, np.ndarray | float]:
+def _sklearn_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, np.ndarray | float]:
+    """Accuracy, balanced accuracy, macro-F1 and per-class precision/recall/F1/support, by sklearn.
+
+    Balanced accuracy is the mean recall of the classes that occur in ``y_true``; macro-F1 averages
+    every class that occurs or is predicted (a class only predicted counts with F1 0). A class
+    never predicted has precision 0, a class without images recall 0 (not NaN)."""
+    if len(y_true) == 0:  # sklearn refuses empty input
+        zeros = np.zeros(n_classes)
+        per_class = {"precision": zeros, "recall": zeros, "f1": zeros, "support": zeros.astype(np.int64)}
+        return {"accuracy": 0.0, "balanced_accuracy": 0.0, "macro_f1": 0.0, **per_class}
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=np.arange(n_classes), average=None, zero_division=0.0
+    )
+    if y_true.min() < 0 or y_pred.min() < 0 or max(y_true.max(), y_pred.max()) >= n_classes:
+        raise ValueError(f"labels must be class indices in 0..{n_classes - 1}")
+    seen = np.union1d(y_true, y_pred)
+    # balanced accuracy = the macro recall over the classes in y_true (sklearn's balanced_accuracy_score,
+    # without the warning it gives for a class only predicted: warning filters are not thread-safe)
+    balanced = skm.recall_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0.0)
+    return {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced),
+        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=seen, average="macro", zero_division=0.0)),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "support": support,
+    }
+
+
+def _scores_from_counts(cm: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro-F1 of a confusion matrix, as :func:`_sklearn_scores`
+    computes them, for the many evaluations of the bootstrap and the offset search."""
     cm = cm.astype(np.float64)
     tp = np.diag(cm)
     support = cm.sum(1)
@@ -30,10 +69,6 @@ def _scores_from_cm(cm: np.ndarray) -> dict[str, np.ndarray | float]:
         "accuracy": float(tp.sum() / max(cm.sum(), 1)),
         "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "support": support,
     }
 
 
@@ -51,7 +86,7 @@ def bootstrap_intervals(
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
         cm = np.bincount(flat[idx], minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-        s = _scores_from_cm(cm)
+        s = _scores_from_counts(cm)
         for k in keys:
             out[k].append(s[k])
     return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in out.items()}
@@ -69,8 +104,7 @@ def classification_report(
     y_true = np.asarray(y_true, int)
     y_pred = np.asarray(y_pred, int)
     k = len(classes)
-    cm = confusion_matrix(y_true, y_pred, k)
-    s = _scores_from_cm(cm)
+    s = _sklearn_scores(y_true, y_pred, k)
     return {
         "n": int(len(y_true)),
         "accuracy": s["accuracy"],
@@ -86,7 +120,7 @@ def classification_report(
             }
             for i, c in enumerate(classes)
         },
-        "confusion_matrix": cm.tolist(),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, k).tolist(),
         "classes": list(classes),
     }
 
@@ -114,7 +148,7 @@ def choose_logit_bias(
     for offs in itertools.product(grid, repeat=k - 1):
         bias = np.array((0.0, *offs))
         pred = (logits + bias).argmax(1)
-        obj = _scores_from_cm(confusion_matrix(y_true, pred, k))["macro_f1"]
+        obj = _scores_from_counts(np.bincount(y_true * k + pred, minlength=k * k).reshape(k, k))["macro_f1"]
         key = (round(obj, 6), -float(np.abs(bias).sum()))
         if best_key is None or key > best_key:
             best_key, best_bias, best_obj = key, [float(b) for b in bias], obj

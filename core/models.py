@@ -248,6 +248,22 @@ class CamLayer:
 
 
 @dataclass(frozen=True)
+class TrainingDefaults:
+    """A model's shipped training recipe: what ``python -m core.train`` uses for options not given.
+
+    ``bf16`` is autocast while training (the saved file's dtype is ``core.train.SAVE_DTYPE``)."""
+
+    epochs: int
+    lr: float  # the head's; the backbone's is lr × --backbone-lr-mult
+    batch_size: int = 48
+    freeze_epochs: int = 1  # first epochs with a frozen backbone (pretrained backbones only)
+    epoch_size: int = 6000  # images drawn per epoch
+    patience: int = 6  # epochs without a validation macro-F1 gain before stopping
+    freeze_bn: bool = False  # keep the backbone's BatchNorm statistics after unfreezing
+    bf16: bool = True
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything the app, training and evaluation need to know about one model."""
 
@@ -257,6 +273,7 @@ class ModelSpec:
     cam_layers: tuple[CamLayer, ...]
     default_pretrained: str
     description: str
+    training_defaults: TrainingDefaults
     # fast batch path (core.fastpath): rows whose top two logits are closer than this are re-run
     # in fp32; more than twice the largest bf16 logit error bench measured on validation images
     tie_margin: float = 0.75
@@ -303,6 +320,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         "none",
         "Two Conv2D+ReLU+MaxPool blocks, Flatten, Dense(128)+ReLU, Dense(3), softmax; 60×80 input.",
+        TrainingDefaults(epochs=12, lr=1e-3, batch_size=64, freeze_epochs=0, epoch_size=12000),
         tie_margin=0.1,  # a small net: bf16 moves its logits by 0.04 at most
     ),
     "resnet50": ModelSpec(
@@ -317,6 +335,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         "none",
         "torchvision ResNet50 backbone + dense head (pool, dropout, 256+ReLU, dropout, 3); 120×160 input.",
+        TrainingDefaults(epochs=16, lr=1.5e-3, patience=10),
     ),
     "effnet_lite0": ModelSpec(
         "effnet_lite0",
@@ -331,6 +350,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         "imagenet",
         "ImageNet-pretrained EfficientNet-Lite0 backbone + the same dense head; 120×160 input.",
+        TrainingDefaults(epochs=12, lr=1e-3, freeze_bn=True),
         default_layer=2,  # block 10: the conv head's cells all see the whole photo (occlusion: README)
     ),
 }

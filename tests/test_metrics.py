@@ -1,11 +1,13 @@
-"""core.metrics on hand-computed cases: report, intervals, majority reference, decision rule."""
+"""core.metrics on hand-computed cases and against sklearn: report, intervals, majority reference, decision rule."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn import metrics as skm
 
 from core.metrics import (
+    _scores_from_counts,
     bootstrap_intervals,
     choose_logit_bias,
     classification_report,
@@ -145,3 +147,82 @@ def test_format_report_table() -> None:
     assert f"accuracy:          {5 / 8:.3f}  [" in text
     assert any(ln.startswith("Smart Casual") and ln.split()[-1] == "2" for ln in lines)  # support
     assert lines[-1].split()[-3:] == ["1", "0", "1"]  # last confusion row
+
+
+def _random_case(seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Labels and predictions over k classes where class 1 is never predicted, class k-2 neither
+    occurs nor is predicted and class k-1 is only predicted (false alarms into an absent class)."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(4, 7))
+    n = int(rng.integers(5, 150))
+    y = rng.choice([c for c in range(k) if c not in (k - 2, k - 1)], n)
+    pred = np.where(rng.random(n) < 0.6, y, rng.integers(0, k, n))
+    pred[pred == 1] = 0
+    pred[pred == k - 2] = 0
+    pred[0] = k - 1
+    return y, pred, [f"class {c}" for c in range(k)]
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_report_agrees_with_sklearn_on_random_data(seed: int) -> None:
+    y, pred, classes = _random_case(seed)
+    k = len(classes)
+    r = classification_report(y, pred, classes, n_boot=0)
+    assert r["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=range(k)).tolist()
+    assert r["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
+    # sklearn's defaults: balanced accuracy over the classes in y_true, macro-F1 over those in y_true or predicted
+    assert r["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred), abs=1e-12)
+    assert r["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0.0), abs=1e-12)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred, labels=range(k), zero_division=0.0)
+    for i, c in enumerate(classes):
+        pc = r["per_class"][c]
+        assert (pc["precision"], pc["recall"], pc["f1"]) == pytest.approx((precision[i], recall[i], f1[i]), abs=1e-12)
+        assert pc["support"] == support[i]
+    assert r["per_class"][classes[1]]["precision"] == 0.0  # never predicted: 0, not NaN
+    assert r["per_class"][classes[-1]]["support"] == 0 and r["per_class"][classes[-1]]["f1"] == 0.0
+    # the definitions, spelt out: the only-predicted class counts in macro-F1, the unseen one nowhere
+    assert r["balanced_accuracy"] == pytest.approx(np.mean([recall[c] for c in np.unique(y)]), abs=1e-12)
+    assert r["macro_f1"] == pytest.approx(np.mean([f1[c] for c in np.union1d(y, pred)]), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_fast_resample_scores_agree_with_sklearn(seed: int) -> None:
+    """The bootstrap and the offset search score confusion counts without sklearn: the same numbers."""
+    y, pred, classes = _random_case(seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        idx = rng.integers(0, len(y), len(y))
+        fast = _scores_from_counts(confusion_matrix(y[idx], pred[idx], len(classes)))
+        r = classification_report(y[idx], pred[idx], classes, n_boot=0)
+        assert fast == pytest.approx({k: r[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}, abs=1e-12)
+
+
+def test_bootstrap_intervals_are_a_resample_loop_around_the_report() -> None:
+    y, pred, classes = _random_case(3)
+    ci = bootstrap_intervals(y, pred, len(classes), n_boot=40, seed=5)
+    rng = np.random.default_rng(5)
+    reports = []
+    for _ in range(40):
+        idx = rng.integers(0, len(y), len(y))
+        reports.append(classification_report(y[idx], pred[idx], classes, n_boot=0))
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+        values = [r[key] for r in reports]
+        assert ci[key] == pytest.approx([np.percentile(values, 2.5), np.percentile(values, 97.5)], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_choose_logit_bias_objective_is_sklearns_macro_f1(seed: int) -> None:
+    y = np.minimum(_random_case(seed)[0], 2)
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(len(y), 3)) + np.eye(3)[y]
+    bias, objective = choose_logit_bias(logits, y, grid=(-1.0, -0.5, 0.0, 0.5, 1.0))
+    pred = (logits + np.array(bias)).argmax(1)
+    assert objective == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0.0), abs=1e-12)
+
+
+def test_labels_outside_the_classes_are_refused() -> None:
+    from core.metrics import classification_report
+
+    with pytest.raises(ValueError, match="class indices"):
+        classification_report([0, 1, 3], [0, 1, 1], ["a", "b", "c"])
