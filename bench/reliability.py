@@ -24,7 +24,7 @@ import torch
 
 from core.card import ModelCard
 from core.models import REGISTRY
-from core.preprocess import ALLOWED_FORMATS, FORMAT_NAMES, ImageInputError, open_image, to_native
+from core.preprocess import ALLOWED_FORMATS, FORMAT_NAMES, ImageInputError, frame_and_fit, open_image, to_native
 from core.service import load_explainer, read_upload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def fuzz(n: int, seed: int = 0) -> dict:
             data = bytes(data[: rng.randint(1, len(data))])
         t = time.perf_counter()
         try:  # the reader itself: the app's catch-all behind it would turn any crash into a message
-            to_native(open_image(data).image)
+            frame_and_fit(open_image(data).image)  # decoding, the framing step and the canvas
         except ImageInputError:
             refused += 1
         except Exception:  # noqa: BLE001 - counting, not hiding

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import streamlit as st
 from image_cases import bad_cases, encode, garment_photo, good_cases
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.gradcam import Explanation
@@ -116,6 +117,35 @@ def test_classify_one_photo_shows_both_models_and_heatmaps() -> None:
     assert len(at.get("plotly_chart")) == 2  # two probability charts
     assert sum(c.startswith("raw map, ") for c in captions) == 2
     assert any("Models agree" in m.value or "Models disagree" in m.value for m in at.markdown)
+
+
+def test_classify_shows_what_the_models_saw_and_flags_a_busy_background() -> None:
+    from test_framing import on_surface, product
+
+    at = app()
+    square = Image.new("RGB", (600, 600), (255, 255, 255))
+    square.paste(product((300, 400)), (150, 100))
+    at.file_uploader(key="uploads").set_value(("square.png", encode(square, "PNG"), "image/png"))
+    at.run()
+    assert not at.exception
+    captions = image_captions(at)
+    assert "your photo" in captions and "what the models saw (60×80)" in captions
+    assert any(i.value.startswith("Product found on a white background: cropped and placed on white") for i in at.info)
+    shares = [c.value for c in at.caption if c.value.endswith("of this map falls on the product.")]
+    flagged = [w.value for w in at.warning if "sits mostly on the background" in w.value]
+    assert len(shares) + len(flagged) == 2  # one line per model's map
+
+    rng = np.random.default_rng(1)
+    room = np.zeros((560, 480, 3), np.uint8)
+    for _ in range(120):
+        y, x = rng.integers(0, 520), rng.integers(0, 440)
+        room[y : y + rng.integers(10, 90), x : x + rng.integers(10, 90)] = rng.integers(0, 256, 3)
+    busy = on_surface(product(), (480, 560), room)
+    at.file_uploader(key="uploads").set_value(("room.jpg", encode(busy, "JPEG"), "image/jpeg"))
+    at.run()
+    assert not at.exception
+    assert any(w.value.startswith("Busy background: the models learnt from photos") for w in at.warning)
+    assert "what the models saw (60×80)" in image_captions(at)
 
 
 def test_controls_update_heatmaps() -> None:

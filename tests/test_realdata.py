@@ -122,3 +122,40 @@ def test_shipped_weights_reproduce_card(data_dir: Path, catalog: Catalog, saved_
     assert recorded["accuracy"] == pytest.approx(sum(cm[c][c] for c in k) / len(pairs), abs=1e-12)
     assert recorded["balanced_accuracy"] == pytest.approx(sum(recall) / len(k), abs=1e-12)
     assert recorded["macro_f1"] == pytest.approx(sum(f1) / len(k), abs=1e-12)
+
+
+# the framing bars of the framing issue, checked on a slice of test with the shipped weights
+FRAMING_RATIO_BAR = {"effnet_lite0": 0.9, "resnet50": 0.9, "baseline": 0.8}
+FRAMING_SLICE = {"Formal": 150, "Casual": 150}
+
+
+def test_shipped_models_keep_their_answer_on_framed_test_photos(data_dir: Path) -> None:
+    from bench.framing import run
+
+    result = run("test", list(FRAMING_RATIO_BAR), FRAMING_SLICE, True, None, None, 2)
+    assert result["images"] >= 300
+    failures = []
+    for model, bar in FRAMING_RATIO_BAR.items():
+        for framing, r in result["models"][model].items():
+            if r["formal_recall_ratio"] < bar or r["casual_recall"] < 0.95:
+                failures.append(
+                    f"{model} · {framing}: Formal ratio {r['formal_recall_ratio']:.2f}, "
+                    f"Casual recall {r['casual_recall']:.2f}"
+                )
+    assert not failures, failures
+
+
+def test_the_framing_step_barely_changes_the_dataset_images(data_dir: Path, catalog: Catalog) -> None:
+    import numpy as np
+
+    from core.preprocess import frame_and_fit, open_image, to_native
+
+    ids = sorted(load_split(SPLIT_FILE)["val"])[:300]
+    kept, diffs = 0, []
+    for pid in ids:
+        image = open_image(catalog.image_path(pid).read_bytes()).image
+        fitted = frame_and_fit(image)
+        kept += fitted.framing.action == "kept"
+        diffs.append(np.abs(np.asarray(fitted.image, float) - np.asarray(to_native(image), float)).mean())
+    assert kept / len(ids) > 0.8  # most catalogue shots are left exactly as they are
+    assert float(np.mean(diffs)) < 6.0  # grey levels, mean over all images (0 for the kept ones)
