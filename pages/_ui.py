@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image, ImageDraw
 
 from core.data import (
     DATA_ENV_VAR,
@@ -35,10 +36,12 @@ from core.inference import BATCH_FAST, BATCH_SIZE
 from core.models import REGISTRY, WEIGHTS_DIR, get_spec
 from core.overlay import colorize, enlarge, normalise, overlay, png_bytes
 from core.service import LoadedModel, UploadedPhoto, load_card, load_explainer, read_upload
+from pages import _session
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif"]
 DISPLAY_HEIGHT = 320
-CLASS_COLOURS = {"Casual": "#4dabf7", "Formal": "#343a40", "Smart Casual": "#f59f00"}
+PREDICTED_COLOUR = "#3b5bdb"  # the theme's primary colour: the predicted class's bar
+OTHER_COLOUR = "#ced4da"  # a neutral grey for the other classes
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 
 
@@ -153,9 +156,12 @@ def class_and_contrast(key: str, classes: list[str]) -> tuple[int | None, bool]:
         key=key,
         on_change=back_to_prediction,
         help="Pick a class to see what speaks for it in each model's eyes.",
+        persist_state="session",  # kept through visits to other pages
     )
     target = None if label == "predicted class" else classes.index(label)
-    contrast = st.toggle("…over the prediction", key=toggle_key, disabled=target is None, help=CONTRAST_HELP)
+    contrast = st.toggle(
+        "…over the prediction", key=toggle_key, disabled=target is None, help=CONTRAST_HELP, persist_state="session"
+    )
     return target, contrast and target is not None
 
 
@@ -332,6 +338,78 @@ def dataset_sample(catalog, key: str, default_class: int = 0):  # noqa: ANN001, 
     return dataset_photo(catalog, pid)
 
 
+SAMPLE_CLASSES = ("Formal", "Casual")  # the sample photos Classify offers before any upload
+PHOTOS_THAT_WORK = (
+    "Drag one or more product photos into the drop zone above to start. What works: **one product** per photo, "
+    "on a **plain background** (white, grey or a colour); **any framing** — square, landscape, zoomed out — is "
+    "fitted to the catalogue photos' frame. A person wearing the clothes, or a busy room behind them, is far from "
+    "what the models learnt: they still answer, less reliably."
+)
+
+
+def first_screen() -> None:
+    """Classify before any photo: what kind of photo works, and sample photos to try with one click."""
+    st.info(PHOTOS_THAT_WORK, icon=":material/photo_camera:")
+    samples, where = sample_photos(str(data_dir() or ""))
+    st.caption(f"Or try a sample: {where}.")
+    cols = st.columns(4)  # small buttons on the left, as wide as their labels
+    for k, (col, (label, name, data)) in enumerate(zip(cols, samples)):
+        col.button(label, key=f"sample_{k}", on_click=_session.keep_photo, args=(name, data), width="stretch")
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def sample_photos(root: str) -> tuple[list[tuple[str, str, bytes]], str]:
+    """The sample photos as (button label, file name, bytes), and where they come from. With the dataset
+    folder ``root`` readable and a saved split: per class of ``SAMPLE_CLASSES``, the first test image that
+    every shipped model card classifies rightly (an easy start; else the first test image). Otherwise two
+    drawn garments."""
+    catalog = get_catalog(root) if root else None
+    split_of = saved_split_of()
+    if catalog is None or not split_of:
+        drawn = [("A drawn jacket", "drawn-jacket.png", _drawn_garment(jacket=True))]
+        drawn.append(("A drawn T-shirt", "drawn-t-shirt.png", _drawn_garment(jacket=False)))
+        return drawn, "drawn garments, as there are no dataset photos here"
+    predicted = []  # per model card: test id → the class it predicted
+    for name in REGISTRY:
+        card = get_card(name)[0]
+        test = card.predictions.get("test") if card is not None else None
+        if test:
+            predicted.append({i: card.classes[int(k)] for i, k in zip(test["ids"], test["pred"])})
+    samples, all_right = [], bool(predicted)
+    for cls in (c for c in SAMPLE_CLASSES if c in catalog.classes):
+        k = catalog.classes.index(cls)
+        ids = [i for i, lab in zip(catalog.ids, catalog.labels) if lab == k and split_of.get(i) == "test"]
+        right = [i for i in ids if all(p.get(i) == cls for p in predicted)]
+        all_right &= bool(right)
+        for pid in (right or ids)[:1]:
+            try:
+                data = catalog.image_path(pid).read_bytes()
+            except OSError:
+                continue
+            samples.append((f"A {cls} product", f"sample-{cls.lower().replace(' ', '-')}-{pid}.jpg", data))
+    if not samples:
+        return sample_photos("")
+    classes = " and ".join(label.removeprefix("A ").removesuffix(" product") for label, _, _ in samples)
+    easy = ", which every model classifies rightly (an easy start; Evaluation shows the hard cases)"
+    return samples, f"held-out test images, labelled {classes} in the catalogue{easy if all_right else ''}"
+
+
+def _drawn_garment(jacket: bool) -> bytes:
+    """A flat garment on white, 300×400 PNG: a dark jacket with lapels, or a bright T-shirt."""
+    img = Image.new("RGB", (300, 400), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    if jacket:
+        draw.polygon([95, 60, 205, 60, 270, 110, 262, 340, 38, 340, 30, 110], fill=(30, 38, 64))
+        draw.polygon([130, 60, 170, 60, 150, 190], fill=(245, 245, 245))  # the shirt between the lapels
+        for y in (215, 255, 295):
+            draw.ellipse((144, y, 156, y + 12), fill=(200, 200, 200))  # buttons
+    else:
+        shirt = [100, 70, 200, 70, 270, 120, 240, 170, 215, 155, 215, 330, 85, 330, 85, 155, 60, 170, 30, 120]
+        draw.polygon(shirt, fill=(240, 120, 40))
+        draw.ellipse((125, 58, 175, 92), fill=(255, 255, 255))  # the neckline
+    return png_bytes(np.asarray(img))
+
+
 # ------------------------------------------------------------------ settings
 def _defaults() -> dict[str, str]:
     return {
@@ -341,23 +419,30 @@ def _defaults() -> dict[str, str]:
     }
 
 
-DATA_LOCK_ENV_VAR = "DRESSCODE_DATA_LOCKED"  # "1": visitors cannot point the server at another folder
+DATA_EDITABLE_ENV_VAR = "DRESSCODE_DATA_EDITABLE"  # "1": a local run may type another folder in the sidebar
+DATA_LOCK_ENV_VAR = "DRESSCODE_DATA_LOCKED"  # "1": locked even when the other says editable (the old switch)
 
 
-def where_data_is_set() -> str:
-    """Where the dataset folder is set, for messages: the sidebar, unless the server locks it."""
-    return f"by the server's ${DATA_ENV_VAR}" if data_dir_locked() else f"sidebar, or ${DATA_ENV_VAR}"
+def data_dir_editable() -> bool:
+    """Whether the browser may change the dataset folder: only when the server opts in for a local run
+    (``DRESSCODE_DATA_EDITABLE=1``) and does not also lock it. By default the folder is the server's setting."""
+    return os.environ.get(DATA_EDITABLE_ENV_VAR, "") == "1" and os.environ.get(DATA_LOCK_ENV_VAR, "") != "1"
 
 
 def data_dir_locked() -> bool:
-    """Whether the server fixes the dataset folder (a shared deployment): the sidebar box is then
-    read-only and any value a browser sends for it is ignored."""
-    return os.environ.get(DATA_LOCK_ENV_VAR, "") == "1"
+    """Whether the server fixes the dataset folder (the default): the sidebar then shows only the dataset's
+    name and size, and any value a browser sends for the folder is ignored."""
+    return not data_dir_editable()
+
+
+def where_data_is_set() -> str:
+    """Where the dataset folder is set, for messages: by the server, unless a local run made it editable."""
+    return f"the server sets it, with ${DATA_ENV_VAR}" if data_dir_locked() else f"sidebar, or ${DATA_ENV_VAR}"
 
 
 def setting(key: str) -> str:
-    """A sidebar setting, or its default when a page runs without the sidebar (always the default
-    dataset folder when the server locks it)."""
+    """A sidebar setting, or its default when a page runs without the sidebar (always the server's
+    dataset folder unless the folder is editable)."""
     if key == "data_dir" and data_dir_locked():
         return _defaults()[key]
     return st.session_state[key] if key in st.session_state else _defaults()[key]
@@ -379,18 +464,26 @@ def data_dir() -> Path | None:
     return p if (p / "styles.csv").is_file() and (p / "images").is_dir() else None
 
 
+def shown_folder(folder: str) -> str:
+    """A dataset folder as messages show it: the path typed in an editable sidebar, else only the folder's
+    name (the server's paths are not the visitors' business)."""
+    return plain(folder if data_dir_editable() else Path(folder).name or folder)
+
+
 def no_dataset_note(consequence: str) -> str:
     """Why dataset samples are unavailable (nothing configured, or a folder that is not a dataset),
     followed by ``consequence``."""
     configured = str(setting("data_dir")).strip()
     if not configured:
         return f"No dataset folder is configured ({where_data_is_set()}), so {consequence}"
+    whose = "configured" if data_dir_editable() else "server's"
     if data_dir() is None:
         return (
-            f"The configured dataset folder {plain(configured)} is missing or incomplete (it needs styles.csv "
+            f"The {whose} dataset folder {shown_folder(configured)} is missing or incomplete (it needs styles.csv "
             f"and images/), so {consequence}"
         )
-    return f"The dataset folder {plain(configured)} could not be read (see the server log), so {consequence}"
+    folder = shown_folder(configured)
+    return f"The {whose} dataset folder {folder} could not be read (see the server log), so {consequence}"
 
 
 def model_label(name: str) -> str:
@@ -416,31 +509,45 @@ def sidebar() -> None:
             if not loaded.ok:
                 st.error(f"{get_spec(name).title} is disabled: {loaded.error}", icon=":material/warning:")
         st.subheader("Dataset")
-        locked = data_dir_locked()
-        if locked:  # shown as the server has it, whatever a session sent before
-            st.session_state["data_dir"] = setting("data_dir")
-        st.text_input(
-            "Dataset folder (Kaggle layout)",
-            key="data_dir",
-            disabled=locked,
-            help=f"Folder with styles.csv and images/. Also read from ${DATA_ENV_VAR}."
-            + (f" Fixed by the server (${DATA_LOCK_ENV_VAR}=1)." if locked else ""),
-        )
-        if setting("data_dir") and data_dir() is None:
-            st.caption("That folder has no styles.csv + images/; dataset features are off.")
-        elif data_dir() is None:
-            st.caption("No dataset configured: dataset galleries are off; everything else works.")
+        if data_dir_editable():  # a local run that opted in: the folder is the user's own to type
+            st.text_input(
+                "Dataset folder (Kaggle layout)",
+                key="data_dir",
+                help=f"Folder with styles.csv and images/. Also read from ${DATA_ENV_VAR}. Editable because "
+                f"${DATA_EDITABLE_ENV_VAR}=1 (a local run); a shared server leaves it unset.",
+            )
+        dataset_summary()
+
+
+def dataset_summary() -> None:
+    """The dataset as the sidebar names it: the folder's name and its image count, never a path."""
+    configured = str(setting("data_dir")).strip()
+    root = data_dir()
+    catalog = get_catalog(str(root)) if root else None
+    by = "" if data_dir_editable() else " Set by the server."
+    if catalog is not None:
+        st.markdown(f"**{plain(root.name)}** · {len(catalog.ids):,} labelled product photos")
+        st.caption(f"{', '.join(catalog.classes)}.{by}")
+    elif root is not None:
+        st.caption(f"The dataset {shown_folder(configured)} could not be read; dataset features are off.{by}")
+    elif configured:
+        st.caption(f"The folder {shown_folder(configured)} has no styles.csv + images/; dataset features are off.{by}")
+    else:
+        where = "" if data_dir_editable() else " on this server"
+        st.caption(f"No dataset configured{where}: dataset galleries are off; everything else works.")
 
 
 # ------------------------------------------------------------------ renderers
-def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
-    """Horizontal probability bars for all classes."""
+def probability_figure(probs: np.ndarray, classes: list[str]) -> go.Figure:
+    """Horizontal probability bars for all classes; the predicted class (the highest bar) in the highlight
+    colour, the others in a neutral one."""
+    top = int(np.argmax(probs))
     fig = go.Figure(
         go.Bar(
             x=[float(p) for p in probs],
             y=classes,
             orientation="h",
-            marker_color=[CLASS_COLOURS.get(c, "#868e96") for c in classes],
+            marker_color=[PREDICTED_COLOUR if k == top else OTHER_COLOUR for k in range(len(classes))],
             text=[f"{p:.1%}" for p in probs],
             textposition="outside",  # level and readable even beside a thin bar
             textangle=0,
@@ -453,7 +560,12 @@ def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
         xaxis=dict(range=[0, 1], tickformat=".0%", dtick=0.5, tickangle=0),
         yaxis=dict(autorange="reversed"),
     )
-    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+    return fig
+
+
+def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
+    """:func:`probability_figure`, drawn."""
+    st.plotly_chart(probability_figure(probs, classes), key=key, config={"displayModeBar": False})
 
 
 def raw_map_image(cam: np.ndarray, vmax: float, cmap: str) -> np.ndarray:

@@ -12,7 +12,6 @@ from core.models import REGISTRY
 from pages import _ui
 
 st.title("About the models")
-st.caption("Everything here is read from the model cards in weights/ that the training script wrote.")
 
 INIT_TEXT = {
     "none": "trained from scratch (random initialisation, no ImageNet weights)",
@@ -52,6 +51,73 @@ def _numbers(values: object) -> str:
         return "[" + ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values) + "]"
     return str(values)
 
+
+LEARNT_FROM = {  # a card's initialisation, for someone who does not train networks
+    "none": "learnt from the catalogue photos alone",
+    "imagenet": "first learnt to see from a million everyday photos (ImageNet), then from the catalogue photos",
+}
+
+
+def in_plain_words(name: str, card) -> str:  # noqa: ANN001 - a ModelCard
+    """One model for a non-specialist: what it is, and how good it is on test in one phrase (from its card)."""
+    init = card.training.get("initialisation", "none")
+    learnt = LEARNT_FROM.get(init, "started from a saved network, then learnt from the catalogue photos")
+    if card.training.get("distilled_from"):
+        learnt = learnt.removesuffix(" alone") + ", partly by imitating another model's answers"
+    size = card.architecture.get("parameters", 0) / 1e6
+    what = f"**{REGISTRY[name].title}**: a neural network with {size:.1f} million learnt weights"
+    t = card.metrics.get("test")
+    if not t or "per_class" not in t:
+        return f"{what} that {learnt}. Its card has no test results."
+    majority = max(t["per_class"], key=lambda c: t["per_class"][c]["support"])
+    found = " and ".join(
+        f"{round(m['recall'] * m['support']):,} of {m['support']:,} {c}"
+        for c, m in t["per_class"].items()
+        if c != majority
+    )
+    right = f"On {t['n']:,} test photos it is right {t['accuracy']:.0%} of the time"
+    return f"{what} that {learnt}. {right}; it finds {found} products."
+
+
+def caveats(card) -> list[str]:  # noqa: ANN001 - a ModelCard
+    """What to keep in mind when reading any model's test numbers (from one card's test split)."""
+    t = card.metrics.get("test", {})
+    per_class = t.get("per_class")
+    if not per_class:
+        return []
+    majority = max(per_class, key=lambda c: per_class[c]["support"])
+    rare = min(per_class, key=lambda c: per_class[c]["support"])
+    said = []
+    ref = (t.get("majority_class_reference") or {}).get("accuracy")
+    if ref is not None:
+        said.append(
+            f"Most photos are {majority}: answering {majority} every time would already be right {ref:.0%} of the "
+            "time. How many of the rarer classes a model finds tells the models apart."
+        )
+    said.append(
+        f"{rare} has only {per_class[rare]['support']} test images, so its numbers are rough: on other photos they "
+        "could be quite different."
+    )
+    said.append(
+        "The models learnt from catalogue photos: one product on a plain background, filling the frame. Classify "
+        "re-frames a product on a plain background; a photo far from that (a person wearing the clothes, a busy "
+        "room, several products) gets less reliable answers, and a warning when the background is busy."
+    )
+    return said
+
+
+st.subheader("In plain words")
+cards = {name: card for name in REGISTRY if (card := _ui.get_card(name)[0]) is not None}
+if cards:
+    classes = next(iter(cards.values())).classes
+    st.markdown(
+        f"Each model looks at a photo of one product and says whether it is {', '.join(classes[:-1])} or "
+        f"{classes[-1]}. Classify shows two of them side by side, with heatmaps of what each looked at."
+    )
+    st.markdown("\n".join(f"- {in_plain_words(name, card)}" for name, card in cards.items()))
+    st.markdown("**Keep in mind.**\n" + "\n".join(f"- {c}" for c in caveats(next(iter(cards.values())))))
+st.subheader("The model cards")
+st.caption("Everything here is read from the model cards in weights/ that the training script wrote.")
 
 for name, spec in REGISTRY.items():
     with st.container(border=True):

@@ -14,7 +14,7 @@ from core.framing import share_on_product
 from core.models import get_spec
 from core.overlay import COLORMAPS, enlarge
 from core.preprocess import FORMAT_NAMES
-from pages import _ui
+from pages import _session, _ui
 
 st.title("Dress code: Casual, Formal or Smart Casual?")
 st.caption(
@@ -30,11 +30,10 @@ SAME_MODEL = (
 )
 models, classes = _ui.chosen_loaded(names)
 
-files = st.file_uploader(
+uploads = _session.drop_zone(  # the photos stay for the session, through visits to other pages
     f"Product photos ({FORMAT_NAMES})",
-    type=_ui.UPLOAD_TYPES,
-    accept_multiple_files=True,
     key="uploads",
+    types=_ui.UPLOAD_TYPES,
     help="Several at once is fine. Large photos are fitted to the 60×80 canvas the models were trained on.",
 )
 
@@ -53,17 +52,22 @@ with st.expander("Heatmap settings", expanded=True):
             index=paths.index(spec.default_cam_layer.path),
             format_func=labels.__getitem__,
             key=f"layer_{slot}_{name}",
+            persist_state="session",  # every setting here stays through visits to other pages
         )
     c3, c4 = st.columns(2)  # two a row: at 800 px three cut the toggle's label to "…over th…"
     with c3:
         target, contrast = _ui.class_and_contrast("target", classes)
-    cmap = c4.selectbox("Colour map", COLORMAPS, key="cmap")
-    opacity = c4.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+    cmap = c4.selectbox("Colour map", COLORMAPS, key="cmap", persist_state="session")
+    opacity = c4.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity", persist_state="session")
     c6, c7 = st.columns(2)
-    smooth = c6.radio("Upsampling", ["smooth", "blocky"], horizontal=True, key="upsampling") == "smooth"
+    upsampling = c6.radio(
+        "Upsampling", ["smooth", "blocky"], horizontal=True, key="upsampling", persist_state="session"
+    )
+    smooth = upsampling == "smooth"
     shared = c7.toggle(
         "Shared scale",
         key="shared_scale",
+        persist_state="session",
         help="Both models' maps on one colour scale (with a colour bar), instead of each to its own maximum. "
         "Raw Grad-CAM values of different architectures differ by orders of magnitude.",
     )
@@ -192,11 +196,11 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             )
 
 
-if not files:
-    st.info("Drag one or more product photos into the drop zone above to start.")
+if not uploads:
+    _ui.first_screen()
     st.stop()
 
-photos = [_ui.read_photo(f.name, f.getvalue()) for f in files]
+photos = [_ui.read_photo(name, data) for name, data in uploads]
 good = [p for p in photos if p.error is None]
 for p in photos:
     if p.error:

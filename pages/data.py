@@ -6,6 +6,8 @@ from pages._entry import through_entry
 
 through_entry()  # first, before the heavy imports below: a page run alone after a start goes back at once
 
+import math
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -22,21 +24,23 @@ st.title("Data & augmentation")
 SPLIT_COLOURS = {"train": "#4C78A8", "val": "#72B7B2", "test": "#9D755D"}  # calm hues: no split is an alarm
 
 
-def show_log_bars(
-    fig: go.Figure, key: str, height: int, legend_y: float, label: str = "%{y:,.0f}", unlabelled: str = ""
-) -> None:
-    """Grouped bars on a log axis (decades only), counts (``label``) above the bars except on the
-    trace named ``unlabelled``, legend in a row."""
+LABEL_HEADROOM = 0.3  # in decades above the tallest bar (×2): room for its count label under the plot's top
+
+
+def show_log_bars(fig: go.Figure, key: str, height: int, legend_y: float, label: str = "%{y:,.0f}") -> None:
+    """Grouped bars on a log axis (decades only), each with its count (``label``) above it and room for
+    the tallest one's label, legend in a row."""
     fig.update_traces(
         texttemplate=label, textposition="outside", textangle=0, cliponaxis=False, hovertemplate="%{y:,.0f}"
     )
-    fig.update_traces(texttemplate="", selector=dict(name=unlabelled))
+    heights = [float(y) for trace in fig.data for y in trace.y if y and y > 0] or [1.0]
     fig.update_layout(
         barmode="group",
         height=height,
         yaxis_type="log",
         yaxis_title="images (log scale)",
         yaxis_dtick=1,
+        yaxis_range=[math.floor(math.log10(min(heights))), math.log10(max(heights)) + LABEL_HEADROOM],
         legend=dict(orientation="h", y=legend_y),
         margin=dict(l=0, r=0, t=30, b=0),
     )
@@ -104,8 +108,9 @@ if counts:
     fig.add_bar(
         name="original training images", x=classes, y=[train[c] for c in classes], marker_color=SPLIT_COLOURS["train"]
     )
-    copies = f"(a) after augmented copies: {top:,} per class"  # said once here, not on three bars
-    fig.add_bar(name=copies, x=classes, y=[top] * len(classes), marker_color="#9ECAE9")
+    fig.add_bar(
+        name=f"(a) after augmented copies: {top:,} per class", x=classes, y=[top] * len(classes), marker_color="#9ECAE9"
+    )
     draws = sorted({int(c.training.get("args", {}).get("epoch_size") or 0) for c in cards.values()} - {0})
     palette = ("#72B7B2", "#B7A99A", "#9D755D", "#BAB0AC")
     for k, size in enumerate(draws):
@@ -117,7 +122,7 @@ if counts:
             marker_color=palette[k % len(palette)],
         )
     # four bars a class: short labels (21.7k) so that neighbours do not run into each other at 800 px
-    show_log_bars(fig, "balance_counts", height=360, legend_y=-0.15, label="%{y:.3~s}", unlabelled=copies)
+    show_log_bars(fig, "balance_counts", height=360, legend_y=-0.15, label="%{y:.3~s}")
     used = {n: c.training.get("balancing", "?") for n, c in cards.items()}
     names = {"sampler": "(b) the class-balanced sampler", "copies": "(a) augmented copies"}
     lines = []

@@ -224,7 +224,7 @@ st.caption(
     "Each overlay is the model's Grad-CAM for the class it predicted, at its default layer (named under "
     "it), scaled to the map's own maximum; Classify and Layers choose the layer, class and colours."
 )
-n_cols = 1 + len(REGISTRY)  # the photo and up to every model: one image size whatever the selection
+n_cols = 1 + len(in_gallery)  # the photo and each model shown: no empty column at the end
 photos = {pid: _ui.dataset_photo(catalog, pid) for pid in show}
 readable = [p for p in photos.values() if not p.error]
 with st.spinner(f"Explaining {len(readable)} images …"):

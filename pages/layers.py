@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.models import get_spec
 from core.overlay import COLORMAPS
-from pages import _ui
+from pages import _session, _ui
 
 st.title("What does each layer see?")
 st.caption(
@@ -22,9 +22,25 @@ st.caption(
 names = _ui.chosen_models()
 models, classes = _ui.chosen_loaded(names)
 
-source = st.radio("Photo", ["upload", "dataset sample"], horizontal=True, key="layers_source")
+FROM_CLASSIFY = "photos from Classify"
+on_classify = _session.session_photos()  # (name, bytes) of the photos dropped on Classify, or its samples
+source = st.radio(
+    "Photo",
+    ["upload", "dataset sample", FROM_CLASSIFY],
+    index=2 if on_classify else 0,  # the photos already on Classify, when there are some
+    horizontal=True,
+    key="layers_source",
+)
 photo = None
-if source == "upload":
+if source == FROM_CLASSIFY:
+    if not on_classify:
+        st.info("No photos on Classify yet: drop some there, or upload one here.")
+    else:
+        pick = st.selectbox(  # no key: a changed list of photos starts again at the first
+            "Which photo", range(len(on_classify)), format_func=lambda i: f"{i + 1}. {on_classify[i][0]}"
+        )
+        photo = _ui.read_photo(*on_classify[pick])
+elif source == "upload":
     f = st.file_uploader("One product photo", type=_ui.UPLOAD_TYPES, key="layers_upload")
     if f is not None:
         photo = _ui.read_photo(f.name, f.getvalue())
@@ -39,8 +55,8 @@ else:
 c1, c2 = st.columns(2)  # two a row: at 800 px three cut the toggle's label short
 with c1:
     target, contrast = _ui.class_and_contrast("layers_target", classes)
-cmap = c2.selectbox("Colour map", COLORMAPS, key="layers_cmap")
-opacity = c2.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="layers_opacity")
+cmap = c2.selectbox("Colour map", COLORMAPS, key="layers_cmap", persist_state="session")
+opacity = c2.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="layers_opacity", persist_state="session")
 
 if photo is None:
     st.stop()

@@ -496,6 +496,7 @@ def test_evaluation_cell_of_a_card_with_its_classes_in_another_order(tmp_path, m
 
 def test_evaluation_without_dataset_says_what_it_would_show(monkeypatch) -> None:
     monkeypatch.setenv("DRESSCODE_DATA", "/nonexistent")
+    monkeypatch.setenv("DRESSCODE_DATA_EDITABLE", "1")  # a local run, where the folder can be emptied
     at = app()
     at.session_state["data_dir"] = ""
     at.switch_page("pages/evaluation.py")
@@ -522,7 +523,8 @@ def test_augmentation_explorer_grid() -> None:
     assert not at.exception
 
 
-def test_evaluation_gallery_with_missing_dataset_folder_says_so(tmp_path) -> None:
+def test_evaluation_gallery_with_missing_dataset_folder_says_so(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DRESSCODE_DATA_EDITABLE", "1")  # a local run, where the folder can be typed
     at = app()
     at.session_state["data_dir"] = str(tmp_path / "gone")
     at.switch_page("pages/evaluation.py")
@@ -534,7 +536,10 @@ def test_evaluation_gallery_with_missing_dataset_folder_says_so(tmp_path) -> Non
 @pytest.mark.parametrize(
     ("page", "source_key"), [("pages/layers.py", "layers_source"), ("pages/data.py", "aug_source")]
 )
-def test_dataset_samples_name_a_bad_folder_rather_than_call_it_unconfigured(tmp_path, page, source_key) -> None:
+def test_dataset_samples_name_a_bad_folder_rather_than_call_it_unconfigured(
+    tmp_path, monkeypatch, page, source_key
+) -> None:
+    monkeypatch.setenv("DRESSCODE_DATA_EDITABLE", "1")  # a local run, where the folder can be typed
     at = app()
     at.session_state["data_dir"] = str(tmp_path / "gone")
     at.switch_page(page)
@@ -548,7 +553,8 @@ def test_dataset_samples_name_a_bad_folder_rather_than_call_it_unconfigured(tmp_
 
 @pytest.mark.realdata
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
-def test_evaluation_gallery_with_partial_dataset_says_so(tmp_path) -> None:
+def test_evaluation_gallery_with_partial_dataset_says_so(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DRESSCODE_DATA_EDITABLE", "1")  # a local run, where the folder can be typed
     part = tmp_path / "partial"
     (part / "images").mkdir(parents=True)
     shutil.copy(DATA / "styles.csv", part / "styles.csv")
@@ -670,19 +676,23 @@ def test_overlay_download_names_say_what_they_show() -> None:
     assert _ui.overlay_file_name(decomposed, "baseline", "backbone.relu2", exp, classes).startswith("été_")
 
 
-def test_a_locked_dataset_folder_cannot_be_changed_by_a_visitor(tmp_path, monkeypatch) -> None:
+def sidebar_text(at: AppTest) -> str:
+    return " ".join(e.value for e in [*at.sidebar.markdown, *at.sidebar.caption, *at.sidebar.text_input])
+
+
+def test_the_old_lock_keeps_the_dataset_folder_locked_even_when_editable(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("DRESSCODE_DATA", str(tmp_path / "server-choice"))
-    monkeypatch.setenv("DRESSCODE_DATA_LOCKED", "1")
+    monkeypatch.setenv("DRESSCODE_DATA_EDITABLE", "1")
+    monkeypatch.setenv("DRESSCODE_DATA_LOCKED", "1")  # accepted for compatibility: it wins
     at = app()
-    box = at.sidebar.text_input(key="data_dir")
-    assert box.disabled and box.value == str(tmp_path / "server-choice")
+    assert not at.sidebar.text_input
     at.session_state["data_dir"] = "/etc"  # what a crafted browser message could set
     at.switch_page("pages/data.py")
     at.run()
     assert not at.exception
     assert _ui.setting("data_dir") == str(tmp_path / "server-choice") and "/etc" not in str(_ui.data_dir())
-    assert at.sidebar.text_input(key="data_dir").value == str(tmp_path / "server-choice")
-    assert _ui.where_data_is_set() == "by the server's $DRESSCODE_DATA"  # messages do not point at the sidebar
+    assert _ui.plain("server-choice") in sidebar_text(at) and str(tmp_path) not in sidebar_text(at)
+    assert _ui.where_data_is_set() == "the server sets it, with $DRESSCODE_DATA"  # not "the sidebar"
 
 
 def test_card_text_names_models_by_title_but_keeps_paths_and_code() -> None:
@@ -695,3 +705,189 @@ def test_card_text_names_models_by_title_but_keeps_paths_and_code() -> None:
     )
     assert _ui.titled("the teacher was effnet_lite0.") == "the teacher was EfficientNet-Lite0 (ImageNet)."
     assert _ui.titled("a baseline of 0.5") == "a baseline of 0.5"  # a key that is also a word stays a word
+
+
+def test_photos_results_and_settings_survive_a_visit_to_another_page() -> None:
+    at = app()
+    at.selectbox(key="model_b").set_value("baseline")  # one model twice: a sidebar choice, and cheap to run
+    name = sample_photos()[0][0]
+    at.file_uploader(key="uploads").set_value(sample_photos()[0])
+    at.run()
+    first = REGISTRY["baseline"].cam_layers[0]
+    at.slider(key="opacity").set_value(0.9)
+    at.selectbox(key="layer_b_baseline").set_value(first.path)
+    at.run()
+    predicted, shown = [m.value for m in at.metric], image_captions(at)
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    assert not at.exception
+    at.switch_page("pages/classify.py")
+    at.run()
+    assert not at.exception
+    assert [m.label for m in at.metric] == ["Prediction", "Prediction"] and [m.value for m in at.metric] == predicted
+    assert image_captions(at) == shown  # the same overlays, from the same settings
+    assert at.selectbox(key="model_b").value == "baseline"
+    assert at.slider(key="opacity").value == 0.9 and at.selectbox(key="layer_b_baseline").value == first.path
+    assert at.multiselect(key="photos_kept_picker").value == [f"1. {name}"]  # listed, to be removed with ×
+
+    at.switch_page("pages/layers.py")  # Layers offers the photo dropped on Classify
+    at.run()
+    assert not at.exception
+    assert at.radio(key="layers_source").value == "photos from Classify"
+    assert [o for s in at.main.selectbox if s.label == "Which photo" for o in s.options] == [f"1. {name}"]
+    assert sum(" — map " in c for c in image_captions(at)) == len(REGISTRY["baseline"].cam_layers)
+
+    at.switch_page("pages/classify.py")
+    at.run()
+    at.multiselect(key="photos_kept_picker").set_value([])  # × on the kept photo
+    at.run()
+    assert not at.exception and not at.metric
+    assert any(i.value.startswith("Drag one or more product photos") for i in at.info)
+
+
+def test_the_dataset_folder_is_the_servers_by_default(tmp_path, monkeypatch) -> None:
+    from fixtures import make_fixture_dataset
+
+    other = make_fixture_dataset(tmp_path / "elsewhere")
+    at = app()
+    assert not at.sidebar.text_input  # no box to type a folder of the server in
+    said = sidebar_text(at)
+    assert not re.search(r"(^|[\s(*`])/\w", said) and str(ROOT.parent) not in said, said  # no absolute path
+    if DATA.is_dir():  # its name and its size
+        assert _ui.plain(DATA.name) in said and re.search(r"\d[\d,]* labelled product photos", said), said
+    at.session_state["data_dir"] = str(other)  # what a crafted browser message could set
+    at.switch_page("pages/layers.py")
+    at.run()
+    at.radio(key="layers_source").set_value("dataset sample")
+    at.run()
+    assert not at.exception
+    assert "elsewhere" not in sidebar_text(at) and _ui.setting("data_dir") != str(other)
+    if DATA.is_dir():  # the samples still come from the server's dataset
+        pid = int(next(c.value for c in at.caption if c.value.startswith("id ")).split()[1])
+        assert (DATA / "images" / f"{pid}.jpg").is_file()
+    assert _ui.where_data_is_set().startswith("the server sets it")
+
+    monkeypatch.setenv("DRESSCODE_DATA", str(tmp_path / "gone"))  # messages name the folder, not its path
+    at = app()
+    at.switch_page("pages/layers.py")
+    at.run()
+    at.radio(key="layers_source").set_value("dataset sample")
+    at.run()
+    notes = [i.value for i in at.info if "dataset samples are unavailable" in i.value]
+    assert notes and "server's dataset folder gone is missing" in notes[0] and str(tmp_path) not in notes[0]
+    assert str(tmp_path) not in sidebar_text(at)
+
+    monkeypatch.setenv("DRESSCODE_DATA_EDITABLE", "1")  # a local run opts in to typing a folder
+    at = app()
+    at.sidebar.text_input(key="data_dir").set_value(str(other))
+    at.run()
+    assert not at.exception and "elsewhere" in sidebar_text(at)
+
+
+def test_first_screen_says_what_works_and_offers_two_samples() -> None:
+    split = json.loads((ROOT / "weights" / "split.json").read_text())
+    at = app()
+    said = " ".join(i.value for i in at.info)
+    assert "one product" in said and "plain background" in said and "any framing" in said
+    assert [b.key for b in at.button if b.key.startswith("sample_")] == ["sample_0", "sample_1"]
+    labels = [b.label for b in at.button if b.key.startswith("sample_")]
+    at.button(key="sample_0").click()
+    at.run()
+    assert not at.exception
+    assert [m.label for m in at.metric] == ["Prediction", "Prediction"]
+    (kept,) = at.multiselect(key="photos_kept_picker").value
+    if DATA.is_dir():  # a Formal and a Casual product, held out from training
+        assert labels == ["A Formal product", "A Casual product"]
+        pid = int(kept.removesuffix(".jpg").rsplit("-", 1)[1])
+        assert kept.startswith("1. sample-formal-") and pid in split["test"]
+    else:
+        assert labels == ["A drawn jacket", "A drawn T-shirt"]
+    for chart in at.get("plotly_chart"):  # the predicted class's bar stands out, whichever class it is
+        bars = json.loads(chart.proto.spec)["data"][0]
+        top = int(np.argmax(bars["x"]))
+        assert [c == _ui.PREDICTED_COLOUR for c in bars["marker"]["color"]] == [k == top for k in range(3)]
+
+
+def test_without_a_dataset_the_samples_are_drawn(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DRESSCODE_DATA", str(tmp_path / "gone"))
+    at = app()
+    assert [b.label for b in at.button if b.key.startswith("sample_")] == ["A drawn jacket", "A drawn T-shirt"]
+    at.button(key="sample_1").click()
+    at.run()
+    assert not at.exception and len(at.metric) == 2
+
+
+def test_probability_bars_highlight_the_predicted_class_not_always_formal() -> None:
+    classes = ["Casual", "Formal", "Smart Casual"]
+    for probs in ([0.1, 0.2, 0.7], [0.8, 0.15, 0.05], [0.2, 0.5, 0.3]):
+        colours = list(_ui.probability_figure(np.array(probs), classes).data[0].marker.color)
+        top = int(np.argmax(probs))
+        assert colours[top] == _ui.PREDICTED_COLOUR
+        assert all(c == _ui.OTHER_COLOUR for k, c in enumerate(colours) if k != top)
+
+
+def test_about_opens_with_a_plain_summary_read_from_the_cards(tmp_path, monkeypatch) -> None:
+    copy_shipped_weights(tmp_path)
+    card = json.loads((tmp_path / "baseline.json").read_text())
+    card["metrics"]["test"]["accuracy"] = 0.5  # not the shipped number: the page must read it
+    (tmp_path / "baseline.json").write_text(json.dumps(card))
+    monkeypatch.setenv("DRESSCODE_WEIGHTS", str(tmp_path))
+    at = app()
+    at.switch_page("pages/about.py")
+    at.run()
+    assert not at.exception
+    texts = [m.value for m in at.main.markdown]
+    first_card = next(k for k, t in enumerate(texts) if t.startswith("**Architecture.**"))
+    summary = "\n".join(texts[:first_card])  # before the technical cards
+    assert at.main.subheader[0].value == "In plain words"
+    for name, spec in REGISTRY.items():
+        test = json.loads((tmp_path / f"{name}.json").read_text())["metrics"]["test"]
+        line = next(t for t in summary.split("\n") if t.startswith(f"- **{spec.title}**"))
+        assert f"right {test['accuracy']:.0%} of the time" in line, line
+        formal = test["per_class"]["Formal"]
+        assert f"{round(formal['recall'] * formal['support'])} of {formal['support']} Formal" in line
+    assert "right 50% of the time" in summary
+    assert "Smart Casual has only 9 test images" in summary and "catalogue photos" in summary
+
+
+def gallery_rows(at: AppTest) -> list[list]:
+    """The column rows of the Evaluation gallery: each row's columns, the first holding the dataset image."""
+    from streamlit.testing.v1.element_tree import Block, Column
+
+    rows = []
+    for node in at:
+        if isinstance(node, Block) and node.children and all(isinstance(c, Column) for c in node.children.values()):
+            cols = list(node.children.values())
+            if any(c.startswith("id ") for el in cols[0].get("image") for c in el.captions):
+                rows.append(cols)
+    return rows
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
+def test_evaluation_gallery_has_a_column_per_model_shown_and_none_empty() -> None:
+    at = app()
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    at.selectbox(key="cell_true").set_value("Formal")
+    at.selectbox(key="cell_pred").set_value("Formal")
+    at.run()
+    assert not at.exception
+    rows = gallery_rows(at)
+    assert rows and all(len(cols) == 3 for cols in rows)  # the image, Baseline CNN and ResNet50
+    assert all(list(c) for cols in rows for c in cols), "an empty column"
+
+
+def test_balancing_chart_labels_the_copies_bars_with_room_above() -> None:
+    at = app()
+    at.switch_page("pages/data.py")
+    at.run()
+    assert not at.exception
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    named = lambda t: t.get("name", "").startswith("(a) after augmented copies")  # noqa: E731
+    fig = next(f for f in specs if any(named(t) for t in f["data"]))
+    copies = next(t for t in fig["data"] if named(t))
+    assert copies.get("texttemplate") and copies.get("textposition") == "outside"
+    top = max(float(y) for t in fig["data"] for y in t["y"])
+    _, high = fig["layout"]["yaxis"]["range"]
+    assert high >= np.log10(top) + 0.2  # a log axis: room for the tallest bar's label
