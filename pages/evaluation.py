@@ -14,9 +14,13 @@ from plotly.subplots import make_subplots
 
 from core.models import REGISTRY, get_spec
 from core.overlay import enlarge
+from core.slices import FOCUS_CLASS, SLICE_ATTRIBUTES, readable_table, slice_metrics
 from pages import _ui
 
 GALLERY_PAGE = 8
+SLICE_NAMES = {"articleType": "article type", "subCategory": "sub-category", "gender": "gender"}
+MIN_SLICE = 20  # images; smaller slices are pooled into one row
+SLICE_BOOT = 1000  # bootstrap resamples per slice
 
 st.title("How good are the models?")
 st.caption(
@@ -140,6 +144,73 @@ for col, name in zip(cols, chosen):
             ),
             key=f"cm_{name}_{split}",
         )
+
+st.subheader("Where each model is weak (per-slice metrics)")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def slice_table(name: str, split: str, by: str, root: str) -> tuple[pd.DataFrame | None, int, str]:
+    """A model's :func:`slice_metrics` on ``split`` by ``by``, the number of its images missing from the
+    dataset copy, and why there is no table (``""`` when there is one)."""
+    card = _ui.get_card(name)[0]
+    preds = card.predictions.get(split) if card is not None else None
+    if not preds:
+        return None, 0, "this model card has no per-image predictions"
+    if FOCUS_CLASS not in card.classes:
+        return None, 0, f"this model has no {FOCUS_CLASS} class"
+    catalog = _ui.get_catalog(root, card.classes, card.data.get("label_column", "usage"))
+    if catalog is None:
+        return None, 0, "the dataset folder could not be read"
+    label_of = catalog.label_of()
+    known = [(i, int(p)) for i, p in zip(preds["ids"], preds["pred"]) if i in label_of]
+    ids = [i for i, _ in known]
+    y_true, y_pred = [label_of[i] for i in ids], [p for _, p in known]
+    table = slice_metrics(ids, y_true, y_pred, catalog.rows, by, card.classes, min_size=MIN_SLICE, n_boot=SLICE_BOOT)
+    return table, len(preds["ids"]) - len(ids), ""
+
+
+slice_root = _ui.data_dir()
+if slice_root is None:
+    st.info(
+        f"With the dataset folder configured ({_ui.where_data_is_set()}), this shows each model's balanced "
+        f"accuracy and {FOCUS_CLASS} recall per article type, sub-category and gender (from the dataset's "
+        "styles.csv), worst slices first."
+    )
+else:
+    by = st.selectbox(
+        "Slice by",
+        SLICE_ATTRIBUTES,
+        format_func=SLICE_NAMES.__getitem__,
+        key="eval_slice_by",
+        help="A column of the dataset's styles.csv: each of its values is one slice of the images.",
+    )
+    for tab, name in zip(st.tabs([get_spec(n).title for n in cards]), cards):
+        table, missing, why = slice_table(name, split, by, str(slice_root))
+        if table is None:
+            tab.warning(f"No per-slice metrics for {get_spec(name).title}: {why}.")
+            continue
+        if table.empty:
+            tab.info(f"None of the {_ui.SPLIT_NAMES[split]} images is in this dataset copy.")
+            continue
+        tab.dataframe(
+            readable_table(table),
+            hide_index=True,
+            column_config={by: st.column_config.TextColumn(SLICE_NAMES[by], pinned=True)},
+            key=f"eval_slices_{name}",
+        )
+        if missing:
+            tab.caption(
+                f"{missing:,} {_ui.SPLIT_NAMES[split]} image{'' if missing == 1 else 's'} of the saved split "
+                "missing from this dataset copy: the slices leave them out."
+            )
+    st.caption(
+        f"{_ui.SPLIT_NAMES[split].capitalize()} images by {SLICE_NAMES[by]}, predicted with each model's decision "
+        f"rule; worst slices first (lowest balanced accuracy, then lowest {FOCUS_CLASS} recall). Slices with fewer "
+        f"than {MIN_SLICE} images are pooled into the last row, *other (N slices)*. Intervals are 95% bootstrap "
+        f"intervals ({SLICE_BOOT} resamples of the slice's images): on small slices they are wide. Balanced accuracy "
+        "averages the recall of the classes present in the slice, so a class with one or two images there sways it; "
+        f"read it with the counts. {FOCUS_CLASS} recall is empty where a slice has no {FOCUS_CLASS} image."
+    )
 
 st.subheader("Training curves")
 for name in chosen:

@@ -891,3 +891,40 @@ def test_balancing_chart_labels_the_copies_bars_with_room_above() -> None:
     top = max(float(y) for t in fig["data"] for y in t["y"])
     _, high = fig["layout"]["yaxis"]["range"]
     assert high >= np.log10(top) + 0.2  # a log axis: room for the tallest bar's label
+
+
+def test_evaluation_shows_where_each_model_is_weak_worst_slices_first(tmp_path, monkeypatch) -> None:
+    at = app()
+    at.switch_page("pages/evaluation.py")
+    at.run()
+    assert not at.exception
+    assert "Where each model is weak (per-slice metrics)" in [h.value for h in at.subheader]
+
+    def slice_tables(by: str) -> list:
+        return [d.value for d in at.dataframe if by in d.value.columns and "balanced acc. [95% CI]" in d.value.columns]
+
+    if DATA.is_dir():
+        tables = slice_tables("articleType")  # the default: visible on opening the page, one tab per model
+        assert len(tables) == len(REGISTRY)
+        n_test = len(_ui.get_card("resnet50")[0].predictions["test"]["ids"])
+        for table in tables:
+            cells = list(table["balanced acc. [95% CI]"])
+            assert all(re.fullmatch(r"[01]\.\d\d \[[01]\.\d\d–[01]\.\d\d\]", c) for c in cells), cells
+            points = [float(c.split()[0]) for c in cells[:-1]]  # the last row pools the small slices
+            assert points == sorted(points)
+            assert table["articleType"].iloc[-1].startswith("other (") and table["images"].sum() == n_test
+            assert "" in set(table["Formal recall [95% CI]"])  # slices without Formal images: empty, not 0
+        said = " ".join(c.value for c in at.caption)
+        assert "Test images by article type" in said and "fewer than 20 images are pooled" in said
+        at.selectbox(key="eval_slice_by").set_value("gender")
+        at.segmented_control(key="eval_split").set_value("val")
+        at.run()
+        assert not at.exception
+        tables = slice_tables("gender")
+        assert len(tables) == len(REGISTRY) and {"Men", "Women"} <= set(tables[0]["gender"])
+        assert "Validation images by gender" in " ".join(c.value for c in at.caption)
+    monkeypatch.setenv("DRESSCODE_DATA", str(tmp_path))  # no dataset there: a sentence instead of the tables
+    at.run()
+    assert not at.exception
+    assert not slice_tables("articleType") and not slice_tables("gender")
+    assert any("recall per article type, sub-category and gender" in i.value for i in at.info)
