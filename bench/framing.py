@@ -177,6 +177,25 @@ def table(result: dict) -> str:
     return "\n".join(out).rstrip()
 
 
+SUMMARY_START, SUMMARY_END = "<!-- framing-summary:start -->", "<!-- framing-summary:end -->"
+
+
+def summary_table(before: dict, after: dict) -> str:
+    """Formal recall per model and framing, before → after (after's ratio to its unframed value),
+    and the smallest Casual recall after; two results of the same split."""
+    models = [m for m in after["models"] if m in before["models"]]
+    head = "| framing | " + " | ".join(f"`{m}` Formal recall: before → after (ratio)" for m in models) + " |"
+    lines = [head, "|---|" + "---|" * len(models)]
+    for f in after["framings"]:
+        cells = []
+        for m in models:
+            b, a = before["models"][m][f], after["models"][m][f]
+            cells.append(f"{b['formal_recall']:.2f} → **{a['formal_recall']:.2f}** ({a['formal_recall_ratio']:.2f})")
+        lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    casual = " · ".join(f"`{m}` {min(r['casual_recall'] for r in after['models'][m].values()):.2f}" for m in models)
+    return "\n".join(lines) + f"\n\nLowest Casual recall over the framings, after: {casual}."
+
+
 CHANGE_START, CHANGE_END = "<!-- framing-change:start -->", "<!-- framing-change:end -->"
 
 
@@ -311,9 +330,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", type=Path, default=None, help="rewrite the framing table in this README")
     p.add_argument("--cost", action="store_true", help="time the framing step instead (and the README's cost table)")
     p.add_argument("--reps", type=int, default=30, help="repetitions per contender with --cost")
+    p.add_argument(
+        "--summary", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="before → after table of two --json files"
+    )
     p.add_argument("--dataset-change", action="store_true", help="measure how much the step changes the dataset")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.summary:
+        before, after = (json.loads(p.read_text()) for p in args.summary)
+        intro = (
+            f"Formal recall on the **{after['split']}** split ({after['images']} images), shipped models before the "
+            "framing step (`--no-normalise`) and the shipped models with it:\n\n"
+        )
+        _report(after, summary_table(before, after), None, args.readme, (SUMMARY_START, SUMMARY_END), intro)
+        return 0
     if args.dataset_change:
         res = dataset_change(args.workers)
         _report(res, change_text(res), args.json, args.readme, (CHANGE_START, CHANGE_END), "")

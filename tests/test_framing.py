@@ -240,3 +240,20 @@ def test_reframing_augmentation_returns_native_canvases_and_varies() -> None:
 def test_params_are_recorded() -> None:
     d = DEFAULT_PARAMS.to_dict()
     assert d["target_fill"] == 1.0 and set(d) >= {"uniform_share", "kept_fill", "product_delta_e"}
+
+
+def test_benchmark_sampling_weights_and_tables() -> None:
+    from bench.framing import pick_images, score, summary_table, table
+
+    labels = {i: (0 if i < 90 else 1 if i < 99 else 2) for i in range(100)}
+    ids, weights = pick_images(labels, list(labels), ["Casual", "Formal", "Smart Casual"], {"Casual": 30})
+    assert len(ids) == 30 + 9 + 1 and ids == sorted(ids)
+    assert weights.sum() == pytest.approx(100)  # the weighted sample stands for the whole split
+    y = np.array([labels[i] for i in ids])
+    perfect = score(y, y, weights, ["Casual", "Formal", "Smart Casual"])
+    assert perfect["formal_recall"] == perfect["casual_recall"] == perfect["balanced_accuracy"] == 1.0
+    assert perfect["smart_casual_found"] == perfect["smart_casual_total"] == 1
+    row = {**perfect, "formal_recall_ratio": 1.0, "casual_recall_ratio": 1.0}
+    result = {"framings": list(FRAMINGS), "models": {"m": dict.fromkeys(FRAMINGS, row)}, "split": "val", "images": 40}
+    assert table(result).count("\n| ") == len(FRAMINGS) + 1  # the header too
+    assert summary_table(result, result).count("1.00 → **1.00** (1.00)") == len(FRAMINGS)
