@@ -380,16 +380,14 @@ def bench_training(n_steps: int) -> dict:
     """Section 6: training images/s per model (the loop of core.train on real-size batches)."""
     import torch.nn.functional as F
 
-    from core.train import DEFAULTS
-
     out = {}
     for name, spec in REGISTRY.items():
         model = spec.builder(3, "none").train()
-        bf16 = DEFAULTS[name]["bf16"]
+        bf16 = spec.training_defaults.bf16
         if name != "baseline":
             model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(model.parameters(), 1e-4)
-        bs = DEFAULTS[name]["batch_size"]
+        bs = spec.training_defaults.batch_size
         x = torch.rand(bs, 3, 80, 60)
         y = torch.randint(0, 3, (bs,))
 
