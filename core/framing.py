@@ -110,11 +110,21 @@ def _fit_plane(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return coef
 
 
+def _plane_at(coef: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The plane's Lab value at coordinates ``xs``, ``ys`` (0–1 over the image; any matching shapes)."""
+    return coef[0] + xs[..., None] * coef[1] + ys[..., None] * coef[2]
+
+
 def _plane(coef: np.ndarray, h: int, w: int) -> np.ndarray:
     """The fitted background as an H×W×3 Lab image."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    yy, xx = yy / max(h - 1, 1), xx / max(w - 1, 1)
-    return coef[0] + xx[..., None] * coef[1] + yy[..., None] * coef[2]
+    return _plane_at(coef, xx / max(w - 1, 1), yy / max(h - 1, 1))
+
+
+def _smoothed_lab(rgb: np.ndarray, params: FramingParams) -> np.ndarray:
+    """An RGB float image (0–1) blurred (JPEG noise, fabric texture) and converted to CIELAB."""
+    smooth = filters.gaussian(rgb, sigma=params.smooth_sigma, channel_axis=-1, preserve_range=True)
+    return color.rgb2lab(np.clip(smooth, 0.0, 1.0))
 
 
 @dataclass
@@ -140,7 +150,7 @@ def estimate_background(lab: np.ndarray, params: FramingParams = DEFAULT_PARAMS)
         if agree.sum() < 4:
             break
         coef = _fit_plane(values[agree], ysn[agree], xsn[agree]).astype(np.float32)
-        fitted = coef[0] + xsn[:, None] * coef[1] + ysn[:, None] * coef[2]
+        fitted = _plane_at(coef, xsn, ysn)
         dist = np.linalg.norm(values - fitted, axis=1)
         agree = dist < params.agree_delta_e
     share = float(agree.mean()) if agree.size else 0.0
@@ -149,17 +159,21 @@ def estimate_background(lab: np.ndarray, params: FramingParams = DEFAULT_PARAMS)
     return _Background(share >= params.uniform_share, background, scatter, background[ring].mean(axis=0), coef)
 
 
+def _product_threshold(bg: _Background, params: FramingParams) -> float:
+    """How far (ΔE) from the background a pixel must be to count as product: the floor, or more on a
+    textured surface (a multiple of the border's own scatter)."""
+    return max(params.product_delta_e, params.noise_factor * bg.scatter)
+
+
 def product_mask(rgb: np.ndarray, params: FramingParams = DEFAULT_PARAMS) -> tuple[np.ndarray | None, _Background]:
     """Bool mask of the product in an RGB float image (0–1), or None when the background is busy
     or nothing stands out from it; plus the background estimate."""
-    smooth = filters.gaussian(rgb, sigma=params.smooth_sigma, channel_axis=-1, preserve_range=True)
-    lab = color.rgb2lab(np.clip(smooth, 0.0, 1.0))
+    lab = _smoothed_lab(rgb, params)
     bg = estimate_background(lab, params)
     if not bg.uniform:
         return None, bg
     dist = np.linalg.norm(lab - bg.lab, axis=-1)
-    threshold = max(params.product_delta_e, params.noise_factor * bg.scatter)
-    raw = dist > threshold
+    raw = dist > _product_threshold(bg, params)
     area = raw.size
     radius = max(1, round(min(raw.shape) / 60))
     mask = morphology.closing(raw, morphology.disk(radius))
@@ -198,7 +212,7 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
-def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bool mask resized to ``size`` (W, H), bilinear then ≥ 0.5."""
     m = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize(size, Image.BILINEAR)
     return np.asarray(m) >= 128
@@ -237,7 +251,7 @@ def normalise_framing(img: Image.Image, params: FramingParams = DEFAULT_PARAMS) 
     box = _box(mask)
     if _is_white(bg.mean_lab, params) and _looks_catalogue(box, mask.shape, params):
         full_box = tuple(int(round(v / scale)) for v in box)
-        return Framing(img, KEPT, "", background, full_box, _resize_mask(mask, img.size))
+        return Framing(img, KEPT, "", background, full_box, resize_mask(mask, img.size))
     return _reframe(img, mask, box, scale, bg, background, params)
 
 
@@ -256,16 +270,12 @@ def _refine_box(
         window = window.resize(
             (max(1, round(window.width * fine)), max(1, round(window.height * fine))), Image.BILINEAR
         )
-    rgb = np.asarray(window, dtype=np.float32) / 255.0
-    smooth = filters.gaussian(rgb, sigma=params.smooth_sigma, channel_axis=-1, preserve_range=True)
-    lab = color.rgb2lab(np.clip(smooth, 0.0, 1.0))
+    lab = _smoothed_lab(np.asarray(window, dtype=np.float32) / 255.0, params)
     # the background plane at the window's pixels (its coordinates run over the analysis copy)
     hh, ww = lab.shape[:2]
     ys = np.linspace(y0, y1 - 1, hh)[:, None] / max(h_small - 1, 1)
     xs = np.linspace(x0, x1 - 1, ww)[None, :] / max(w_small - 1, 1)
-    coef = bg.coef
-    plane = coef[0] + xs[..., None] * coef[1] + ys[..., None] * coef[2]
-    found = np.linalg.norm(lab - plane, axis=-1) > max(params.product_delta_e, params.noise_factor * bg.scatter)
+    found = np.linalg.norm(lab - _plane_at(bg.coef, xs, ys), axis=-1) > _product_threshold(bg, params)
     found = morphology.remove_small_objects(found, max_size=max(1, int(params.min_component * found.size)))
     if not found.any():
         return tuple(v / scale for v in box)  # type: ignore[return-value]
@@ -299,7 +309,7 @@ def _reframe(
     softened = Image.composite(img, white, alpha)
     canvas = Image.new("RGB", size, (255, 255, 255))
     canvas.paste(softened, (-crop[0], -crop[1]))
-    mask_full = _resize_mask(mask, img.size)
+    mask_full = resize_mask(mask, img.size)
     mask_canvas = np.zeros((size[1], size[0]), bool)
     src = mask_full[max(0, crop[1]) : crop[1] + size[1], max(0, crop[0]) : crop[0] + size[0]]
     oy, ox = max(0, -crop[1]), max(0, -crop[0])

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError, features
 
 from core.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
-from core.framing import Framing, FramingParams, normalise_framing
+from core.framing import Framing, FramingParams, normalise_framing, resize_mask
 
 log = logging.getLogger(__name__)
 
@@ -375,9 +375,8 @@ def native_mask(mask: np.ndarray, size: tuple[int, int] = NATIVE_SIZE) -> np.nda
     """A bool product mask of an image, placed on the native canvas the way :func:`to_native` places
     the image (False on the padding)."""
     left, top, nw, nh = fit_box((mask.shape[1], mask.shape[0]), size)
-    small = Image.fromarray(mask.astype(np.uint8) * 255, "L").resize((nw, nh), Image.Resampling.BILINEAR)
     out = np.zeros((size[1], size[0]), bool)
-    out[top : top + nh, left : left + nw] = np.asarray(small) >= 128
+    out[top : top + nh, left : left + nw] = resize_mask(mask, (nw, nh))
     return out
 
 
