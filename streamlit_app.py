@@ -34,10 +34,11 @@ pages = [
 # importing torch and Captum takes).
 page = st.navigation(pages)
 with st.spinner("Starting the explainer …"):
-    from pages import _ui  # torch, Captum and the models' code: seconds on the first visit after a start
+    # torch, Captum and the models' code: seconds on the first visit after a start
+    from pages.ui import resources, settings
 
-_ui.init_state()
-_ui.warm_models()
-_ui.sidebar()
+settings.init_state()
+resources.warm_models()
+settings.sidebar()
 with entry_run():
     page.run()

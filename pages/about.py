@@ -9,7 +9,7 @@ through_entry()  # first, before the heavy imports below: a page run alone after
 import streamlit as st
 
 from core.models import REGISTRY
-from pages import _ui
+from pages.ui import resources, wording
 
 st.title("About the models")
 
@@ -107,7 +107,7 @@ def caveats(card) -> list[str]:  # noqa: ANN001 - a ModelCard
 
 
 st.subheader("In plain words")
-cards = {name: card for name in REGISTRY if (card := _ui.get_card(name)[0]) is not None}
+cards = {name: card for name in REGISTRY if (card := resources.get_card(name)[0]) is not None}
 if cards:
     classes = next(iter(cards.values())).classes
     st.markdown(
@@ -122,8 +122,8 @@ st.caption("Everything here is read from the model cards in weights/ that the tr
 for name, spec in REGISTRY.items():
     with st.container(border=True):
         st.subheader(spec.title)
-        card, err = _ui.get_card(name)
-        loaded = _ui.get_model(name)
+        card, err = resources.get_card(name)
+        loaded = resources.get_model(name)
         if card is None:
             st.error(f"No usable model card: {err}")
             continue
@@ -141,7 +141,7 @@ for name, spec in REGISTRY.items():
                 icon=":material/info:",
             )
         if card.training.get("distilled_from"):
-            teacher = _ui.titled(str(card.training["distilled_from"]))  # people read titles, not registry keys
+            teacher = wording.titled(str(card.training["distilled_from"]))  # people read titles, not registry keys
             st.markdown(f"**Distillation.** Trained with soft targets from {teacher}.")
         prep = card.preprocessing
         st.markdown(
@@ -179,14 +179,14 @@ for name, spec in REGISTRY.items():
             + "."
             + (
                 " The run wrote to a scratch folder (`--out`); its files were then copied into `weights/`."
-                if any(_ui.wrote_elsewhere(c) for c in commands if c)
+                if any(wording.wrote_elsewhere(c) for c in commands if c)
                 else ""
             )
         )
         if card.training.get("note"):
             st.caption(f"Run: {card.training['note']}")
         for note in card.notes:
-            st.caption(_ui.titled(note))
+            st.caption(wording.titled(note))
         st.markdown(
             f"**Weights.** `{card.weights.get('file')}` ({card.weights.get('dtype')}), sha256 "
             f"`{card.weights.get('sha256')}` — verified before loading."

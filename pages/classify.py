@@ -9,12 +9,15 @@ through_entry()  # first, before the heavy imports below: a page run alone after
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image, ImageDraw
 
 from core.framing import share_on_product
-from core.models import get_spec
-from core.overlay import COLORMAPS, enlarge
+from core.inference import BATCH_FAST, BATCH_SIZE
+from core.models import REGISTRY, get_spec
+from core.overlay import COLORMAPS, colorize, enlarge, normalise, png_bytes
 from core.preprocess import FORMAT_NAMES
-from pages import _session, _ui
+from pages import _session
+from pages.ui import dataset, drawing, pickers, resources, settings, wording
 
 st.title("Dress code: Casual, Formal or Smart Casual?")
 st.caption(
@@ -22,18 +25,18 @@ st.caption(
     "parts of the image pushed each model towards the class it explains."
 )
 
-names = _ui.chosen_models()
+names = settings.chosen_models()
 SLOTS = (("a", names[0]), ("b", names[1]))  # Model A and Model B, as the sidebar chose them
 SAME_MODEL = (
     "Model A and Model B are the same model: its two panels can show two of its layers side by side (Heatmap "
     "settings). Pick another model in the sidebar to compare two models."
 )
-models, classes = _ui.chosen_loaded(names)
+models, classes = resources.chosen_loaded(names)
 
 uploads = _session.drop_zone(  # the photos stay for the session, through visits to other pages
     f"Product photos ({FORMAT_NAMES})",
     key="uploads",
-    types=_ui.UPLOAD_TYPES,
+    types=dataset.UPLOAD_TYPES,
     help="Several at once is fine. Large photos are fitted to the 60×80 canvas the models were trained on.",
 )
 
@@ -56,7 +59,7 @@ with st.expander("Heatmap settings", expanded=True):
         )
     c3, c4 = st.columns(2)  # two a row: at 800 px three cut the toggle's label to "…over th…"
     with c3:
-        target, contrast = _ui.class_and_contrast("target", classes)
+        target, contrast = pickers.class_and_contrast("target", classes)
     cmap = c4.selectbox("Colour map", COLORMAPS, key="cmap", persist_state="session")
     opacity = c4.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity", persist_state="session")
     c6, c7 = st.columns(2)
@@ -78,10 +81,18 @@ def explanations(photo) -> dict[str, object]:  # noqa: ANN001
     out = {}
     for slot, name in SLOTS:
         if models[name].ok:
-            out[slot] = _ui.explain(name, photo.digest, photo.native, (layers[slot],), target, contrast)
+            out[slot] = resources.explain(name, photo.digest, photo.native, (layers[slot],), target, contrast)
         else:
             out[slot] = None
     return out
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def predict_batch(model_name: str, digests: tuple[str, ...], _natives: np.ndarray) -> np.ndarray:
+    """Class probabilities for a batch of photos (no heatmaps); cached by the photos' digests."""
+    loaded = resources.get_model(model_name)
+    assert loaded.explainer is not None
+    return loaded.explainer.predict(_natives, batch_size=BATCH_SIZE, fast=BATCH_FAST)
 
 
 def framing_panel(photo) -> None:  # noqa: ANN001
@@ -115,6 +126,27 @@ def product_share_note(photo, cam: np.ndarray, title: str) -> tuple[str, bool] |
 MOSTLY_BACKGROUND = 0.5
 
 
+def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
+    """:func:`~pages.ui.drawing.probability_figure`, drawn."""
+    st.plotly_chart(drawing.probability_figure(probs, classes), key=key, config={"displayModeBar": False})
+
+
+def raw_map_image(cam: np.ndarray, vmax: float, cmap: str) -> np.ndarray:
+    """The layer-resolution Grad-CAM, one flat block per cell, with a colour strip below it on
+    the given scale. An image, so a narrow column shrinks it instead of cropping it."""
+    cells = colorize(normalise(cam, vmax), cmap)
+    grid = enlarge(cells, max(1, drawing.DISPLAY_HEIGHT // cells.shape[0]))
+    width = grid.shape[1]
+    gap = np.full((max(4, width // 32), width, 3), 255, dtype=np.uint8)
+    return np.concatenate([grid, gap, colour_strip(cmap, width, max(8, width // 16))])
+
+
+def colour_strip(cmap: str, width: int = 256, height: int = 12) -> np.ndarray:
+    """A horizontal colour bar image (low → high)."""
+    ramp = np.tile(np.linspace(0, 1, width)[None, :], (height, 1))
+    return colorize(ramp, cmap)
+
+
 def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
     """Side-by-side predictions, probability bars, overlays and raw maps for one photo."""
     framing_panel(photo)
@@ -134,10 +166,10 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
                 icon=":material/warning:",
                 color="orange",
             )
-    tops = {s: _ui.cam_top(e, layers[s]) for s, e in exps.items() if e is not None}
+    tops = {s: drawing.cam_top(e, layers[s]) for s, e in exps.items() if e is not None}
     shared_top = max(tops.values(), default=0.0)
     if shared and tops:
-        st.image(_ui.colour_strip(cmap), caption=f"shared scale: 0 → {shared_top:.3g}", width=320)
+        st.image(colour_strip(cmap), caption=f"shared scale: 0 → {shared_top:.3g}", width=320)
         if len(ok) == 2 and (ok[0].versus is None) != (ok[1].versus is None):
             st.caption(
                 "One map explains the chosen class over its model's prediction, the other the class itself "
@@ -168,43 +200,115 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
                 delta_color="off",
                 delta_arrow="off",
             )
-            _ui.probability_chart(exp.probs, classes, key=f"prob_{key}_{slot}")
+            probability_chart(exp.probs, classes, key=f"prob_{key}_{slot}")
             vmax = shared_top if shared else tops[slot]
-            img = _ui.overlay_image(exp, layers[slot], opacity, cmap, smooth, vmax)
+            img = drawing.overlay_image(exp, layers[slot], opacity, cmap, smooth, vmax)
             layer_label = spec.cam_layer(layers[slot]).label
-            why = _ui.explained_as(exp, classes, target is not None)
+            why = wording.explained_as(exp, classes, target is not None)
             left, right = st.columns([3, 2])
             left.image(img, caption=f"Grad-CAM for {why} · {layer_label} (right: the raw map at layer resolution)")
-            if note := _ui.flat_map_note(exp, layers[slot], classes):
+            if note := wording.flat_map_note(exp, layers[slot], classes):
                 left.caption(note)
-            elif said := _ui.nothing_to_contrast(exp, classes, contrast, spec.title):
+            elif said := wording.nothing_to_contrast(exp, classes, contrast, spec.title):
                 left.caption(said)
             cam = exp.maps[layers[slot]]
             if said := product_share_note(photo, cam, spec.title):
                 (left.warning if said[1] else left.caption)(said[0])
             right.image(
-                _ui.raw_map_image(cam, vmax, cmap),
+                raw_map_image(cam, vmax, cmap),
                 caption=f"raw map, {cam.shape[1]}×{cam.shape[0]} cells · "
                 + (f"colour scale 0 → {vmax:.3g}" if vmax > 0 else "all zero"),
             )
             st.download_button(
                 "Download overlay (PNG)",
-                _ui.png(img),
-                file_name=_ui.overlay_file_name(photo.filename, name, layers[slot], exp, classes),
+                drawing.png(img),
+                file_name=wording.overlay_file_name(photo.filename, name, layers[slot], exp, classes),
                 mime="image/png",
                 key=f"dl_{key}_{slot}",
             )
 
 
+SAMPLE_CLASSES = ("Formal", "Casual")  # the sample photos Classify offers before any upload
+PHOTOS_THAT_WORK = (
+    "Drag one or more product photos into the drop zone above to start. What works: **one product** per photo, "
+    "on a **plain background** (white, grey or a colour); **any framing** — square, landscape, zoomed out — is "
+    "fitted to the catalogue photos' frame. A person wearing the clothes, or a busy room behind them, is far from "
+    "what the models learnt: they still answer, less reliably."
+)
+
+
+def first_screen() -> None:
+    """Classify before any photo: what kind of photo works, and sample photos to try with one click."""
+    st.info(PHOTOS_THAT_WORK, icon=":material/photo_camera:")
+    samples, where = sample_photos(str(settings.data_dir() or ""))
+    st.caption(f"Or try a sample: {where}.")
+    cols = st.columns(4)  # small buttons on the left, as wide as their labels
+    for k, (col, (label, name, data)) in enumerate(zip(cols, samples)):
+        col.button(label, key=f"sample_{k}", on_click=_session.keep_photo, args=(name, data), width="stretch")
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def sample_photos(root: str) -> tuple[list[tuple[str, str, bytes]], str]:
+    """The sample photos as (button label, file name, bytes), and where they come from. With the dataset
+    folder ``root`` readable and a saved split: per class of ``SAMPLE_CLASSES``, the first test image that
+    every shipped model card classifies rightly (an easy start; else the first test image). Otherwise two
+    drawn garments."""
+    catalog = dataset.get_catalog(root) if root else None
+    split_of = dataset.saved_split_of()
+    if catalog is None or not split_of:
+        drawn = [("A drawn jacket", "drawn-jacket.png", _drawn_garment(jacket=True))]
+        drawn.append(("A drawn T-shirt", "drawn-t-shirt.png", _drawn_garment(jacket=False)))
+        return drawn, "drawn garments, as there are no dataset photos here"
+    predicted = []  # per model card: test id → the class it predicted
+    for name in REGISTRY:
+        card = resources.get_card(name)[0]
+        test = card.predictions.get("test") if card is not None else None
+        if test:
+            predicted.append({i: card.classes[int(k)] for i, k in zip(test["ids"], test["pred"])})
+    samples, all_right = [], bool(predicted)
+    for cls in (c for c in SAMPLE_CLASSES if c in catalog.classes):
+        k = catalog.classes.index(cls)
+        ids = [i for i, lab in zip(catalog.ids, catalog.labels) if lab == k and split_of.get(i) == "test"]
+        right = [i for i in ids if all(p.get(i) == cls for p in predicted)]
+        all_right &= bool(right)
+        for pid in (right or ids)[:1]:
+            try:
+                data = catalog.image_path(pid).read_bytes()
+            except OSError:
+                continue
+            samples.append((f"A {cls} product", f"sample-{cls.lower().replace(' ', '-')}-{pid}.jpg", data))
+    if not samples:
+        return sample_photos("")
+    classes = " and ".join(label.removeprefix("A ").removesuffix(" product") for label, _, _ in samples)
+    easy = ", which every model classifies rightly (an easy start; Evaluation shows the hard cases)"
+    return samples, f"held-out test images, labelled {classes} in the catalogue{easy if all_right else ''}"
+
+
+def _drawn_garment(jacket: bool) -> bytes:
+    """A flat garment on white, 300×400 PNG: a dark jacket with lapels, or a bright T-shirt."""
+    img = Image.new("RGB", (300, 400), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    if jacket:
+        draw.polygon([95, 60, 205, 60, 270, 110, 262, 340, 38, 340, 30, 110], fill=(30, 38, 64))
+        draw.polygon([130, 60, 170, 60, 150, 190], fill=(245, 245, 245))  # the shirt between the lapels
+        for y in (215, 255, 295):
+            draw.ellipse((144, y, 156, y + 12), fill=(200, 200, 200))  # buttons
+    else:
+        shirt = [100, 70, 200, 70, 270, 120, 240, 170, 215, 155, 215, 330, 85, 330, 85, 155, 60, 170, 30, 120]
+        draw.polygon(shirt, fill=(240, 120, 40))
+        draw.ellipse((125, 58, 175, 92), fill=(255, 255, 255))  # the neckline
+    return png_bytes(np.asarray(img))
+
+
 if not uploads:
-    _ui.first_screen()
+    first_screen()
     st.stop()
 
-photos = [_ui.read_photo(name, data) for name, data in uploads]
+photos = [dataset.read_photo(name, data) for name, data in uploads]
 good = [p for p in photos if p.error is None]
 for p in photos:
     if p.error:
-        st.warning(f"{_ui.plain(p.filename)}: {p.error}", icon=":material/block:")
+        st.warning(f"{wording.plain(p.filename)}: {p.error}", icon=":material/block:")
 
 if len(photos) == 1 and good:
     render_detail(good[0], explanations(good[0]), key="single")
@@ -214,9 +318,7 @@ elif len(photos) > 1:  # a table even when every file was refused: the CSV accou
         natives = np.stack([p.native for p in good])
         digests = tuple(p.digest for p in good)
         with st.spinner(f"Classifying {len(good)} photos …"):
-            probs = {
-                slot: _ui.predict_batch(name, digests, natives) if models[name].ok else None for slot, name in SLOTS
-            }
+            probs = {slot: predict_batch(name, digests, natives) if models[name].ok else None for slot, name in SLOTS}
     titles = {slot: get_spec(name).title for slot, name in SLOTS}
     rows = []
     scored = iter(range(len(good)))
@@ -277,7 +379,7 @@ elif len(photos) > 1:  # a table even when every file was refused: the CSV accou
         )
     numbered = [(pos, p) for pos, p in enumerate(photos, 1) if p.error is None]  # each with its table "#"
     for i, (pos, p) in enumerate(numbered):
-        box = st.expander(f"{pos}. {_ui.plain(p.filename)}", key=f"row_{i}_{p.digest}", on_change="rerun")
+        box = st.expander(f"{pos}. {wording.plain(p.filename)}", key=f"row_{i}_{p.digest}", on_change="rerun")
         with box:
             if box.open:
                 render_detail(p, explanations(p), key=f"row{i}")

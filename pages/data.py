@@ -9,6 +9,7 @@ through_entry()  # first, before the heavy imports below: a page run alone after
 import math
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -16,7 +17,7 @@ from core.augment import FILL_MODES, AugmentParams, FramingAugmentParams, augmen
 from core.data import DEFAULT_SPLIT_FILE, SPLITS, load_split
 from core.models import REGISTRY
 from core.overlay import enlarge
-from pages import _ui
+from pages.ui import dataset, pickers, resources, settings, wording
 
 st.title("Data & augmentation")
 
@@ -47,8 +48,21 @@ def show_log_bars(fig: go.Figure, key: str, height: int, legend_y: float, label:
     st.plotly_chart(fig, key=key, config={"displayModeBar": False})
 
 
+@st.cache_data(show_spinner=False)
+def products_seen_in_training(root: str) -> pd.DataFrame | None:
+    """Per class: validation and test images whose product training has ("k of n (p%)")."""
+    twins = dataset.products_seen_without(root)
+    if twins is None:
+        return None
+    cells = {
+        dataset.SPLIT_NAMES[s]: [f"{k:,} of {n:,} ({k / n:.0%})" if n else "—" for k, n in per.values()]
+        for s, per in twins.items()
+    }
+    return pd.DataFrame(cells, index=pd.Index(dataset.get_catalog(root).classes, name="class"))
+
+
 # ---------------------------------------------------------------- counts
-card = next((c for c in (_ui.get_card(n)[0] for n in REGISTRY) if c is not None), None)
+card = next((c for c in (resources.get_card(n)[0] for n in REGISTRY) if c is not None), None)
 counts = card.data.get("split_counts") if card else None
 if counts:
     classes = card.classes
@@ -56,24 +70,26 @@ if counts:
     fig = go.Figure()
     for s in SPLITS:
         fig.add_bar(
-            name=_ui.SPLIT_NAMES[s], x=classes, y=[counts[s][c] for c in classes], marker_color=SPLIT_COLOURS[s]
+            name=dataset.SPLIT_NAMES[s], x=classes, y=[counts[s][c] for c in classes], marker_color=SPLIT_COLOURS[s]
         )
     show_log_bars(fig, "split_counts", height=320, legend_y=1.12)
     sizes = {s: sum(counts[s].values()) for s in SPLITS}
     st.caption(
-        " · ".join(f"{_ui.SPLIT_NAMES[s]}: {n:,} images" for s, n in sizes.items())
+        " · ".join(f"{dataset.SPLIT_NAMES[s]}: {n:,} images" for s, n in sizes.items())
         + f" · split file {DEFAULT_SPLIT_FILE.name} (identical images never cross splits)"
     )
-    cards = {n: c for n in REGISTRY if (c := _ui.get_card(n)[0]) is not None}
-    root = _ui.data_dir()
-    readable = root is not None and _ui.get_catalog(str(root)) is not None
-    seen = _ui.products_seen_in_training(str(root)) if readable else None
+    cards = {n: c for n in REGISTRY if (c := resources.get_card(n)[0]) is not None}
+    root = settings.data_dir()
+    readable = root is not None and dataset.get_catalog(str(root)) is not None
+    seen = products_seen_in_training(str(root)) if readable else None
     st.subheader("Validation and test products that training has")
     if seen is None:
         st.info(
             f"There is no saved split ({DEFAULT_SPLIT_FILE.name}) to count them in."
             if readable
-            else _ui.no_dataset_note("the products that training shares with validation and test cannot be counted.")
+            else settings.no_dataset_note(
+                "the products that training shares with validation and test cannot be counted."
+            )
         )
     else:
         st.dataframe(seen, key="products_seen")
@@ -87,7 +103,7 @@ if counts:
         for n, c in cards.items():
             left = c.data.get("left_out_of_training")
             if left:
-                own = _ui.products_seen_without(str(root), tuple(left["ids"])) or {}
+                own = dataset.products_seen_without(str(root), tuple(left["ids"])) or {}
                 own_counts = "; ".join(
                     f"{cls}: validation {own['val'][cls][0]} of {own['val'][cls][1]}, "
                     f"test {own['test'][cls][0]} of {own['test'][cls][1]}"
@@ -95,9 +111,10 @@ if counts:
                     if own
                 )
                 st.caption(
-                    f"{_ui.model_label(n)} was trained without the {len(left['ids'])} {', '.join(left['classes'])} "
-                    "training images whose product is in validation, so for it every validation image of "
-                    f"{'that class' if len(left['classes']) == 1 else 'those classes'} is a new product"
+                    f"{settings.model_label(n)} was trained without the {len(left['ids'])} "
+                    f"{', '.join(left['classes'])} training images whose product is in validation, so for it "
+                    f"every validation image of {'that class' if len(left['classes']) == 1 else 'those classes'} "
+                    "is a new product"
                     + (f" (images whose product it trained on — {own_counts})." if own_counts else ".")
                 )
     st.subheader("Training set before and after balancing")
@@ -114,7 +131,9 @@ if counts:
     draws = sorted({int(c.training.get("args", {}).get("epoch_size") or 0) for c in cards.values()} - {0})
     palette = ("#72B7B2", "#B7A99A", "#9D755D", "#BAB0AC")
     for k, size in enumerate(draws):
-        users = [_ui.model_label(n) for n, c in cards.items() if c.training.get("args", {}).get("epoch_size") == size]
+        users = [
+            settings.model_label(n) for n, c in cards.items() if c.training.get("args", {}).get("epoch_size") == size
+        ]
         fig.add_bar(
             name=f"(b) sampler: {size / len(classes):,.0f} draws per class per epoch ({', '.join(users)})",
             x=classes,
@@ -127,7 +146,7 @@ if counts:
     names = {"sampler": "(b) the class-balanced sampler", "copies": "(a) augmented copies"}
     lines = []
     for strategy in dict.fromkeys(used.values()):
-        who = [f"**{_ui.model_label(n)}**" for n, b in used.items() if b == strategy]
+        who = [f"**{settings.model_label(n)}**" for n, b in used.items() if b == strategy]
         listed = who[0] if len(who) == 1 else ", ".join(who[:-1]) + " and " + who[-1]
         lines.append(f"{listed} {'was' if len(who) == 1 else 'were'} trained with {names.get(strategy, strategy)}.")
     for n, c in cards.items():
@@ -137,7 +156,7 @@ if counts:
                 f"{names[k]} {comparison[k]['val_macro_f1']:.3f}" for k in ("sampler", "copies") if k in comparison
             )
             how = comparison.get("criterion", "validation macro-F1")
-            lines.append(f"{_ui.model_label(n)} trained both ways on one schedule: {scores} ({how}).")
+            lines.append(f"{settings.model_label(n)} trained both ways on one schedule: {scores} ({how}).")
     st.markdown(" ".join(lines))
     st.caption(
         "Strategy (a) adds augmented copies of minority images until every class matches the largest, once, "
@@ -153,19 +172,7 @@ else:
 # ---------------------------------------------------------------- explorer
 st.subheader("Augmentation explorer")
 st.caption("The same function training uses, with your parameters.")
-source = st.radio("Photo", ["upload", "dataset sample"], horizontal=True, key="aug_source")
-photo = None
-if source == "upload":
-    f = st.file_uploader("One product photo", type=_ui.UPLOAD_TYPES, key="aug_upload")
-    if f is not None:
-        photo = _ui.read_photo(f.name, f.getvalue())
-else:
-    root = _ui.data_dir()
-    catalog = _ui.get_catalog(str(root)) if root else None
-    if catalog is None:
-        st.info(_ui.no_dataset_note("dataset samples are unavailable; upload a photo instead."))
-    else:
-        photo = _ui.dataset_sample(catalog, "aug", len(catalog.classes) - 1)
+photo = pickers.photo_picker("aug", -1)  # the last class at first
 
 d = AugmentParams()
 c1, c2, c3 = st.columns(3)
@@ -191,7 +198,7 @@ reframe = st.slider(
 
 if photo is not None:
     if photo.error:
-        st.warning(f"{_ui.plain(photo.filename)}: {photo.error}", icon=":material/block:")
+        st.warning(f"{wording.plain(photo.filename)}: {photo.error}", icon=":material/block:")
     else:
         params = AugmentParams(rotation=rotation, shear=shear, shift=shift, hflip=hflip, fill_mode=fill)
         framing = FramingAugmentParams(probability=reframe)

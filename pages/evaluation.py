@@ -12,10 +12,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from core.gradcam import Explanation
 from core.models import REGISTRY, get_spec
 from core.overlay import enlarge
 from core.slices import FOCUS_CLASS, SLICE_ATTRIBUTES, readable_table, slice_metrics
-from pages import _ui
+from pages.ui import dataset, drawing, resources, settings
 
 GALLERY_PAGE = 8
 SLICE_NAMES = {"articleType": "article type", "subCategory": "sub-category", "gender": "gender"}
@@ -33,7 +34,7 @@ st.caption(
 
 cards, problems = {}, {}
 for name in REGISTRY:
-    card, err = _ui.get_card(name)
+    card, err = resources.get_card(name)
     if card is not None:
         cards[name] = card
     else:
@@ -48,7 +49,7 @@ split = st.segmented_control(
     "Split",
     ["val", "test"],
     default="test",
-    format_func=_ui.SPLIT_NAMES.__getitem__,
+    format_func=dataset.SPLIT_NAMES.__getitem__,
     key="eval_split",
     required=True,
     help="Everything below — metrics, confusion matrices and the cell gallery — is on this split.",
@@ -63,7 +64,58 @@ def show_metrics(table, key: str) -> None:  # noqa: ANN001 - a DataFrame
     st.dataframe(table.style.format(fmt), hide_index=True, column_config=pin, key=key)
 
 
-show_metrics(_ui.metrics_table(cards, split), "eval_metrics")
+def metrics_table(cards: dict, split: str, per_class: bool = False, rule: bool = True) -> pd.DataFrame:
+    """One row per model (+ majority-class reference) on ``split``.
+
+    The summary has accuracy, balanced accuracy and macro-F1 with their 95% intervals, the F1 of
+    every class and how many images of the rarest class were found; ``per_class`` gives
+    precision and recall per class instead. ``rule=False``: the same from plain argmax, without
+    the validation-chosen decision rule (no intervals are stored for it).
+    """
+    rows = []
+    ref = None
+    for name, card in cards.items():
+        m = card.metrics.get(split)
+        if m and not rule:
+            m = {**m.get("argmax_without_rule", {}), "majority_class_reference": m.get("majority_class_reference")}
+        if not m or "per_class" not in m:
+            continue
+        ref = ref or m.get("majority_class_reference")
+        rows.append(_metric_row(get_spec(name).title, m, per_class))
+    if ref:
+        rows.append(_metric_row("Majority class (reference)", ref, per_class))
+    table = pd.DataFrame(rows)
+    return table if rule else table.rename(columns=lambda c: c.removesuffix(" [95% CI]"))
+
+
+def _metric_row(label: str, m: dict, per_class: bool) -> dict:
+    if per_class:
+        row: dict = {"model": label}
+        for cls, pc in m["per_class"].items():
+            row[f"{cls} precision"] = pc["precision"]
+            row[f"{cls} recall"] = pc["recall"]
+        return row
+    ci = m.get("ci95") or {}
+
+    def with_interval(key: str) -> str:  # a fixed reference predictor has no interval
+        return f"{m[key]:.3f} [{ci[key][0]:.2f}–{ci[key][1]:.2f}]" if key in ci else f"{m[key]:.3f}"
+
+    # the numbers the models are judged by first (a narrow window shows them without scrolling);
+    # accuracy last, since on these classes the majority-class predictor already scores 0.93
+    row = {
+        "model": label,
+        "balanced acc. [95% CI]": with_interval("balanced_accuracy"),
+        "macro-F1 [95% CI]": with_interval("macro_f1"),
+    }
+    rare, pc = min(m["per_class"].items(), key=lambda kv: kv[1]["support"])
+    row[f"{rare} found"] = f"{round(pc['recall'] * pc['support'])} of {pc['support']}"
+    for cls, pc in m["per_class"].items():
+        row[f"{cls} F1"] = pc["f1"]
+    row["accuracy"] = m["accuracy"]
+    return row
+
+
+show_metrics(metrics_table(cards, split), "eval_metrics")
 for name, card in cards.items():
     for cls, m in card.metrics.get(split, {}).get("per_class", {}).items():
         n = int(m.get("support", 0))
@@ -75,15 +127,15 @@ for name, card in cards.items():
                 f"other images could still be up to {upper:.2f} (exact 95% bound)."
             )
 with st.expander("Per-class precision and recall"):
-    show_metrics(_ui.metrics_table(cards, split, per_class=True), "eval_metrics_per_class")
+    show_metrics(metrics_table(cards, split, per_class=True), "eval_metrics_per_class")
 with st.expander("Without the decision rule (plain argmax)"):
     st.caption(
-        f"The same {_ui.SPLIT_NAMES[split]} images, scored by plain argmax. Each model's decision rule adds "
+        f"The same {dataset.SPLIT_NAMES[split]} images, scored by plain argmax. Each model's decision rule adds "
         "per-class offsets to its logits, chosen after training to maximise macro-F1 on validation. It trades "
         "rare-class recall for precision: macro-F1 goes up on validation, while balanced accuracy (the mean "
         "recall) usually goes down."
     )
-    show_metrics(_ui.metrics_table(cards, split, rule=False), "eval_metrics_argmax")
+    show_metrics(metrics_table(cards, split, rule=False), "eval_metrics_argmax")
 
 st.subheader("Confusion matrices")
 norm = st.segmented_control(
@@ -93,7 +145,7 @@ norm = st.segmented_control(
     key="eval_norm",
     required=True,
 )
-chosen = [n for n in dict.fromkeys(_ui.chosen_models()) if n in cards]
+chosen = [n for n in dict.fromkeys(settings.chosen_models()) if n in cards]
 
 
 def matrix_figure(cm: np.ndarray, classes: list[str], title: str) -> go.Figure:
@@ -140,7 +192,7 @@ for col, name in zip(cols, chosen):
     if m:
         col.plotly_chart(
             matrix_figure(
-                m["confusion_matrix"], cards[name].classes, f"{get_spec(name).title} — {_ui.SPLIT_NAMES[split]}"
+                m["confusion_matrix"], cards[name].classes, f"{get_spec(name).title} — {dataset.SPLIT_NAMES[split]}"
             ),
             key=f"cm_{name}_{split}",
         )
@@ -152,13 +204,13 @@ st.subheader("Where each model is weak (per-slice metrics)")
 def slice_table(name: str, split: str, by: str, root: str) -> tuple[pd.DataFrame | None, int, str]:
     """A model's :func:`slice_metrics` on ``split`` by ``by``, the number of its images missing from the
     dataset copy, and why there is no table (``""`` when there is one)."""
-    card = _ui.get_card(name)[0]
+    card = resources.get_card(name)[0]
     preds = card.predictions.get(split) if card is not None else None
     if not preds:
         return None, 0, "this model card has no per-image predictions"
     if FOCUS_CLASS not in card.classes:
         return None, 0, f"this model has no {FOCUS_CLASS} class"
-    catalog = _ui.get_catalog(root, card.classes, card.data.get("label_column", "usage"))
+    catalog = dataset.get_catalog(root, card.classes, card.data.get("label_column", "usage"))
     if catalog is None:
         return None, 0, "the dataset folder could not be read"
     label_of = catalog.label_of()
@@ -169,10 +221,21 @@ def slice_table(name: str, split: str, by: str, root: str) -> tuple[pd.DataFrame
     return table, len(preds["ids"]) - len(ids), ""
 
 
-slice_root = _ui.data_dir()
+@st.cache_data(show_spinner=False, max_entries=64)
+def explain_many(
+    model_name: str, digests: tuple[str, ...], _natives: np.ndarray, layers: tuple[str, ...]
+) -> list[Explanation]:
+    """:func:`~pages.ui.resources.explain` of several photos for their predicted class, in one pass (a
+    gallery page); cached by the photos' digests, model and layers."""
+    loaded = resources.get_model(model_name)
+    assert loaded.explainer is not None
+    return loaded.explainer.explain_many(_natives, list(layers))
+
+
+slice_root = settings.data_dir()
 if slice_root is None:
     st.info(
-        f"With the dataset folder configured ({_ui.where_data_is_set()}), this shows each model's balanced "
+        f"With the dataset folder configured ({settings.where_data_is_set()}), this shows each model's balanced "
         f"accuracy and {FOCUS_CLASS} recall per article type, sub-category and gender (from the dataset's "
         "styles.csv), worst slices first."
     )
@@ -190,7 +253,7 @@ else:
             tab.warning(f"No per-slice metrics for {get_spec(name).title}: {why}.")
             continue
         if table.empty:
-            tab.info(f"None of the {_ui.SPLIT_NAMES[split]} images is in this dataset copy.")
+            tab.info(f"None of the {dataset.SPLIT_NAMES[split]} images is in this dataset copy.")
             continue
         tab.dataframe(
             readable_table(table),
@@ -200,11 +263,11 @@ else:
         )
         if missing:
             tab.caption(
-                f"{missing:,} {_ui.SPLIT_NAMES[split]} image{'' if missing == 1 else 's'} of the saved split "
+                f"{missing:,} {dataset.SPLIT_NAMES[split]} image{'' if missing == 1 else 's'} of the saved split "
                 "missing from this dataset copy: the slices leave them out."
             )
     st.caption(
-        f"{_ui.SPLIT_NAMES[split].capitalize()} images by {SLICE_NAMES[by]}, predicted with each model's decision "
+        f"{dataset.SPLIT_NAMES[split].capitalize()} images by {SLICE_NAMES[by]}, predicted with each model's decision "
         f"rule; worst slices first (lowest balanced accuracy, then lowest {FOCUS_CLASS} recall). Slices with fewer "
         f"than {MIN_SLICE} images are pooled into the last row, *other (N slices)*. Intervals are 95% bootstrap "
         f"intervals ({SLICE_BOOT} resamples of the slice's images): on small slices they are wide. Balanced accuracy "
@@ -243,12 +306,12 @@ for name in chosen:
 
 st.caption(
     "The validation curves use plain argmax: each model's decision rule was chosen after training. "
-    f"The table above is on {_ui.SPLIT_NAMES[split]} and uses the rules. A rule is chosen to maximise "
+    f"The table above is on {dataset.SPLIT_NAMES[split]} and uses the rules. A rule is chosen to maximise "
     "validation macro-F1, and it usually lowers balanced accuracy (see *Without the decision rule* above)."
 )
 
 st.subheader("Look inside a cell")
-root = _ui.data_dir()
+root = settings.data_dir()
 first = chosen[0] if chosen else next(iter(cards))
 c1, c2, c3 = st.columns(3)
 cell_model = c1.selectbox(
@@ -258,18 +321,18 @@ classes = list(cards[cell_model].classes)  # the matrix's own, in its order
 cell_split = split
 true_cls = c2.selectbox("True class", classes, index=len(classes) - 1, key="cell_true")
 pred_cls = c3.selectbox("Predicted class", classes, index=0, key="cell_pred")
-if root is None and str(_ui.setting("data_dir")).strip():
-    st.warning(_ui.no_dataset_note("the gallery is off."))
+if root is None and str(settings.setting("data_dir")).strip():
+    st.warning(settings.no_dataset_note("the gallery is off."))
 if root is None:
     st.info(
-        f"With the dataset folder configured ({_ui.where_data_is_set()}), this shows the "
-        f"{_ui.SPLIT_NAMES[cell_split]} images "
+        f"With the dataset folder configured ({settings.where_data_is_set()}), this shows the "
+        f"{dataset.SPLIT_NAMES[cell_split]} images "
         f"that are truly {true_cls} and that {get_spec(cell_model).title} predicted as {pred_cls}, each with "
         "the Grad-CAM heatmaps of that model and of the models chosen in the sidebar."
     )
     st.stop()
 # indices into the matrix model's classes, from the column that model was trained on
-catalog = _ui.get_catalog(str(root), classes, cards[cell_model].data.get("label_column", "usage"))
+catalog = dataset.get_catalog(str(root), classes, cards[cell_model].data.get("label_column", "usage"))
 preds = cards[cell_model].predictions.get(cell_split)
 if catalog is None or not preds:
     st.warning("The dataset folder could not be read, or this model card has no per-image predictions.")
@@ -278,7 +341,7 @@ label_of = catalog.label_of()
 t_idx, p_idx = classes.index(true_cls), classes.index(pred_cls)
 cell_ids = [i for i, p in zip(preds["ids"], preds["pred"]) if int(p) == p_idx and label_of.get(i) == t_idx]
 missing = [i for i in preds["ids"] if i not in label_of]
-st.write(f"{len(cell_ids)} {_ui.SPLIT_NAMES[cell_split]} image{'' if len(cell_ids) == 1 else 's'} in this cell.")
+st.write(f"{len(cell_ids)} {dataset.SPLIT_NAMES[cell_split]} image{'' if len(cell_ids) == 1 else 's'} in this cell.")
 if missing:
     st.caption(
         f"{len(missing)} image{'' if len(missing) == 1 else 's'} of the saved split "
@@ -290,17 +353,17 @@ pages_n = (len(cell_ids) - 1) // GALLERY_PAGE + 1
 page_no = st.number_input(f"Page (of {pages_n})", 1, pages_n, 1, key="cell_page") if pages_n > 1 else 1
 show = cell_ids[(page_no - 1) * GALLERY_PAGE : page_no * GALLERY_PAGE]
 # the matrix's model first, then the sidebar's; one whose classes differ from it is shown as unavailable
-in_gallery, gallery_classes = _ui.chosen_loaded([cell_model, *chosen])
+in_gallery, gallery_classes = resources.chosen_loaded([cell_model, *chosen])
 st.caption(
     "Each overlay is the model's Grad-CAM for the class it predicted, at its default layer (named under "
     "it), scaled to the map's own maximum; Classify and Layers choose the layer, class and colours."
 )
 n_cols = 1 + len(in_gallery)  # the photo and each model shown: no empty column at the end
-photos = {pid: _ui.dataset_photo(catalog, pid) for pid in show}
+photos = {pid: dataset.dataset_photo(catalog, pid) for pid in show}
 readable = [p for p in photos.values() if not p.error]
 with st.spinner(f"Explaining {len(readable)} images …"):
     explained = {  # each model explains the whole page in one pass
-        name: _ui.explain_many(
+        name: explain_many(
             name,
             tuple(p.digest for p in readable),
             np.stack([p.native for p in readable]),
@@ -322,7 +385,7 @@ for pid, photo in photos.items():
             continue
         layer = get_spec(name).default_cam_layer
         exp = explained[name][row_of[photo.digest]]
-        img = _ui.overlay_image(exp, layer.path, 0.5, "jet", True)
+        img = drawing.overlay_image(exp, layer.path, 0.5, "jet", True)
         col.image(
             img,
             caption=f"{get_spec(name).title}: {gallery_classes[exp.predicted]} ({exp.probs[exp.predicted]:.0%}) · "

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.gradcam import Explanation
 from core.models import REGISTRY
-from pages import _ui
+from pages.ui import dataset, drawing, resources, settings, wording
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "fashion-small"
@@ -269,7 +269,7 @@ def test_batch_table_and_bad_inputs_each_get_a_message() -> None:
     scored = table[table.iloc[:, 2] != "not scored"]
     assert len(scored) == n_good and scored.iloc[:, 2].notna().all()
     numbered = [e.label for e in at.expander if e.label[:1].isdigit()]  # each row's number, as in the table
-    assert numbered == [f"{n}. {_ui.plain(f)}" for n, f in zip(scored["#"], scored["file"])]
+    assert numbered == [f"{n}. {wording.plain(f)}" for n, f in zip(scored["#"], scored["file"])]
     for col in (c for c in table.columns if c.endswith("confidence (%)")):  # one decimal, 0–100
         assert all(0 <= v <= 100 and round(v, 1) == v for v in scored[col]), scored[col]
     notes = dict(zip(table["file"], table["notes"]))
@@ -570,12 +570,12 @@ def test_evaluation_gallery_with_partial_dataset_says_so(tmp_path, monkeypatch) 
 
 
 def test_a_training_command_wrote_elsewhere_only_when_its_out_is_not_weights() -> None:
-    assert _ui.wrote_elsewhere("python -m core.train --model baseline --out /tmp/bl")
-    assert _ui.wrote_elsewhere("python -m core.train --model baseline --out=mine")
-    assert not _ui.wrote_elsewhere("python -m core.train --model baseline --out weights")
-    assert not _ui.wrote_elsewhere(f"python -m core.train --model baseline --out={ROOT / 'weights'}")
-    assert not _ui.wrote_elsewhere("python -m core.train --model resnet50 --resume")
-    assert not _ui.wrote_elsewhere("python -m core.train --out 'unclosed")
+    assert wording.wrote_elsewhere("python -m core.train --model baseline --out /tmp/bl")
+    assert wording.wrote_elsewhere("python -m core.train --model baseline --out=mine")
+    assert not wording.wrote_elsewhere("python -m core.train --model baseline --out weights")
+    assert not wording.wrote_elsewhere(f"python -m core.train --model baseline --out={ROOT / 'weights'}")
+    assert not wording.wrote_elsewhere("python -m core.train --model resnet50 --resume")
+    assert not wording.wrote_elsewhere("python -m core.train --out 'unclosed")
 
 
 def test_downloaded_overlay_is_big_enough_for_a_slide() -> None:
@@ -585,7 +585,7 @@ def test_downloaded_overlay_is_big_enough_for_a_slide() -> None:
 
     img = np.zeros((320, 240, 3), np.uint8)
     img[:160] = 255
-    out = np.asarray(Image.open(io.BytesIO(_ui.png(img))))
+    out = np.asarray(Image.open(io.BytesIO(drawing.png(img))))
     assert out.shape == (640, 480, 3) and np.array_equal(out[::2, ::2], img)  # whole pixels, same content
 
 
@@ -597,9 +597,9 @@ def test_a_map_that_is_zero_everywhere_is_explained_not_drawn_silently() -> None
         return Explanation(probs, 1, 2, {"layer4": m}, np.zeros((160, 120, 3), np.uint8))
 
     classes = ["Casual", "Formal", "Smart Casual"]
-    note = _ui.flat_map_note(exp(0.0), "layer4", classes)
+    note = wording.flat_map_note(exp(0.0), "layer4", classes)
     assert note is not None and "No positive evidence for Smart Casual" in note
-    assert _ui.flat_map_note(exp(1e-6), "layer4", classes) is None
+    assert wording.flat_map_note(exp(1e-6), "layer4", classes) is None
 
 
 def test_overlays_on_every_page_top_out_at_the_maps_layer_resolution_maximum() -> None:
@@ -609,9 +609,9 @@ def test_overlays_on_every_page_top_out_at_the_maps_layer_resolution_maximum() -
     m[1, 2] = 2.0  # one hot cell: smoothing lowers its peak below 2.0
     exp = Explanation(np.array([0.2, 0.7, 0.1]), 1, 1, {"layer4": m}, np.zeros((160, 120, 3), np.uint8))
     up = exp.upsampled("layer4", "bilinear")
-    assert up.max() < 2.0 and _ui.cam_top(exp, "layer4") == 2.0
-    shown = _ui.overlay_image(exp, "layer4", 1.0, "jet", True)  # Layers and Evaluation use the default
-    assert np.array_equal(shown, _ui.overlay_image(exp, "layer4", 1.0, "jet", True, 2.0))  # as on Classify
+    assert up.max() < 2.0 and drawing.cam_top(exp, "layer4") == 2.0
+    shown = drawing.overlay_image(exp, "layer4", 1.0, "jet", True)  # Layers and Evaluation use the default
+    assert np.array_equal(shown, drawing.overlay_image(exp, "layer4", 1.0, "jet", True, 2.0))  # as on Classify
     own_max = enlarge(overlay(exp.model_input, normalise(up), 1.0, "jet"), 2)  # the smoothed map's own maximum
     assert shown.shape == own_max.shape and not np.array_equal(shown, own_max)
 
@@ -641,7 +641,7 @@ def test_evaluation_says_when_an_interval_is_narrow_because_nothing_was_found() 
     at.switch_page("pages/evaluation.py")
     at.run()
     notes = [c.value for c in at.caption if "finds none of the 9 Smart Casual images here" in c.value]
-    found = {n: _ui.get_card(n)[0].metrics["test"]["per_class"]["Smart Casual"]["recall"] for n in REGISTRY}
+    found = {n: resources.get_card(n)[0].metrics["test"]["per_class"]["Smart Casual"]["recall"] for n in REGISTRY}
     assert len(notes) == sum(r == 0 for r in found.values())
     assert all("up to 0.34 (exact 95% bound)" in n for n in notes)
 
@@ -653,27 +653,27 @@ def test_an_unreadable_dataset_index_is_logged_and_read_again_once_fixed(tmp_pat
     good = (root / "styles.csv").read_bytes()
     (root / "styles.csv").write_text("id,gender\n1,Men\n")  # no usage column
     with caplog.at_level("WARNING"):
-        assert _ui.get_catalog(str(root)) is None
+        assert dataset.get_catalog(str(root)) is None
     assert "could not be read" in caplog.text
     with pytest.raises(OSError):  # the helpers cached on top of it keep no answer made without it
-        _ui.products_seen_without(str(root))
+        dataset.products_seen_without(str(root))
     (root / "styles.csv").write_bytes(good)  # fixed: no restart needed
-    catalog = _ui.get_catalog(str(root))
+    catalog = dataset.get_catalog(str(root))
     assert catalog is not None and catalog.ids
-    assert _ui.products_seen_without(str(root)) is not None  # weights/split.json exists: read, never written
+    assert dataset.products_seen_without(str(root)) is not None  # weights/split.json exists: read, never written
 
 
 def test_overlay_download_names_say_what_they_show() -> None:
     exp = Explanation(np.array([0.2, 0.7, 0.1]), 1, 1, {}, np.zeros((1, 1, 3), np.uint8))
     classes = ["Casual", "Formal", "Smart Casual"]
-    assert _ui.overlay_file_name("IMG_0042.HEIC", "resnet50", "backbone.layer4", exp, classes) == (
+    assert wording.overlay_file_name("IMG_0042.HEIC", "resnet50", "backbone.layer4", exp, classes) == (
         "IMG_0042_resnet50_layer4_Formal.png"
     )
     exp.target, exp.versus = 2, 1
-    name = _ui.overlay_file_name("../my shirt (1).jpg", "effnet_lite0", "backbone.net._blocks.10", exp, classes)
+    name = wording.overlay_file_name("../my shirt (1).jpg", "effnet_lite0", "backbone.net._blocks.10", exp, classes)
     assert name == "my-shirt-1_effnet_lite0_blocks.10_Smart-Casual-over-Formal.png"
     decomposed = "e\u0301te\u0301.jpg"  # "été" as macOS may spell it
-    assert _ui.overlay_file_name(decomposed, "baseline", "backbone.relu2", exp, classes).startswith("été_")
+    assert wording.overlay_file_name(decomposed, "baseline", "backbone.relu2", exp, classes).startswith("été_")
 
 
 def sidebar_text(at: AppTest) -> str:
@@ -690,21 +690,21 @@ def test_the_old_lock_keeps_the_dataset_folder_locked_even_when_editable(tmp_pat
     at.switch_page("pages/data.py")
     at.run()
     assert not at.exception
-    assert _ui.setting("data_dir") == str(tmp_path / "server-choice") and "/etc" not in str(_ui.data_dir())
-    assert _ui.plain("server-choice") in sidebar_text(at) and str(tmp_path) not in sidebar_text(at)
-    assert _ui.where_data_is_set() == "the server sets it, with $DRESSCODE_DATA"  # not "the sidebar"
+    assert settings.setting("data_dir") == str(tmp_path / "server-choice") and "/etc" not in str(settings.data_dir())
+    assert wording.plain("server-choice") in sidebar_text(at) and str(tmp_path) not in sidebar_text(at)
+    assert settings.where_data_is_set() == "the server sets it, with $DRESSCODE_DATA"  # not "the sidebar"
 
 
 def test_card_text_names_models_by_title_but_keeps_paths_and_code() -> None:
     text = (
         "distilled from effnet_lite0 (T=2), resumed from runs/resnet50/last.pt; see resnet50.json, `--model baseline`."
     )
-    assert _ui.titled(text) == (
+    assert wording.titled(text) == (
         "distilled from EfficientNet-Lite0 (ImageNet) (T=2), resumed from runs/resnet50/last.pt; "
         "see resnet50.json, `--model baseline`."
     )
-    assert _ui.titled("the teacher was effnet_lite0.") == "the teacher was EfficientNet-Lite0 (ImageNet)."
-    assert _ui.titled("a baseline of 0.5") == "a baseline of 0.5"  # a key that is also a word stays a word
+    assert wording.titled("the teacher was effnet_lite0.") == "the teacher was EfficientNet-Lite0 (ImageNet)."
+    assert wording.titled("a baseline of 0.5") == "a baseline of 0.5"  # a key that is also a word stays a word
 
 
 def test_photos_results_and_settings_survive_a_visit_to_another_page() -> None:
@@ -754,18 +754,18 @@ def test_the_dataset_folder_is_the_servers_by_default(tmp_path, monkeypatch) -> 
     said = sidebar_text(at)
     assert not re.search(r"(^|[\s(*`])/\w", said) and str(ROOT.parent) not in said, said  # no absolute path
     if DATA.is_dir():  # its name and its size
-        assert _ui.plain(DATA.name) in said and re.search(r"\d[\d,]* labelled product photos", said), said
+        assert wording.plain(DATA.name) in said and re.search(r"\d[\d,]* labelled product photos", said), said
     at.session_state["data_dir"] = str(other)  # what a crafted browser message could set
     at.switch_page("pages/layers.py")
     at.run()
     at.radio(key="layers_source").set_value("dataset sample")
     at.run()
     assert not at.exception
-    assert "elsewhere" not in sidebar_text(at) and _ui.setting("data_dir") != str(other)
+    assert "elsewhere" not in sidebar_text(at) and settings.setting("data_dir") != str(other)
     if DATA.is_dir():  # the samples still come from the server's dataset
         pid = int(next(c.value for c in at.caption if c.value.startswith("id ")).split()[1])
         assert (DATA / "images" / f"{pid}.jpg").is_file()
-    assert _ui.where_data_is_set().startswith("the server sets it")
+    assert settings.where_data_is_set().startswith("the server sets it")
 
     monkeypatch.setenv("DRESSCODE_DATA", str(tmp_path / "gone"))  # messages name the folder, not its path
     at = app()
@@ -805,7 +805,7 @@ def test_first_screen_says_what_works_and_offers_two_samples() -> None:
     for chart in at.get("plotly_chart"):  # the predicted class's bar stands out, whichever class it is
         bars = json.loads(chart.proto.spec)["data"][0]
         top = int(np.argmax(bars["x"]))
-        assert [c == _ui.PREDICTED_COLOUR for c in bars["marker"]["color"]] == [k == top for k in range(3)]
+        assert [c == drawing.PREDICTED_COLOUR for c in bars["marker"]["color"]] == [k == top for k in range(3)]
 
 
 def test_without_a_dataset_the_samples_are_drawn(tmp_path, monkeypatch) -> None:
@@ -820,10 +820,10 @@ def test_without_a_dataset_the_samples_are_drawn(tmp_path, monkeypatch) -> None:
 def test_probability_bars_highlight_the_predicted_class_not_always_formal() -> None:
     classes = ["Casual", "Formal", "Smart Casual"]
     for probs in ([0.1, 0.2, 0.7], [0.8, 0.15, 0.05], [0.2, 0.5, 0.3]):
-        colours = list(_ui.probability_figure(np.array(probs), classes).data[0].marker.color)
+        colours = list(drawing.probability_figure(np.array(probs), classes).data[0].marker.color)
         top = int(np.argmax(probs))
-        assert colours[top] == _ui.PREDICTED_COLOUR
-        assert all(c == _ui.OTHER_COLOUR for k, c in enumerate(colours) if k != top)
+        assert colours[top] == drawing.PREDICTED_COLOUR
+        assert all(c == drawing.OTHER_COLOUR for k, c in enumerate(colours) if k != top)
 
 
 def test_about_opens_with_a_plain_summary_read_from_the_cards(tmp_path, monkeypatch) -> None:
@@ -906,7 +906,7 @@ def test_evaluation_shows_where_each_model_is_weak_worst_slices_first(tmp_path, 
     if DATA.is_dir():
         tables = slice_tables("articleType")  # the default: visible on opening the page, one tab per model
         assert len(tables) == len(REGISTRY)
-        n_test = len(_ui.get_card("resnet50")[0].predictions["test"]["ids"])
+        n_test = len(resources.get_card("resnet50")[0].predictions["test"]["ids"])
         for table in tables:
             cells = list(table["balanced acc. [95% CI]"])
             assert all(re.fullmatch(r"[01]\.\d\d \[[01]\.\d\d–[01]\.\d\d\]", c) for c in cells), cells

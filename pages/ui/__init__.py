@@ -1,0 +1,8 @@
+"""Streamlit glue shared by the pages, by concern: ``resources`` (cached models, cards and Grad-CAM
+calls), ``settings`` (session settings, the dataset folder, the sidebar), ``dataset`` (photos in and
+the dataset index), ``pickers`` (the photo and class pickers), ``drawing`` (overlays and figures) and
+``wording`` (captions and names).
+
+A sub-folder, so Streamlit never lists it as a page. Everything that is not drawing lives in
+``core/``; these modules only cache and draw.
+"""
