@@ -21,6 +21,7 @@ Thresholds and augmentation strengths are chosen with ``--split val``; test is o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
 
 from core.card import load_model
 from core.data import DEFAULT_SPLIT_FILE, find_default_data_dir, get_or_make_split, load_styles
+from core.framing import DEFAULT_PARAMS, FramingParams
 from core.framings import FRAMINGS, enlarge
 from core.inference import apply_decision_rule, predict_logits
 from core.preprocess import frame_and_fit, open_image, to_native
@@ -63,15 +65,15 @@ def pick_images(
     return chosen, np.array([rate[labels[i]] for i in chosen])
 
 
-def frame_one(args: tuple[bytes, int, bool]) -> tuple[list[np.ndarray], list[str]]:
+def frame_one(args: tuple[bytes, int, bool, FramingParams]) -> tuple[list[np.ndarray], list[str]]:
     """One image in every framing → native canvases and the framing step's actions."""
-    data, pid, normalise = args
+    data, pid, normalise, params = args
     base = enlarge(open_image(data).image)
     canvases, actions = [], []
     for build in FRAMINGS.values():
         photo = build(base, pid)
         if normalise:
-            native = frame_and_fit(photo)
+            native = frame_and_fit(photo, params)
             canvases.append(np.asarray(native.image))
             actions.append(native.framing.action)
         else:
@@ -81,10 +83,10 @@ def frame_one(args: tuple[bytes, int, bool]) -> tuple[list[np.ndarray], list[str
 
 
 def build_canvases(
-    paths: list[Path], ids: list[int], normalise: bool, workers: int
+    paths: list[Path], ids: list[int], normalise: bool, workers: int, params: FramingParams = DEFAULT_PARAMS
 ) -> tuple[np.ndarray, list[list[str]]]:
     """F×N×80×60×3 canvases (framing-major) and the actions per framing."""
-    jobs = [(p.read_bytes(), pid, normalise) for p, pid in zip(paths, ids)]
+    jobs = [(p.read_bytes(), pid, normalise, params) for p, pid in zip(paths, ids)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(frame_one, jobs, chunksize=16))
     n_f = len(FRAMINGS)
@@ -116,6 +118,7 @@ def run(
     weights_dir: Path | None,
     limit: int | None,
     workers: int,
+    params: FramingParams = DEFAULT_PARAMS,
 ) -> dict:
     """Score every model on every framing; the JSON-ready result."""
     data = find_default_data_dir()
@@ -131,11 +134,12 @@ def run(
         ids, weights = ids[:limit], weights[:limit]
     y = np.array([labels[i] for i in ids])
     t0 = time.perf_counter()
-    canvases, actions = build_canvases([catalog.image_path(i) for i in ids], ids, normalise, workers)
+    canvases, actions = build_canvases([catalog.image_path(i) for i in ids], ids, normalise, workers, params)
     log.info("framed %d images × %d framings in %.0f s", len(ids), len(FRAMINGS), time.perf_counter() - t0)
     out: dict = {
         "split": split_name,
         "normalised": normalise,
+        "framing_params": params.to_dict() if normalise else None,
         "images": len(ids),
         "sampled": samples,
         "framings": list(FRAMINGS),
@@ -157,6 +161,10 @@ def run(
     return out
 
 
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def table(result: dict) -> str:
     """Markdown: one table per model, a row per framing."""
     out = []
@@ -169,8 +177,8 @@ def table(result: dict) -> str:
         for f in result["framings"]:
             r = rows[f]
             out.append(
-                f"| {f} | {r['formal_recall']:.2f} | {r['formal_recall_ratio']:.2f} | {r['casual_recall']:.2f} | "
-                f"{r['casual_recall_ratio']:.2f} | {r['smart_casual_found']} of {r['smart_casual_total']} | "
+                f"| {f} | {r['formal_recall']:.2f} | {_ratio(r['formal_recall_ratio'])} | {r['casual_recall']:.2f} | "
+                f"{_ratio(r['casual_recall_ratio'])} | {r['smart_casual_found']} of {r['smart_casual_total']} | "
                 f"{r['balanced_accuracy']:.2f} | {r['macro_f1']:.2f} |"
             )
         out.append("")
@@ -314,6 +322,21 @@ def _report(
         _rewrite(readme, *marks, intro + text)
 
 
+def framing_params(settings: list[str]) -> FramingParams:
+    """The default framing parameters with ``NAME=VALUE`` overrides (numbers), checked by name."""
+    fields = DEFAULT_PARAMS.to_dict()
+    changes = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set takes NAME=VALUE with NAME one of {', '.join(fields)}; got {item!r}")
+        try:
+            changes[name] = type(fields[name])(float(value)) if isinstance(fields[name], int) else float(value)
+        except ValueError:
+            raise SystemExit(f"--set {name}: {value!r} is not a number") from None
+    return dataclasses.replace(DEFAULT_PARAMS, **changes)
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(
@@ -334,7 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         "--summary", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="before → after table of two --json files"
     )
     p.add_argument("--dataset-change", action="store_true", help="measure how much the step changes the dataset")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a framing parameter for this run (e.g. shadow_chroma=0 turns the shadow step off); repeatable",
+    )
     args = p.parse_args(argv)
+    params = framing_params(args.set)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.summary:
         before, after = (json.loads(p.read_text()) for p in args.summary)
@@ -364,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         args.weights,
         args.limit,
         args.workers,
+        params,
     )
     intro = (
         f"Framing benchmark, **{result['split']}** split, "
