@@ -384,7 +384,9 @@ def _reframe(
     return Framing(canvas, REFRAMED, note, background, full_box, mask_canvas)
 
 
-def white_balance_gains(lab_mean: np.ndarray, params: FramingParams = DEFAULT_PARAMS) -> tuple[float, float, float] | None:
+def white_balance_gains(
+    lab_mean: np.ndarray, params: FramingParams = DEFAULT_PARAMS
+) -> tuple[float, float, float] | None:
     """Per-channel sRGB gains that make a bright tinted background neutral (white under coloured
     light), or None for a neutral, darker or off one (a coloured table keeps its colour)."""
     if params.white_balance_lightness <= 0:
