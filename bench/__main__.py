@@ -39,13 +39,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.data import find_default_data_dir, load_native_images, load_styles
-from core.fastpath import COMPILED_BATCH
-from core.gradcam import GradCamExplainer
-from core.inference import BATCH_SIZE, to_float_batch
-from core.models import REGISTRY, weights_dir
-from core.preprocess import ALLOWED_FORMATS
-from core.service import load_explainer, read_upload
+from core.config import find_default_data_dir, weights_dir
+from core.data.cache import load_native_images
+from core.data.catalog import load_styles
+from core.images.preprocess import ALLOWED_FORMATS
+from core.images.upload import read_upload
+from core.models.registry import REGISTRY
+from core.prediction.fastpath import COMPILED_BATCH
+from core.prediction.inference import BATCH_SIZE, to_float_batch
+from core.prediction.served import ServedModel
+from core.prediction.service import load_served
 
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,18 +128,18 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def bench_explain(explainers: dict[str, GradCamExplainer], photo: bytes, reps: int) -> dict:
+def bench_explain(served: dict[str, ServedModel], photo: bytes, reps: int) -> dict:
     """Section 1: decode + preprocess + both models' prediction and default-layer Grad-CAM."""
 
     def once() -> None:
         up = read_upload("photo.jpg", photo)
-        for ex in explainers.values():
+        for ex in served.values():
             ex.explain(up.native)
 
     return timed(once, reps)
 
 
-def bench_peers(ex: GradCamExplainer, native: np.ndarray, reps: int) -> dict:
+def bench_peers(ex: ServedModel, native: np.ndarray, reps: int) -> dict:
     """Section 2: ours vs pytorch-grad-cam vs torchcam, same model, layer, input and target."""
     import cv2
     from pytorch_grad_cam import GradCAM as PgcGradCAM
@@ -192,10 +195,8 @@ def bench_peers(ex: GradCamExplainer, native: np.ndarray, reps: int) -> dict:
     return out
 
 
-def bench_strip(ex: GradCamExplainer, native: np.ndarray, reps: int) -> dict:
+def bench_strip(ex: ServedModel, native: np.ndarray, reps: int) -> dict:
     """Section 3: all layers in one pass vs one call per layer (each single call, and their mean)."""
-    from core.inference import predict_logits
-
     layers = ex.layer_paths
     runs = timed_side_by_side(
         {"strip": lambda: ex.explain(native, layers)} | {p: lambda p=p: ex.explain(native, [p]) for p in layers}, reps
@@ -203,7 +204,7 @@ def bench_strip(ex: GradCamExplainer, native: np.ndarray, reps: int) -> dict:
     strip = runs.pop("strip")
     singles = runs
     per_layer = timed(lambda: [ex.explain(native, [p]) for p in layers], max(2, reps // 2))
-    forward = timed(lambda: predict_logits(ex.model, native[None]), reps)
+    forward = timed(lambda: ex.logits(native[None]), reps)
     strip_map = ex.explain(native, layers).maps
     same = all(np.allclose(strip_map[p], ex.explain(native, [p]).maps[p], rtol=1e-4, atol=1e-6) for p in layers)
     mean_single = statistics.mean(t["median_ms"] for t in singles.values())
@@ -225,51 +226,51 @@ def bench_strip(ex: GradCamExplainer, native: np.ndarray, reps: int) -> dict:
 
 
 @contextmanager
-def traced_tier_only(explainers: dict[str, GradCamExplainer]) -> Iterator[None]:
+def traced_tier_only(served: dict[str, ServedModel]) -> Iterator[None]:
     """Measure the fast path as it serves before its compiled graph is ready (traced graph only)."""
-    saved = {name: ex.fast_predictor.compiled for name, ex in explainers.items()}
+    saved = {name: ex.fast_predictor.compiled for name, ex in served.items()}
     try:
-        for ex in explainers.values():
+        for ex in served.values():
             ex.fast_predictor.compiled = None
         yield
     finally:
-        for name, ex in explainers.items():
+        for name, ex in served.items():
             ex.fast_predictor.compiled = saved[name]
 
 
-def tiers(explainers: dict[str, GradCamExplainer]) -> list[str]:
+def tiers(served: dict[str, ServedModel]) -> list[str]:
     """The fast-path tiers to measure: the traced graph, and the compiled one where it was built."""
-    compiled = all(ex.fast_predictor.compiled is not None for ex in explainers.values())
+    compiled = all(ex.fast_predictor.compiled is not None for ex in served.values())
     return ["traced", "compiled"] if compiled else ["traced"]
 
 
-def bench_batch(explainers: dict[str, GradCamExplainer], files: list[tuple[str, bytes]], reps: int) -> dict:
+def bench_batch(served: dict[str, ServedModel], files: list[tuple[str, bytes]], reps: int) -> dict:
     """Section 4: the multi-file path (decode + both models): plain fp32, and the app's fast path
     with its traced graph (what serves first) and its compiled graph (once built)."""
     out: dict = {"images": len(files), "batch_size": BATCH_SIZE, "compiled_batch": COMPILED_BATCH, "compile": {}}
-    for name, ex in explainers.items():  # builds the app's fast copies, which start compiling
+    for name, ex in served.items():  # builds the app's fast copies, which start compiling
         fast = ex.fast_predictor
         fast.wait_compiled()
         out["compile"][name] = {"state": fast.compile_state, "seconds": fast.compile_seconds}
-    modes = ["fp32", *tiers(explainers)]
+    modes = ["fp32", *tiers(served)]
     preds: dict[str, dict[str, np.ndarray]] = {m: {} for m in modes}
     rechecked: dict[str, dict[str, int]] = {m: {} for m in modes[1:]}
     for mode in modes:
 
         def once(mode: str = mode) -> None:
             imgs = np.stack([read_upload(n, b).native for n, b in files])
-            for name, ex in explainers.items():
+            for name, ex in served.items():
                 preds[mode][name] = ex.predict(imgs, batch_size=BATCH_SIZE, fast=mode != "fp32").argmax(1)
                 if mode != "fp32":
                     rechecked[mode][name] = ex.fast_predictor.rechecked
 
-        with traced_tier_only(explainers) if mode == "traced" else nullcontext():
+        with traced_tier_only(served) if mode == "traced" else nullcontext():
             t = timed(once, reps, warmup=1)
         out[mode] = {**t, "images_per_s": len(files) / (t["median_ms"] / 1000)}
     out["serving_tier"] = modes[-1]  # what the app serves once warm
     out["fast"] = out[modes[-1]]
     out["argmax_differences_vs_fp32"] = {
-        m: {name: int((preds[m][name] != preds["fp32"][name]).sum()) for name in explainers} for m in modes[1:]
+        m: {name: int((preds[m][name] != preds["fp32"][name]).sum()) for name in served} for m in modes[1:]
     }
     out["argmax_differences_fast_vs_fp32"] = out["argmax_differences_vs_fp32"][modes[-1]]
     out["rows_rechecked_in_fp32"] = rechecked
@@ -277,12 +278,12 @@ def bench_batch(explainers: dict[str, GradCamExplainer], files: list[tuple[str, 
     return out
 
 
-def check_fast_path_on_splits(explainers: dict[str, GradCamExplainer], n_error: int) -> dict:
+def check_fast_path_on_splits(served: dict[str, ServedModel], n_error: int) -> dict:
     """Each fast-path tier against the fp32 predictions stored in each model card (validation
     and test splits), with and without the fp32 re-check, and its largest logit error on
     validation images."""
-    from core.inference import apply_decision_rule, predict_logits
-    from core.service import load_card
+    from core.prediction.inference import apply_decision_rule
+    from core.prediction.service import load_card
 
     root = find_default_data_dir()
     if root is None:
@@ -290,7 +291,7 @@ def check_fast_path_on_splits(explainers: dict[str, GradCamExplainer], n_error: 
     catalog = load_styles(root)
     present = set(catalog.ids)
     out: dict = {}
-    for name, ex in explainers.items():
+    for name, ex in served.items():
         card, _ = load_card(name)
         if card is None:
             continue
@@ -304,14 +305,14 @@ def check_fast_path_on_splits(explainers: dict[str, GradCamExplainer], n_error: 
             imgs = load_native_images(catalog, [stored["ids"][k] for k in keep])
             fp32_pred = np.array([int(stored["pred"][k]) for k in keep])
             probe = slice(0, 64)  # same images as when the card was made? (a copy may differ)
-            again = apply_decision_rule(predict_logits(ex.model, imgs[probe]), card.logit_bias).argmax(1)
+            again = apply_decision_rule(ex.logits(imgs[probe]), card.logit_bias).argmax(1)
             if not np.array_equal(again, fp32_pred[probe]):
                 continue
             if split == "val":
                 sub = imgs[:: max(1, len(imgs) // n_error)][:n_error]
-                exact = predict_logits(ex.model, sub, BATCH_SIZE)
-            for tier in tiers(explainers):
-                with traced_tier_only(explainers) if tier == "traced" else nullcontext():
+                exact = ex.logits(sub, BATCH_SIZE)
+            for tier in tiers(served):
+                with traced_tier_only(served) if tier == "traced" else nullcontext():
                     z = fast.fast_logits(imgs, BATCH_SIZE)
                     raw = apply_decision_rule(z, card.logit_bias).argmax(1)
                     z = fast.recheck(imgs, z, card.logit_bias, BATCH_SIZE)
@@ -337,15 +338,15 @@ t0 = float(sys.argv[1])
 import numpy as np, torch
 import streamlit  # what `streamlit run` imports too
 torch.set_num_threads(2)
-from core.service import load_explainer
+from core.prediction.service import load_served
 names = sys.argv[2].split(",")
-loaded = {n: load_explainer(n) for n in names}
+loaded = {n: load_served(n) for n in names}
 img = np.full((80, 60, 3), 255, np.uint8)
 for n, m in loaded.items():
     assert m.ok, m.error
-    m.explainer.predict(img[None])
+    m.served.predict(img[None])
 t1 = time.time()
-from core.service import load_explainer as _l
+from core.prediction.service import load_served as _l
 for n in ("baseline", "resnet50", "effnet_lite0"):
     if n not in loaded:
         loaded[n] = _l(n)
@@ -539,12 +540,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(2)
     reps = 3 if args.quick else args.reps
-    loaded = {n: load_explainer(n) for n in REGISTRY}
+    loaded = {n: load_served(n) for n in REGISTRY}
     missing = [n for n in DEFAULT_MODELS if not loaded[n].ok]
     if missing:
         log.error("default models unavailable: %s", {n: loaded[n].error for n in missing})
         return 2
-    explainers = {n: loaded[n].explainer for n in DEFAULT_MODELS}
+    served = {n: loaded[n].served for n in DEFAULT_MODELS}
     files = sample_images(32 if args.quick else 256)
     native = read_upload(*files[0]).native
     res: dict = {
@@ -553,15 +554,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
     }
     log.info("1/6 explain one photo")
-    res["explain_one"] = bench_explain(explainers, files[0][1], reps)
-    res["explain_big"] = bench_explain(explainers, big_photo(), max(3, reps // 4))
+    res["explain_one"] = bench_explain(served, files[0][1], reps)
+    res["explain_big"] = bench_explain(served, big_photo(), max(3, reps // 4))
     heic = big_photo("HEIF") if "HEIF" in ALLOWED_FORMATS else None
     if heic is not None:
-        res["explain_heic"] = bench_explain(explainers, heic, max(3, reps // 4))
+        res["explain_heic"] = bench_explain(served, heic, max(3, reps // 4))
     log.info("2/6 peers")
-    res["peers"] = bench_peers(explainers["resnet50"], native, reps)
+    res["peers"] = bench_peers(served["resnet50"], native, reps)
     log.info("3/6 layer strip")
-    res["strip"] = bench_strip(explainers["resnet50"], native, reps)
+    res["strip"] = bench_strip(served["resnet50"], native, reps)
     log.info("4/6 batch")
     # an empty Inductor cache: the compile time measured is the one a user waits through once
     # per machine (later starts reuse the on-disk cache, as --warm-compile measures)
@@ -569,10 +570,10 @@ def main(argv: list[str] | None = None) -> int:
     fresh_cache = None
     if not args.warm_compile:
         fresh_cache = os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-inductor-")
-    res["batch"] = bench_batch(explainers, files, 2 if args.quick else 5)
+    res["batch"] = bench_batch(served, files, 2 if args.quick else 5)
     res["batch"]["warm_compile"] = args.warm_compile
     # every model the app can pick uses the fast path: all of them are checked against their cards
-    checked = {n: loaded[n].explainer for n in REGISTRY if loaded[n].ok}
+    checked = {n: loaded[n].served for n in REGISTRY if loaded[n].ok}
     for ex in checked.values():
         ex.fast_predictor.wait_compiled()
     res["batch"]["splits"] = check_fast_path_on_splits(checked, 64 if args.quick else 512)

@@ -4,7 +4,7 @@
                             [--no-normalise] [--models A,B] [--weights DIR] [--limit N]
 
 Each image of the saved split is enlarged to upload-like size (3×, as an upload would be) and
-framed in every way of :data:`core.framings.FRAMINGS` (white square, landscape, zoomed out,
+framed in every way of :data:`core.images.framings.FRAMINGS` (white square, landscape, zoomed out,
 stretched, off-centre, on textured surfaces, warm light, a slight tilt, a drop shadow…). Each
 framed photo then takes the app's own path (framing normalisation, the native canvas; with
 ``--no-normalise`` the step is skipped, as before it existed) and every chosen model scores it
@@ -34,12 +34,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
 
-from core.card import load_model
-from core.data import DEFAULT_SPLIT_FILE, find_default_data_dir, get_or_make_split, load_styles
-from core.framing import DEFAULT_PARAMS, FramingParams
-from core.framings import FRAMINGS, enlarge
-from core.inference import apply_decision_rule, predict_logits
-from core.preprocess import frame_and_fit, open_image, to_native
+from core.config import DEFAULT_SPLIT_FILE, find_default_data_dir
+from core.data.catalog import load_styles
+from core.data.split import get_or_make_split
+from core.images.framing import DEFAULT_PARAMS, FramingParams
+from core.images.framings import FRAMINGS, enlarge
+from core.images.preprocess import frame_and_fit, open_image, to_native
+from core.prediction.served import ServedModel
 
 log = logging.getLogger("bench.framing")
 SHIPPED = ("effnet_lite0", "resnet50", "baseline")
@@ -124,8 +125,8 @@ def run(
     data = find_default_data_dir()
     if data is None:
         raise SystemExit("no dataset found (set DRESSCODE_DATA or put it at ../shared/data/fashion-small)")
-    loaded = {m: load_model(m, weights_dir) for m in models}
-    classes = list(next(iter(loaded.values()))[1].classes)
+    loaded = {m: ServedModel.load(m, weights_dir) for m in models}
+    classes = list(next(iter(loaded.values())).classes)
     catalog = load_styles(data, classes)
     split = get_or_make_split(catalog, DEFAULT_SPLIT_FILE)
     labels = catalog.label_of()
@@ -146,11 +147,10 @@ def run(
         "framing_actions": {f: dict(Counter(a)) for f, a in zip(FRAMINGS, actions)},
         "models": {},
     }
-    for name, (model, card) in loaded.items():
+    for name, served in loaded.items():
         rows = {}
         for f, framing in enumerate(FRAMINGS):
-            logits = predict_logits(model, canvases[f])
-            pred = apply_decision_rule(logits, card.logit_bias).argmax(1)
+            pred = served.predict(canvases[f]).argmax(1)  # the card's decision rule
             rows[framing] = score(y, pred, weights, classes)
         base = rows[next(iter(FRAMINGS))]
         for r in rows.values():
@@ -260,7 +260,7 @@ def cost(reps: int) -> dict:
     """The framing step's own cost on a dataset image and on a 12 MP phone photo, and one photo
     explained end to end by the app's two default models with and without it (interleaved)."""
     from bench.__main__ import DEFAULT_MODELS, big_photo, sample_images, timed_side_by_side
-    from core.service import load_explainer
+    from core.prediction.service import load_served
 
     small = sample_images(1)[0][1]
     big = big_photo()
@@ -272,12 +272,12 @@ def cost(reps: int) -> dict:
             "fit only (no framing)": lambda d=decoded: to_native(d),
         }
         out[label] = timed_side_by_side(framed, reps)
-    explainers = [load_explainer(n).explainer for n in DEFAULT_MODELS]
+    served = [load_served(n).served for n in DEFAULT_MODELS]
 
     def explain(data: bytes, framing: bool) -> None:
         image = open_image(data).image
         native = np.asarray(frame_and_fit(image).image if framing else to_native(image))
-        for ex in explainers:
+        for ex in served:
             ex.explain(native)
 
     out["explain one photo"] = timed_side_by_side(

@@ -104,8 +104,10 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 def session_photos(n: int, folder: Path) -> list[tuple[Path, list[str]]]:
     """``n`` distinct photos and, per photo, the expected 'class|confidence' of both models."""
-    from core.data import find_default_data_dir, load_styles
-    from core.service import load_explainer, read_upload
+    from core.config import find_default_data_dir
+    from core.data.catalog import load_styles
+    from core.images.upload import read_upload
+    from core.prediction.service import load_served
 
     root = find_default_data_dir()
     files: list[tuple[str, bytes]] = []
@@ -124,7 +126,7 @@ def session_photos(n: int, folder: Path) -> list[tuple[Path, list[str]]]:
         for j in range(n):
             colour = tuple(int(c) for c in rng.integers(0, 255, 3))
             files.append((f"s{j:02d}.png", encode(garment_photo(colour=colour), "PNG")))
-    models = {m: load_explainer(m) for m in DEFAULT_MODELS}
+    models = {m: load_served(m) for m in DEFAULT_MODELS}
     out = []
     for name, data in files:
         path = folder / name
@@ -132,7 +134,7 @@ def session_photos(n: int, folder: Path) -> list[tuple[Path, list[str]]]:
         native = read_upload(name, data).native
         expected = []
         for m in DEFAULT_MODELS:
-            exp = models[m].explainer.explain(native)
+            exp = models[m].served.explain(native)
             expected.append(f"{models[m].card.classes[exp.predicted]}|{exp.probs[exp.predicted]:.1%}")
         out.append((path, expected))
     return out

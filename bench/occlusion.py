@@ -5,7 +5,7 @@
 For each model, the first N images (by id) of the class in the split that the model
 classifies correctly are explained at every registered layer; each 12×12 square of the 60×80 canvas is
 greyed out in turn, and the rank correlation between the map there and the drop of the
-class logit is averaged over the images (core.gradcam.occlusion_agreement). The same map
+class logit is averaged over the images (core.explanation.occlusion.occlusion_agreement). The same map
 flipped upside down is the control: a layer passes when it clearly beats its control.
 --also adds a module that is not a registered layer, e.g. ``baseline:backbone.conv2`` (the raw
 conv output the baseline's maps used to come from), to that model's rows. Its output must be a
@@ -22,18 +22,21 @@ import logging
 import numpy as np
 import torch
 
-from core.data import SPLITS, find_default_data_dir, get_or_make_split, load_native_images, load_styles
-from core.gradcam import GradCamExplainer, occlusion_agreement
-from core.inference import apply_decision_rule, predict_logits
-from core.models import REGISTRY, CamLayer
-from core.service import load_explainer
+from core.config import find_default_data_dir
+from core.data.cache import load_native_images
+from core.data.catalog import load_styles
+from core.data.split import SPLITS, get_or_make_split
+from core.explanation.occlusion import occlusion_agreement
+from core.models.registry import REGISTRY, CamLayer
+from core.prediction.served import ServedModel
+from core.prediction.service import load_served
 
 log = logging.getLogger("bench.occlusion")
 
 
-def correctly_classified(ex: GradCamExplainer, images: np.ndarray, cls: int, n: int) -> np.ndarray:
-    """The first ``n`` of ``images`` (all of class ``cls``) that the model puts in ``cls``."""
-    pred = apply_decision_rule(predict_logits(ex.model, images), ex.logit_bias).argmax(1)
+def correctly_classified(ex: ServedModel, images: np.ndarray, cls: int, n: int) -> np.ndarray:
+    """The first ``n`` of ``images`` (all of class ``cls``) that the model puts in ``cls`` (its decision rule)."""
+    pred = ex.predict(images).argmax(1)
     return images[pred == cls][:n]
 
 
@@ -51,7 +54,7 @@ def output_shape(model: torch.nn.Module, path: str) -> torch.Size:
     return seen[0]
 
 
-def measure(ex: GradCamExplainer, images: np.ndarray) -> dict[str, dict[str, float]]:
+def measure(ex: ServedModel, images: np.ndarray) -> dict[str, dict[str, float]]:
     """Per layer: mean correlation with the logit drop, and the flipped control's."""
     layers = [c.path for c in ex.spec.cam_layers]
     rows = [occlusion_agreement(ex, img, layers)[1] for img in images]
@@ -108,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|",
     ]
     for name in REGISTRY:
-        loaded = load_explainer(name)
-        if loaded.explainer is None:
+        loaded = load_served(name)
+        if loaded.served is None:
             log.warning("%s left out: %s", name, loaded.error)
             continue
-        ex = loaded.explainer
+        ex = loaded.served
         extra = [p for p in dict.fromkeys(also.get(name, [])) if p not in ex.layer_paths]
         for path in extra:
             try:
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             default = layers.index(ex.spec.default_cam_layer)  # an index: re-point it after inserting
             spec = dataclasses.replace(ex.spec, cam_layers=tuple(layers), default_layer=default)
-            ex = GradCamExplainer(ex.model, spec, ex.classes, ex.logit_bias)  # the cached one stays as it is
+            ex = ServedModel(ex.model, spec, ex.classes, ex.logit_bias, ex.card)  # the loaded one stays as it is
         chosen = correctly_classified(ex, images, cls, args.images)
         if not len(chosen):
             log.warning("%s left out: it classifies none of the %d %s images correctly", name, len(ids), args.cls)

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.card import ModelCard
-from core.models import REGISTRY
-from core.preprocess import ALLOWED_FORMATS, FORMAT_NAMES, ImageInputError, frame_and_fit, open_image, to_native
-from core.service import load_explainer, read_upload
+from core.images.preprocess import ALLOWED_FORMATS, FORMAT_NAMES, ImageInputError, frame_and_fit, open_image, to_native
+from core.images.upload import read_upload
+from core.models.card import ModelCard
+from core.models.registry import REGISTRY
+from core.prediction.service import load_served
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -107,7 +108,7 @@ def faults() -> list[dict]:
                     card = ModelCard.load(c)
                     card.weights["sha256"] = "f" * 64
                     card.save(c)
-                results = {n: load_explainer(n, tmp) for n in REGISTRY}
+                results = {n: load_served(n, tmp) for n in REGISTRY}
                 out.append(
                     {
                         "fault": kind,
@@ -148,8 +149,7 @@ def hostile_uploads(rounds: int) -> dict:
 
 def interrupted_and_threads(n_interrupts: int, n_threads: int) -> dict:
     """Explanations killed mid-forward never leave the lock held; threads on one model get their own results."""
-    loaded = load_explainer("resnet50")
-    ex = loaded.explainer
+    ex = load_served("resnet50").served
     imgs = [np.asarray(to_native(garment_photo(colour=(i * 30 % 255, 40, 200 - i * 20)))) for i in range(n_threads)]
     layer = ex.model.get_submodule("backbone.layer2")
 
@@ -201,14 +201,13 @@ def batches_while_compiling(n_threads: int, per_thread: int = 40, seed: int = 0)
     """Threads classify their own batches on one model's fast path (the multi-photo table) from
     before its backbone starts compiling in the background until after it serves: every call
     must give each photo its fp32 class."""
-    loaded = load_explainer("resnet50")
-    ex = loaded.explainer
+    ex = load_served("resnet50").served
     rng = np.random.default_rng(seed)
     batches = []
     for _ in range(n_threads):
         shirts = [garment_photo(120, 160, tuple(int(c) for c in rng.integers(0, 256, 3))) for _ in range(per_thread)]
         batches.append(np.stack([np.asarray(to_native(im)) for im in shirts]))
-    expected = [ex.predict(b).argmax(1) for b in batches]  # plain fp32
+    expected = [ex.predict(b, batch_size=64).argmax(1) for b in batches]  # plain fp32
     calls: list[dict] = []
 
     def work(i: int) -> None:
@@ -216,7 +215,7 @@ def batches_while_compiling(n_threads: int, per_thread: int = 40, seed: int = 0)
         while rounds_after < 2:  # until two calls after compiling has ended
             ready = ex.fast_predictor.compile_state in ("ready", "failed", "off")
             try:
-                got = ex.predict(batches[i], fast=True).argmax(1)
+                got = ex.predict(batches[i], batch_size=64, fast=True).argmax(1)
                 calls.append({"compiled_ready": ready, "mismatches": int((got != expected[i]).sum()), "error": None})
             except Exception as exc:  # counted, never hidden
                 calls.append({"compiled_ready": ready, "mismatches": None, "error": repr(exc)[:200]})

@@ -17,22 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.card import ModelCard, WeightsError, load_model
 from core.cli import non_negative_int, positive_int
-from core.data import (
-    DEFAULT_LABEL_COLUMN,
-    DEFAULT_SPLIT_FILE,
-    find_default_data_dir,
-    find_split,
-    get_or_make_split,
-    load_native_images,
-    load_styles,
-)
-from core.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
-from core.framing import FRAMING_VERSION
-from core.inference import apply_decision_rule, predict_logits
-from core.metrics import choose_logit_bias, classification_report, format_report, majority_baseline
-from core.models import REGISTRY, get_spec
+from core.config import DEFAULT_SPLIT_FILE, find_default_data_dir
+from core.data.cache import load_native_images
+from core.data.catalog import DEFAULT_LABEL_COLUMN, load_styles
+from core.data.split import find_split, get_or_make_split
+from core.images.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
+from core.images.framing import FRAMING_VERSION
+from core.models.card import ModelCard, WeightsError
+from core.models.registry import REGISTRY, get_spec
+from core.prediction.inference import apply_decision_rule
+from core.prediction.served import ServedModel
+from core.scoring.metrics import choose_logit_bias, classification_report, format_report, majority_baseline
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +38,7 @@ class EvaluationError(ValueError):
 
 
 def measure_splits(
-    model: torch.nn.Module,
-    card: ModelCard,
+    served: ServedModel,
     images: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
     ids: dict[str, list[int]],
@@ -51,12 +46,15 @@ def measure_splits(
     seed: int = 42,
     log_reports: bool = True,
 ) -> None:
-    """Fill ``card.metrics`` and ``card.predictions`` for val and test from ``model`` (fp32 path,
-    decision rule applied) — the numbers ``evaluate`` reproduces; ``log_reports`` logs them."""
-    # the metrics below were measured on images through this framing step (core.framing)
+    """Fill the served model's card's ``metrics`` and ``predictions`` for val and test (fp32 path, the
+    card's decision rule applied) — the numbers ``evaluate`` reproduces; ``log_reports`` logs them."""
+    card = served.card
+    if card is None:
+        raise ValueError(f"{served.name} was served without its model card: there is nothing to fill")
+    # the metrics below were measured on images through this framing step (core.images.framing)
     card.data["framing_normalisation"] = {"version": FRAMING_VERSION, **DEFAULT_FRAMING.to_dict()}
     for s in ("val", "test"):
-        logits = predict_logits(model, images[s])
+        logits = served.logits(images[s])
         pred = apply_decision_rule(logits, card.logit_bias).argmax(1)
         rep = classification_report(labels[s], pred, card.classes, n_boot=n_boot, seed=seed)
         plain = classification_report(labels[s], logits.argmax(1), card.classes, n_boot=0)
@@ -79,7 +77,8 @@ def refresh_card(
 ) -> ModelCard:
     """Re-measure val/test metrics and per-image predictions of a shipped model into its card;
     with ``choose_rule`` the decision rule is first chosen again on the validation split."""
-    model, card = load_model(name, weights_dir)
+    served = ServedModel.load(name, weights_dir)
+    card = served.card
     catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
     split = get_or_make_split(catalog, split_file, card.training.get("seed", 42))
     label_of = catalog.label_of()
@@ -92,14 +91,14 @@ def refresh_card(
     labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
     images = {s: load_native_images(catalog, v) for s, v in ids.items()}
     if choose_rule:
-        bias, objective = choose_logit_bias(predict_logits(model, images["val"]), labels["val"])
+        bias, objective = choose_logit_bias(served.logits(images["val"]), labels["val"])
         card.decision_rule = {
             "kind": "argmax of logits + per-class offsets chosen on the validation split",
             "logit_bias": bias,
             "objective": "macro-F1 on validation (ties: smallest offsets)",
             "validation_objective": round(objective, 5),
         }
-    measure_splits(model, card, images, labels, ids, n_boot, card.training.get("seed", 42))
+    measure_splits(served, images, labels, ids, n_boot, card.training.get("seed", 42))
     spec_card = get_spec(name).card_file if weights_dir is None else Path(weights_dir) / f"{name}.json"
     card.save(spec_card)
     return card
@@ -128,7 +127,8 @@ def evaluate_model(
     seed: int = 42,
 ) -> dict:
     """Metrics of the shipped ``name`` (with its decision rule) on one split or ``all``."""
-    model, card = load_model(name, weights_dir)
+    served = ServedModel.load(name, weights_dir)
+    card = served.card
     catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
     if split_name == "all":
         ids = list(catalog.ids)
@@ -169,8 +169,7 @@ def evaluate_model(
         raise EvaluationError(f"no readable image to score in {data_dir}")
     label_of = catalog.label_of()
     y = np.array([label_of[i] for i in ids], dtype=np.int64)
-    logits = predict_logits(model, images)
-    pred = apply_decision_rule(logits, card.logit_bias).argmax(1)
+    pred = served.predict(images).argmax(1)  # the card's decision rule
     report = classification_report(y, pred, card.classes, n_boot=n_boot, seed=seed)
     report["model"] = name
     report["split"] = split_name

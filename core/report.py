@@ -9,8 +9,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.card import ModelCard, WeightsError
-from core.models import REGISTRY
+from core.models.card import ModelCard, WeightsError
+from core.models.registry import REGISTRY
 
 
 def metrics_markdown(split: str = "test") -> str:

@@ -8,7 +8,7 @@ through_entry()  # first, before the heavy imports below: a page run alone after
 
 import streamlit as st
 
-from core.models import REGISTRY
+from core.models.registry import REGISTRY
 from pages.ui import resources, wording
 
 st.title("About the models")

@@ -11,11 +11,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from core.framing import share_on_product
-from core.inference import BATCH_FAST, BATCH_SIZE
-from core.models import REGISTRY, get_spec
-from core.overlay import COLORMAPS, colorize, enlarge, normalise, png_bytes
-from core.preprocess import FORMAT_NAMES
+from core.explanation.overlay import COLORMAPS, colour_strip, enlarge, png_bytes, raw_map_image
+from core.images.framing import share_on_product
+from core.images.preprocess import FORMAT_NAMES
+from core.models.registry import REGISTRY, get_spec
+from core.prediction.inference import BATCH_FAST, BATCH_SIZE
 from pages import _session
 from pages.ui import dataset, drawing, pickers, resources, settings, wording
 
@@ -91,8 +91,8 @@ def explanations(photo) -> dict[str, object]:  # noqa: ANN001
 def predict_batch(model_name: str, digests: tuple[str, ...], _natives: np.ndarray) -> np.ndarray:
     """Class probabilities for a batch of photos (no heatmaps); cached by the photos' digests."""
     loaded = resources.get_model(model_name)
-    assert loaded.explainer is not None
-    return loaded.explainer.predict(_natives, batch_size=BATCH_SIZE, fast=BATCH_FAST)
+    assert loaded.served is not None
+    return loaded.served.predict(_natives, batch_size=BATCH_SIZE, fast=BATCH_FAST)
 
 
 def framing_panel(photo) -> None:  # noqa: ANN001
@@ -129,22 +129,6 @@ MOSTLY_BACKGROUND = 0.5
 def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
     """:func:`~pages.ui.drawing.probability_figure`, drawn."""
     st.plotly_chart(drawing.probability_figure(probs, classes), key=key, config={"displayModeBar": False})
-
-
-def raw_map_image(cam: np.ndarray, vmax: float, cmap: str) -> np.ndarray:
-    """The layer-resolution Grad-CAM, one flat block per cell, with a colour strip below it on
-    the given scale. An image, so a narrow column shrinks it instead of cropping it."""
-    cells = colorize(normalise(cam, vmax), cmap)
-    grid = enlarge(cells, max(1, drawing.DISPLAY_HEIGHT // cells.shape[0]))
-    width = grid.shape[1]
-    gap = np.full((max(4, width // 32), width, 3), 255, dtype=np.uint8)
-    return np.concatenate([grid, gap, colour_strip(cmap, width, max(8, width // 16))])
-
-
-def colour_strip(cmap: str, width: int = 256, height: int = 12) -> np.ndarray:
-    """A horizontal colour bar image (low → high)."""
-    ramp = np.tile(np.linspace(0, 1, width)[None, :], (height, 1))
-    return colorize(ramp, cmap)
 
 
 def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
@@ -215,7 +199,7 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             if said := product_share_note(photo, cam, spec.title):
                 (left.warning if said[1] else left.caption)(said[0])
             right.image(
-                raw_map_image(cam, vmax, cmap),
+                raw_map_image(cam, vmax, cmap, drawing.DISPLAY_HEIGHT),
                 caption=f"raw map, {cam.shape[1]}×{cam.shape[0]} cells · "
                 + (f"colour scale 0 → {vmax:.3g}" if vmax > 0 else "all zero"),
             )

@@ -13,10 +13,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.augment import FILL_MODES, AugmentParams, FramingAugmentParams, augment_variants
-from core.data import DEFAULT_SPLIT_FILE, SPLITS, load_split
-from core.models import REGISTRY
-from core.overlay import enlarge
+from core.config import DEFAULT_SPLIT_FILE
+from core.data.split import SPLITS, load_split
+from core.explanation.overlay import enlarge
+from core.images.augment import FILL_MODES, AugmentParams, FramingAugmentParams, augment_variants
+from core.models.registry import REGISTRY
 from pages.ui import dataset, pickers, resources, settings, wording
 
 st.title("Data & augmentation")

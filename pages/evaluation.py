@@ -12,10 +12,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core.gradcam import Explanation
-from core.models import REGISTRY, get_spec
-from core.overlay import enlarge
-from core.slices import FOCUS_CLASS, SLICE_ATTRIBUTES, readable_table, slice_metrics
+from core.explanation.gradcam import Explanation
+from core.explanation.overlay import enlarge
+from core.models.registry import REGISTRY, get_spec
+from core.scoring.slices import FOCUS_CLASS, SLICE_ATTRIBUTES, readable_table, slice_metrics
 from pages.ui import dataset, drawing, resources, settings
 
 GALLERY_PAGE = 8
@@ -228,8 +228,8 @@ def explain_many(
     """:func:`~pages.ui.resources.explain` of several photos for their predicted class, in one pass (a
     gallery page); cached by the photos' digests, model and layers."""
     loaded = resources.get_model(model_name)
-    assert loaded.explainer is not None
-    return loaded.explainer.explain_many(_natives, list(layers))
+    assert loaded.served is not None
+    return loaded.served.explain_many(_natives, list(layers))
 
 
 slice_root = settings.data_dir()

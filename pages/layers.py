@@ -9,8 +9,8 @@ through_entry()  # first, before the heavy imports below: a page run alone after
 import numpy as np
 import streamlit as st
 
-from core.models import get_spec
-from core.overlay import COLORMAPS
+from core.explanation.overlay import COLORMAPS
+from core.models.registry import get_spec
 from pages.ui import drawing, pickers, resources, settings, wording
 
 st.title("What does each layer see?")

@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:  # so ``import core`` works with a bare ``pytest``
 
 from fixtures import make_fixture_dataset  # noqa: E402
 
-# The app's fast batch path compiles its backbone in the background (core.fastpath): the suite
+# The app's fast batch path compiles its backbone in the background (core.prediction.fastpath): the suite
 # (and the app it starts) skip that; tests/test_fastpath.py compiles a small model on purpose.
 os.environ.setdefault("DRESSCODE_COMPILE", "0")
 

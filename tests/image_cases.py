@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.preprocess import ALLOWED_FORMATS, NATIVE_SIZE
+from core.images.preprocess import ALLOWED_FORMATS, NATIVE_SIZE
 
 
 def garment_photo(width: int = 600, height: int = 800, colour: tuple[int, int, int] = (30, 40, 120)) -> Image.Image:

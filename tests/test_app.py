@@ -14,8 +14,8 @@ from image_cases import bad_cases, encode, garment_photo, good_cases
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.gradcam import Explanation
-from core.models import REGISTRY
+from core.explanation.gradcam import Explanation
+from core.models.registry import REGISTRY
 from pages.ui import dataset, drawing, resources, settings, wording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,11 +211,12 @@ def test_raw_map_scale_is_the_maps_own_maximum_whatever_the_upsampling() -> None
     at.run()
     raw = lambda: [c for c in image_captions(at) if c.startswith("raw map, ")]  # noqa: E731
     smooth = raw()
-    from core.service import load_explainer, read_upload
+    from core.images.upload import read_upload
+    from core.prediction.service import load_served
 
     native = read_upload(*sample_photos()[0][:2]).native
     for name, caption in zip(("baseline", "resnet50"), smooth):  # the sidebar's default pair
-        ex = load_explainer(name).explainer
+        ex = load_served(name).served
         top = float(ex.explain(native).maps[ex.spec.default_cam_layer.path].max())
         assert caption.endswith(f"colour scale 0 → {top:.3g}" if top > 0 else "all zero"), (caption, top)
     at.radio(key="upsampling").set_value("blocky")
@@ -376,7 +377,8 @@ def test_dataset_samples_say_their_split_and_start_held_out() -> None:
         assert words in cap, cap
         return int(cap.split()[1])
 
-    from core.data import load_styles, product_keys
+    from core.data.catalog import load_styles
+    from core.data.products import product_keys
 
     catalog = load_styles(DATA)
     keys, label_of = product_keys(catalog), catalog.label_of()
@@ -603,12 +605,12 @@ def test_a_map_that_is_zero_everywhere_is_explained_not_drawn_silently() -> None
 
 
 def test_overlays_on_every_page_top_out_at_the_maps_layer_resolution_maximum() -> None:
-    from core.overlay import enlarge, normalise, overlay
+    from core.explanation.overlay import enlarge, normalise, overlay, upsample
 
     m = np.zeros((4, 5), np.float32)
     m[1, 2] = 2.0  # one hot cell: smoothing lowers its peak below 2.0
     exp = Explanation(np.array([0.2, 0.7, 0.1]), 1, 1, {"layer4": m}, np.zeros((160, 120, 3), np.uint8))
-    up = exp.upsampled("layer4", "bilinear")
+    up = upsample(m, exp.model_input.shape[:2], "bilinear")
     assert up.max() < 2.0 and drawing.cam_top(exp, "layer4") == 2.0
     shown = drawing.overlay_image(exp, "layer4", 1.0, "jet", True)  # Layers and Evaluation use the default
     assert np.array_equal(shown, drawing.overlay_image(exp, "layer4", 1.0, "jet", True, 2.0))  # as on Classify
@@ -619,7 +621,9 @@ def test_overlays_on_every_page_top_out_at_the_maps_layer_resolution_maximum() -
 @pytest.mark.realdata
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
 def test_data_page_says_how_many_held_out_products_training_has() -> None:
-    from core.data import get_or_make_split, load_styles, twins_in_train
+    from core.data.catalog import load_styles
+    from core.data.products import twins_in_train
+    from core.data.split import get_or_make_split
 
     at = app()
     at.switch_page("pages/data.py")

@@ -1,4 +1,4 @@
-"""core.augment: parameters, the transform, fill modes, reproducible variants and both balancing strategies."""
+"""core.images.augment: parameters, the transform, fill modes, reproducible variants and both balancing strategies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.augment import (
+from core.images.augment import (
     FILL_MODES,
     AugmentParams,
     augment_batch,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models import REGISTRY
+from core.models.registry import REGISTRY
 
 pytestmark = pytest.mark.skipif(
     not all(s.weights_file.is_file() for s in REGISTRY.values()), reason="shipped weights are not present"
@@ -49,7 +49,7 @@ def test_bench_runs_on_the_tiny_fixture(tiny_dataset: Path, tmp_path: Path, monk
     assert "| benchmark | result | target |" in printed and "Checks:" in printed
     from importlib.util import find_spec
 
-    from core.preprocess import ALLOWED_FORMATS
+    from core.images.preprocess import ALLOWED_FORMATS
 
     encoder = find_spec("pillow_heif") is not None  # the benchmark's HEIC encoder (requirements-dev.txt)
     if encoder and "HEIF" in ALLOWED_FORMATS:

@@ -17,7 +17,7 @@ import pytest
 from image_cases import encode, garment_photo
 
 from bench.load import CHROMIUM, CHROMIUM_ARGS, free_port, start_server, stop_server
-from core.models import REGISTRY
+from core.models.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "fashion-small"
@@ -133,7 +133,7 @@ def test_upload_over_the_limit_is_refused_by_the_server(page, tmp_path: Path) ->
 
 
 def test_repository_files_are_not_served(server: str) -> None:
-    for path in ("/app/static/README.md", "/app/static/weights/split.json", "/README.md", "/core/models.py"):
+    for path in ("/app/static/README.md", "/app/static/weights/split.json", "/README.md", "/core/models/networks.py"):
         try:
             with urllib.request.urlopen(server + path, timeout=10) as r:
                 body = r.read()

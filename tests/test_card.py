@@ -1,4 +1,4 @@
-"""core.card: safetensors weights + model card round trip, and load_model's refusals."""
+"""core.models.card: safetensors weights + model card round trip, and load_model's refusals."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.card import ModelCard, WeightsError, library_versions, load_model, save_weights, sha256_file
-from core.models import build_baseline
+from core.models.card import ModelCard, WeightsError, library_versions, load_model, save_weights, sha256_file
+from core.models.networks import build_baseline
 
 CLASSES = ["Casual", "Formal", "Smart Casual"]
 

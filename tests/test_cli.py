@@ -13,17 +13,12 @@ import numpy as np
 import pytest
 
 from core import evaluate, train
-from core.card import ModelCard, load_model, sha256_file
-from core.data import (
-    SPLITS,
-    get_or_make_split,
-    load_native_images,
-    load_split,
-    load_styles,
-    make_split,
-    save_split,
-    split_fingerprint,
-)
+from core.data.cache import load_native_images
+from core.data.catalog import load_styles
+from core.data.split import SPLITS, get_or_make_split, load_split, make_split, save_split, split_fingerprint
+from core.models.card import ModelCard, load_model, sha256_file
+from core.prediction.served import ServedModel
+from core.training import prepare
 
 CLASSES = ["Casual", "Formal", "Smart Casual"]
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -261,18 +256,16 @@ def test_decision_rule_is_chosen_on_the_weights_as_saved(
     """With half-precision storage the rule sees the fp16-rounded model that ships, not the fp32 one."""
     import torch
 
-    from core.inference import predict_logits
-
     monkeypatch.setitem(train.SAVE_DTYPE, "baseline", torch.float16)
     seen = []
     real = train.choose_logit_bias
     monkeypatch.setattr(train, "choose_logit_bias", lambda logits, y: seen.append(logits) or real(logits, y))
     assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "1", "--max-train", "40")) == 0
-    shipped, card = load_model("baseline", tmp_path / "weights")
-    assert card.weights["dtype"] == "float16"
+    shipped = ServedModel.load("baseline", tmp_path / "weights")
+    assert shipped.card.weights["dtype"] == "float16"
     split = load_split(tmp_path / "split.json")
     images = load_native_images(load_styles(tiny_dataset), split["val"])
-    assert np.array_equal(seen[0], predict_logits(shipped, images))
+    assert np.array_equal(seen[0], shipped.logits(images))
     capsys.readouterr()
 
 
@@ -453,7 +446,7 @@ def test_evaluate_on_a_split_the_model_was_not_trained_on_says_so(
 def test_train_refuses_bad_numbers_and_a_missing_teacher_before_loading_images(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(train, "load_native_images", lambda *a, **k: pytest.fail("images loaded"))
+    monkeypatch.setattr(prepare, "load_native_images", lambda *a, **k: pytest.fail("images loaded"))
     for bad in (("--epochs", "0"), ("--max-train", "0"), ("--threads", "0")):
         with pytest.raises(SystemExit):
             train.main(train_argv(tiny_dataset, tmp_path, *bad))

@@ -1,4 +1,4 @@
-"""core.fastpath: BatchNorm folding is exact, near ties are re-run in fp32, the class never changes."""
+"""core.prediction.fastpath: BatchNorm folding is exact, near ties are re-run in fp32, the class never changes."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import torch
 from test_gradcam import images
 from torch import nn
 
-from core.fastpath import FastBatchPredictor, fold_batchnorm
-from core.gradcam import GradCamExplainer
-from core.inference import apply_decision_rule, predict_logits
-from core.models import DressCodeNet, Preprocessing, dense_head, get_spec
+from core.models.networks import DressCodeNet, Preprocessing, dense_head
+from core.models.registry import get_spec
+from core.prediction.fastpath import FastBatchPredictor, fold_batchnorm
+from core.prediction.inference import apply_decision_rule, predict_logits
+from core.prediction.served import ServedModel
 
 
 def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -117,12 +118,12 @@ def test_margin_extremes(resnet: DressCodeNet) -> None:
     assert nothing.logits(imgs[:0]).shape[0] == 0
 
 
-def test_explainer_fast_predict_matches_and_leaves_model_alone() -> None:
+def test_served_fast_predict_matches_and_leaves_model_alone() -> None:
     torch.manual_seed(0)
     model = get_spec("effnet_lite0").builder(3, "imagenet").eval()  # ImageNet backbone: tame in bf16
     for p in model.parameters():
         p.requires_grad_(False)
-    ex = GradCamExplainer(model, get_spec("effnet_lite0"), ["a", "b", "c"], logit_bias=[0.0, -0.05, 0.05])
+    ex = ServedModel(model, get_spec("effnet_lite0"), ["a", "b", "c"], logit_bias=[0.0, -0.05, 0.05])
     imgs = images(8, seed=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     slow, quick = ex.predict(imgs), ex.predict(imgs, fast=True)

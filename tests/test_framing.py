@@ -1,4 +1,4 @@
-"""The framing step (core.framing) on generated photos, the benchmark's framings, the training
+"""The framing step (core.images.framing) on generated photos, the benchmark's framings, the training
 augmentation that re-frames draws, and the share of a map on the product."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 from image_cases import encode
 from PIL import Image
 
-from core.augment import FramingAugmentParams, reframe_random
-from core.framing import (
+from core.images.augment import FramingAugmentParams, reframe_random
+from core.images.framing import (
     BUSY,
     CANVAS_ASPECT,
     DEFAULT_PARAMS,
@@ -19,9 +19,9 @@ from core.framing import (
     normalise_framing,
     share_on_product,
 )
-from core.framings import FRAMINGS, enlarge, white_background_mask
-from core.preprocess import NATIVE_SIZE, frame_and_fit, open_image, to_native
-from core.service import read_upload
+from core.images.framings import FRAMINGS, enlarge, white_background_mask
+from core.images.preprocess import NATIVE_SIZE, frame_and_fit, open_image, to_native
+from core.images.upload import read_upload
 
 SHIRT = (25, 35, 110)
 
@@ -69,7 +69,7 @@ def assert_surface_is_white(f) -> None:  # noqa: ANN001
     """On the native canvas the models see, two pixels beyond the product's mask, all is white."""
     from scipy import ndimage
 
-    from core.preprocess import native_mask
+    from core.images.preprocess import native_mask
 
     far = ~ndimage.binary_dilation(native_mask(f.mask), iterations=2)
     assert far.mean() > 0.05

@@ -1,4 +1,5 @@
-"""core.gradcam: multi-layer Grad-CAM equals Captum's LayerGradCam; no side effects; thread safety."""
+"""core.explanation.gradcam through the served model: multi-layer Grad-CAM equals Captum's LayerGradCam;
+no side effects; thread safety; predictions and explanations agree."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from core.gradcam import GradCamExplainer
-from core.inference import predict_logits
-from core.models import REGISTRY, DressCodeNet, get_spec
+from core.explanation.overlay import upsample
+from core.models.networks import DressCodeNet
+from core.models.registry import REGISTRY, get_spec
+from core.prediction.inference import predict_logits
+from core.prediction.served import ServedModel
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
@@ -44,12 +47,12 @@ def assert_maps_close(got: np.ndarray, ref: np.ndarray, rel: float = 1e-4) -> No
 
 
 @pytest.fixture(scope="module", params=["baseline", "effnet_lite0"])
-def explainer(request: pytest.FixtureRequest) -> Iterator[GradCamExplainer]:
-    """An explainer on a model untrained for the task, frozen as the app loads it."""
+def served(request: pytest.FixtureRequest) -> Iterator[ServedModel]:
+    """A served model untrained for the task, frozen as the app loads it."""
     model = build(request.param)
     for p in model.parameters():
         p.requires_grad_(False)
-    yield GradCamExplainer(model, get_spec(request.param), ["Casual", "Formal", "Smart Casual"])
+    yield ServedModel(model, get_spec(request.param), ["Casual", "Formal", "Smart Casual"])
 
 
 def hook_counts(model: nn.Module) -> dict[str, int]:
@@ -58,14 +61,14 @@ def hook_counts(model: nn.Module) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("target", [0, 1, 2])
-def test_maps_equal_captum_layergradcam(explainer: GradCamExplainer, target: int) -> None:
+def test_maps_equal_captum_layergradcam(served: ServedModel, target: int) -> None:
     img = images(1, seed=target)[0]
-    exp = explainer.explain(img, layers=explainer.layer_paths, target=target)
-    assert set(exp.maps) == set(explainer.layer_paths)
+    exp = served.explain(img, layers=served.layer_paths, target=target)
+    assert set(exp.maps) == set(served.layer_paths)
     assert exp.target == target
     nonzero = 0
-    for layer in explainer.layer_paths:
-        ref = explainer.explain_single_layer(img, layer, target)
+    for layer in served.layer_paths:
+        ref = served.explain_single_layer(img, layer, target)
         got = exp.maps[layer]
         assert got.ndim == 2 and (got >= 0).all()
         assert_maps_close(got, ref)
@@ -78,21 +81,21 @@ def test_resnet50_maps_equal_captum_layergradcam() -> None:
     model = build("resnet50")
     for p in model.parameters():
         p.requires_grad_(False)
-    ex = GradCamExplainer(model, get_spec("resnet50"), ["Casual", "Formal", "Smart Casual"])
+    ex = ServedModel(model, get_spec("resnet50"), ["Casual", "Formal", "Smart Casual"])
     img = images(1, seed=3)[0]
     exp = ex.explain(img, layers=ex.layer_paths, target=1)
     for layer in ex.layer_paths:
         assert_maps_close(exp.maps[layer], ex.explain_single_layer(img, layer, 1))
 
 
-def captum_contrast(explainer: GradCamExplainer, img: np.ndarray, layer: str, target: int, versus: int) -> np.ndarray:
+def captum_contrast(served: ServedModel, img: np.ndarray, layer: str, target: int, versus: int) -> np.ndarray:
     """Reference: Captum's LayerGradCam on the score ``logit[target] - logit[versus]``."""
     from captum.attr import LayerGradCam
 
-    from core.gradcam import explaining
-    from core.inference import to_float_batch
+    from core.explanation.gradcam import explaining
+    from core.prediction.inference import to_float_batch
 
-    model = explainer.model
+    model = served.model
 
     def difference(inp: torch.Tensor) -> torch.Tensor:
         out = model(inp)
@@ -104,39 +107,35 @@ def captum_contrast(explainer: GradCamExplainer, img: np.ndarray, layer: str, ta
     return attr.detach()[0, 0].numpy()
 
 
-def test_contrast_explains_the_target_over_the_prediction(explainer: GradCamExplainer) -> None:
+def test_contrast_explains_the_target_over_the_prediction(served: ServedModel) -> None:
     img = images(1, seed=11)[0]
-    predicted = explainer.explain(img).predicted
+    predicted = served.explain(img).predicted
     other = (predicted + 1) % 3
-    exp = explainer.explain(img, layers=explainer.layer_paths, target=other, contrast=True)
+    exp = served.explain(img, layers=served.layer_paths, target=other, contrast=True)
     assert exp.target == other and exp.versus == predicted
-    plain = explainer.explain(img, layers=explainer.layer_paths, target=other)
+    plain = served.explain(img, layers=served.layer_paths, target=other)
     assert plain.versus is None
     differs = 0
-    for layer in explainer.layer_paths:
-        assert_maps_close(exp.maps[layer], captum_contrast(explainer, img, layer, other, predicted))
+    for layer in served.layer_paths:
+        assert_maps_close(exp.maps[layer], captum_contrast(served, img, layer, other, predicted))
         differs += not np.allclose(exp.maps[layer], plain.maps[layer])
     assert differs >= 1  # not the plain map under another name
     # nothing to contrast: the predicted class itself, or no target, is explained plainly
-    same = explainer.explain(img, target=predicted, contrast=True)
+    same = served.explain(img, target=predicted, contrast=True)
     assert same.versus is None
     assert np.array_equal(
-        same.maps[explainer.spec.default_cam_layer.path],
-        explainer.explain(img).maps[explainer.spec.default_cam_layer.path],
+        same.maps[served.spec.default_cam_layer.path],
+        served.explain(img).maps[served.spec.default_cam_layer.path],
     )
-    assert explainer.explain(img, contrast=True).versus is None
+    assert served.explain(img, contrast=True).versus is None
 
 
 @pytest.mark.parametrize(("target", "contrast"), [(None, False), (1, False), (1, True)])
-def test_a_batch_explains_each_image_as_one_by_one(
-    explainer: GradCamExplainer, target: int | None, contrast: bool
-) -> None:
+def test_a_batch_explains_each_image_as_one_by_one(served: ServedModel, target: int | None, contrast: bool) -> None:
     imgs = images(6, seed=13)
-    z = predict_logits(explainer.model, imgs)
+    z = predict_logits(served.model, imgs)
     # a rule that splits the batch between classes 0 and 1: the contrast applies to some rows only
-    ex = GradCamExplainer(
-        explainer.model, explainer.spec, explainer.classes, [float(np.median(z[:, 1] - z[:, 0])), 0.0, -1e3]
-    )
+    ex = ServedModel(served.model, served.spec, served.classes, [float(np.median(z[:, 1] - z[:, 0])), 0.0, -1e3])
     many = ex.explain_many(imgs, ex.layer_paths, target, contrast)
     assert len(many) == 6 and {e.predicted for e in many} == {0, 1}
     for img, got in zip(imgs, many):
@@ -148,33 +147,33 @@ def test_a_batch_explains_each_image_as_one_by_one(
             assert_maps_close(got.maps[layer], one.maps[layer], 1e-3)
 
 
-def test_maps_depend_on_target(explainer: GradCamExplainer) -> None:
+def test_maps_depend_on_target(served: ServedModel) -> None:
     img = images(1, seed=5)[0]
-    layer = explainer.layer_paths[-1]
-    maps = [explainer.explain(img, [layer], target=t).maps[layer] for t in range(3)]
+    layer = served.layer_paths[-1]
+    maps = [served.explain(img, [layer], target=t).maps[layer] for t in range(3)]
     peaks = [float(m.max()) for m in maps]
     assert min(peaks) > 0
     normed = [m / p for m, p in zip(maps, peaks)]
     assert max(float(np.abs(normed[i] - normed[j]).max()) for i in range(3) for j in range(i)) > 0.05
 
 
-def test_prediction_matches_predict(explainer: GradCamExplainer) -> None:
+def test_prediction_matches_predict(served: ServedModel) -> None:
     imgs = images(3, seed=9)
-    probs = explainer.predict(imgs)
+    probs = served.predict(imgs)
     assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1.0)
     for k in range(3):
-        exp = explainer.explain(imgs[k])
+        exp = served.explain(imgs[k])
         np.testing.assert_allclose(exp.probs, probs[k], rtol=1e-5, atol=1e-6)
         assert exp.predicted == int(probs[k].argmax())
-        assert set(exp.maps) == {explainer.spec.default_cam_layer.path}  # default layer only
+        assert set(exp.maps) == {served.spec.default_cam_layer.path}  # default layer only
 
 
-def test_target_none_explains_predicted(explainer: GradCamExplainer) -> None:
+def test_target_none_explains_predicted(served: ServedModel) -> None:
     img = images(1, seed=3)[0]
-    exp = explainer.explain(img, layers=explainer.layer_paths)
+    exp = served.explain(img, layers=served.layer_paths)
     assert exp.target == exp.predicted == int(exp.probs.argmax())
-    ref = explainer.explain(img, layers=explainer.layer_paths, target=exp.predicted)
-    for layer in explainer.layer_paths:
+    ref = served.explain(img, layers=served.layer_paths, target=exp.predicted)
+    for layer in served.layer_paths:
         assert_maps_close(exp.maps[layer], ref.maps[layer], 1e-5)
 
 
@@ -182,33 +181,33 @@ def test_target_none_explains_predicted(explainer: GradCamExplainer) -> None:
 def test_target_none_follows_decision_rule(name: str) -> None:
     model = build(name)
     img = images(1, seed=4)[0]
-    plain = GradCamExplainer(model, get_spec(name), ["a", "b", "c"]).explain(img)
+    plain = ServedModel(model, get_spec(name), ["a", "b", "c"]).explain(img)
     forced = (plain.predicted + 1) % 3
     bias = [0.0, 0.0, 0.0]
     bias[forced] = 50.0  # the rule now always predicts ``forced``
-    ex = GradCamExplainer(model, get_spec(name), ["a", "b", "c"], logit_bias=bias)
+    ex = ServedModel(model, get_spec(name), ["a", "b", "c"], logit_bias=bias)
     exp = ex.explain(img)
     assert exp.predicted == exp.target == forced
     layer = get_spec(name).default_cam_layer.path
     assert_maps_close(exp.maps[layer], ex.explain(img, target=forced).maps[layer], 1e-5)
 
 
-def test_model_input_and_upsampled(explainer: GradCamExplainer) -> None:
+def test_model_input_and_upsampled(served: ServedModel) -> None:
     img = images(1, seed=2)[0]
-    exp = explainer.explain(img, layers=explainer.layer_paths)
-    w, h = explainer.model.prep.input_size
+    exp = served.explain(img, layers=served.layer_paths)
+    w, h = served.model.prep.input_size
     assert exp.model_input.shape == (h, w, 3) and exp.model_input.dtype == np.uint8
     if (w, h) == (60, 80):
         assert np.abs(exp.model_input.astype(int) - img.astype(int)).max() <= 1
-    for layer in explainer.layer_paths:
-        up = exp.upsampled(layer)
+    for layer in served.layer_paths:  # the maps upsample onto the model input (core.explanation.overlay)
+        up = upsample(exp.maps[layer], exp.model_input.shape[:2])
         assert up.shape == (h, w)
-        assert exp.upsampled(layer, "nearest").shape == (h, w)
+        assert upsample(exp.maps[layer], exp.model_input.shape[:2], "nearest").shape == (h, w)
 
 
-def test_unknown_layer(explainer: GradCamExplainer) -> None:
+def test_unknown_layer(served: ServedModel) -> None:
     with pytest.raises(KeyError, match="not registered"):
-        explainer.explain(images(1)[0], layers=["backbone"])
+        served.explain(images(1)[0], layers=["backbone"])
 
 
 def set_start(model: DressCodeNet, start: str) -> None:
@@ -245,7 +244,7 @@ def test_explain_no_side_effects(name: str, start: str) -> None:
     before = snapshot(model)
     assert before[2] == dict.fromkeys(HOOK_DICTS, 0)
     assert any(before[0].values()) or start == "eval_frozen"
-    ex = GradCamExplainer(model, get_spec(name), ["a", "b", "c"])
+    ex = ServedModel(model, get_spec(name), ["a", "b", "c"])
     img = images(1, seed=1)[0]
     ex.explain(img, layers=ex.layer_paths)
     ex.explain(img, layers=ex.layer_paths, target=1)
@@ -267,13 +266,13 @@ def test_predict_no_side_effects(name: str, start: str) -> None:
     model = build(name)
     set_start(model, start)
     before = snapshot(model)
-    GradCamExplainer(model, get_spec(name), ["a", "b", "c"]).predict(images(2))
+    ServedModel(model, get_spec(name), ["a", "b", "c"]).predict(images(2))
     assert snapshot(model) == before
 
 
 def test_explain_in_train_mode_uses_eval_behaviour() -> None:
     model = build("baseline").train()  # dropout active in train mode
-    ex = GradCamExplainer(model, get_spec("baseline"), ["a", "b", "c"])
+    ex = ServedModel(model, get_spec("baseline"), ["a", "b", "c"])
     img = images(1, seed=8)[0]
     a = ex.explain(img, target=0)
     b = ex.explain(img, target=0)
@@ -285,7 +284,7 @@ def test_explain_in_train_mode_uses_eval_behaviour() -> None:
 @pytest.mark.parametrize("name", ["baseline", "effnet_lite0"])
 def test_threads_on_one_explainer(name: str) -> None:
     model = build(name, seed=3)
-    ex = GradCamExplainer(model, get_spec(name), ["a", "b", "c"])
+    ex = ServedModel(model, get_spec(name), ["a", "b", "c"])
     imgs = images(8, seed=11)
     layers = ex.layer_paths
     sequential = [ex.explain(imgs[k], layers=layers) for k in range(8)]
@@ -317,13 +316,13 @@ def test_threads_on_one_explainer(name: str) -> None:
     assert hook_counts(model) == dict.fromkeys(HOOK_DICTS, 0)
 
 
-def test_occlusion_agreement_runs_on_every_layer(explainer: GradCamExplainer) -> None:
-    from core.gradcam import occlusion_agreement
+def test_occlusion_agreement_runs_on_every_layer(served: ServedModel) -> None:
+    from core.explanation.occlusion import occlusion_agreement
 
-    layers = [c.path for c in explainer.spec.cam_layers]
+    layers = [c.path for c in served.spec.cam_layers]
     img = np.full((80, 60, 3), 255, np.uint8)
     img[20:60, 15:45] = (40, 60, 150)  # a product on white
-    exp, agreement = occlusion_agreement(explainer, img, layers)
+    exp, agreement = occlusion_agreement(served, img, layers)
     assert set(agreement) == set(layers) and set(exp.maps) == set(layers)
     for corr, control in agreement.values():  # an untrained model's map may be flat: NaN
         assert all(np.isnan(v) or -1.0 <= v <= 1.0 for v in (corr, control))
@@ -353,9 +352,9 @@ def darkness_counter() -> nn.Module:
 def test_occlusion_agreement_finds_where_the_model_looks() -> None:
     """A model whose answer is known: its maps agree with occlusion, and clearly beat their
     upside-down control, on every layer (a test that fails if the measure or its control breaks)."""
-    from core.gradcam import occlusion_agreement
+    from core.explanation.occlusion import occlusion_agreement
 
-    ex = GradCamExplainer(darkness_counter(), get_spec("baseline"), ["Casual", "Formal", "Smart Casual"])
+    ex = ServedModel(darkness_counter(), get_spec("baseline"), ["Casual", "Formal", "Smart Casual"])
     img = np.full((80, 60, 3), 255, np.uint8)
     img[6:36, 12:48] = (40, 60, 150)  # a dark product in the upper half: flipped, the map points at white
     layers = [c.path for c in ex.spec.cam_layers]
@@ -379,10 +378,12 @@ def test_shipped_default_maps_point_where_occlusion_hurts(name: str) -> None:
     correlation −0.12. Maps of the 120×160 models compared on the wrong grid failed it too.
     """
     from bench.occlusion import correctly_classified, measure
-    from core.data import get_or_make_split, load_native_images, load_styles
-    from core.service import load_explainer
+    from core.data.cache import load_native_images
+    from core.data.catalog import load_styles
+    from core.data.split import get_or_make_split
+    from core.prediction.service import load_served
 
-    ex = load_explainer(name).explainer
+    ex = load_served(name).served
     assert ex is not None
     catalog = load_styles(DATA)
     label_of = catalog.label_of()
@@ -394,7 +395,7 @@ def test_shipped_default_maps_point_where_occlusion_hurts(name: str) -> None:
 
 
 def test_spearman_ties_and_flat_input() -> None:
-    from core.gradcam import spearman
+    from core.explanation.occlusion import spearman
 
     assert spearman(np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0, 30.0])) == pytest.approx(1.0)
     # ties share their mean rank: [0, 0, 1, 1] ranks as [0.5, 0.5, 2.5, 2.5]
@@ -404,8 +405,8 @@ def test_spearman_ties_and_flat_input() -> None:
     assert np.isnan(spearman(np.zeros(5), np.arange(5.0)))
 
 
-def test_occlusion_agreement_refuses_an_image_smaller_than_the_patch(explainer: GradCamExplainer) -> None:
-    from core.gradcam import occlusion_agreement
+def test_occlusion_agreement_refuses_an_image_smaller_than_the_patch(served: ServedModel) -> None:
+    from core.explanation.occlusion import occlusion_agreement
 
     with pytest.raises(ValueError, match="smaller than the 12×12 patch"):
-        occlusion_agreement(explainer, np.zeros((8, 10, 3), np.uint8), [explainer.spec.cam_layers[0].path])
+        occlusion_agreement(served, np.zeros((8, 10, 3), np.uint8), [served.spec.cam_layers[0].path])

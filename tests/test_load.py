@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models import REGISTRY
+from core.models.registry import REGISTRY
 
 pytest.importorskip("playwright.async_api")
 pytestmark = [

@@ -1,4 +1,5 @@
-"""core.metrics on hand-computed cases and against sklearn: report, intervals, majority reference, decision rule."""
+"""core.scoring.metrics on hand-computed cases and against sklearn: report, intervals, majority reference,
+decision rule."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from core.metrics import (
+from core.scoring.metrics import (
     _scores_from_counts,
     bootstrap_intervals,
     choose_logit_bias,
@@ -222,7 +223,7 @@ def test_choose_logit_bias_objective_is_sklearns_macro_f1(seed: int) -> None:
 
 
 def test_labels_outside_the_classes_are_refused() -> None:
-    from core.metrics import classification_report
+    from core.scoring.metrics import classification_report
 
     with pytest.raises(ValueError, match="class indices"):
         classification_report([0, 1, 3], [0, 1, 1], ["a", "b", "c"])

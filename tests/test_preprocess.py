@@ -1,4 +1,4 @@
-"""core.preprocess: decoding any upload to RGB, refusing bad inputs, fitting to the native canvas."""
+"""core.images.preprocess: decoding any upload to RGB, refusing bad inputs, fitting to the native canvas."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from image_cases import BLUE, INKS, RED, cmyk_profile, garment_photo, two_tone
 from PIL import Image
 
-from core.preprocess import (
+from core.images.preprocess import (
     MAX_BYTES,
     NATIVE_SIZE,
     ImageInputError,
@@ -381,7 +381,7 @@ def test_phone_jpeg_with_an_embedded_preview_is_one_photo_decoded_reduced() -> N
 
 
 def test_draft_size_keeps_four_times_the_canvas_size() -> None:
-    from core.preprocess import _draft_size
+    from core.images.preprocess import _draft_size
 
     assert _draft_size(600, 800) == (240, 320)  # fitted 60×80 → at least 240×320 decoded
     assert _draft_size(3000, 4000) == (240, 320)
@@ -392,7 +392,7 @@ def test_draft_size_keeps_four_times_the_canvas_size() -> None:
 def test_reduced_jpeg_decode_stays_closer_to_a_full_decode_than_a_1_8_reduction(monkeypatch) -> None:
     from PIL import JpegImagePlugin
 
-    import core.preprocess as P
+    import core.images.preprocess as P
 
     data = encode(garment_photo(60, 80).resize((600, 800), Image.Resampling.LANCZOS), "JPEG", quality=90)
 
@@ -465,7 +465,7 @@ STORED = Path(__file__).parent / "data"  # small HEIC files (made once with pill
 
 def stored_or_encoded(fmt: str, name: str) -> bytes:
     """The two-tone 300×400 photo as a HEIC file from tests/data, or encoded as AVIF by Pillow."""
-    import core.preprocess as P
+    import core.images.preprocess as P
 
     if fmt not in P.ALLOWED_FORMATS:
         pytest.skip(f"no {fmt} decoder in this installation")
@@ -501,7 +501,7 @@ def test_heic_collection_decodes_its_primary_photo_and_checks_that_size() -> Non
 
 
 def test_heic_is_decoded_by_pi_heif_with_extras_off() -> None:
-    import core.preprocess as P
+    import core.images.preprocess as P
 
     if "HEIF" not in P.ALLOWED_FORMATS:
         pytest.skip("no HEIF decoder in this installation")
@@ -521,7 +521,7 @@ def test_avif_that_names_mif1_first_goes_to_the_avif_decoder() -> None:
 
 
 def test_a_decoder_runtime_error_is_a_friendly_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.preprocess as P
+    import core.images.preprocess as P
 
     def fails(*_args: object) -> None:
         raise RuntimeError("libheif: decoding failed")
@@ -541,7 +541,7 @@ def test_a_decoder_runtime_error_is_a_friendly_refusal(monkeypatch: pytest.Monke
     ],
 )
 def test_heif_and_avif_are_told_apart_by_all_their_brands(brands: bytes, container: str | None) -> None:
-    from core.preprocess import _heif_brand
+    from core.images.preprocess import _heif_brand
 
     box = struct.pack(">I", 8 + len(brands)) + b"ftyp" + brands
     assert _heif_brand(box + b"\0" * 32) == container
@@ -553,7 +553,7 @@ def test_damaged_heic_is_called_damaged() -> None:
 
 
 def test_heic_without_a_decoder_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.preprocess as P
+    import core.images.preprocess as P
 
     monkeypatch.setattr(P, "ALLOWED_FORMATS", tuple(f for f in P.ALLOWED_FORMATS if f != "HEIF"))
     with pytest.raises(ImageInputError, match="pi-heif.*JPEG or PNG"):
@@ -612,7 +612,7 @@ def test_pil_to_uint8_chw() -> None:
     ("size", "noted"), [((600, 800), False), ((800, 800), False), ((1920, 1080), True), ((1200, 150), True)]
 )
 def test_a_photo_that_is_mostly_padding_gets_a_note(size: tuple[int, int], noted: bool) -> None:
-    from core.service import read_upload
+    from core.images.upload import read_upload
 
     buf = io.BytesIO()
     Image.new("RGB", size, (90, 60, 40)).save(buf, "JPEG")

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from core.card import ModelCard
-from core.data import DEFAULT_SPLIT_FILE, SPLITS, Catalog, load_split, load_styles, read_styles, split_fingerprint
+from core.config import DEFAULT_SPLIT_FILE, WEIGHTS_DIR
+from core.data.catalog import Catalog, load_styles, read_styles
+from core.data.split import SPLITS, load_split, split_fingerprint
 from core.evaluate import evaluate_model
-from core.models import REGISTRY, WEIGHTS_DIR
+from core.models.card import ModelCard
+from core.models.registry import REGISTRY
 
 pytestmark = pytest.mark.realdata
 
@@ -110,7 +112,7 @@ def test_shipped_weights_reproduce_card(data_dir: Path, catalog: Catalog, saved_
     if card.predictions.get("test"):
         pred = card.predictions["test"]
         assert {str(i): card.classes[int(p)] for i, p in zip(pred["ids"], pred["pred"])} == rep["predictions"]
-    # the recorded numbers again, counted by hand from the predictions and styles.csv (not core.metrics)
+    # the recorded numbers again, counted by hand from the predictions and styles.csv (not core.scoring.metrics)
     label_of, classes = catalog.label_of(), card.classes
     pairs = [(classes[label_of[int(i)]], p) for i, p in rep["predictions"].items()]
     cm = [[sum(t == a and p == b for t, p in pairs) for b in classes] for a in classes]
@@ -157,7 +159,7 @@ def test_shipped_models_keep_their_answer_on_framed_test_photos(data_dir: Path) 
 def test_the_framing_step_barely_changes_the_dataset_images(data_dir: Path, catalog: Catalog) -> None:
     import numpy as np
 
-    from core.preprocess import frame_and_fit, open_image, to_native
+    from core.images.preprocess import frame_and_fit, open_image, to_native
 
     ids = sorted(load_split(SPLIT_FILE)["val"])[:300]
     kept, diffs = 0, []

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 from image_cases import encode, garment_photo
 from PIL import Image
 
-from core.card import ModelCard, WeightsError, load_model
-from core.gradcam import GradCamExplainer
-from core.models import REGISTRY
-from core.preprocess import ImageInputError, open_image, to_native
-from core.service import load_explainer, read_upload
+from core.images.preprocess import ImageInputError, open_image, to_native
+from core.images.upload import read_upload
+from core.models.card import ModelCard, WeightsError, load_model
+from core.models.registry import REGISTRY
+from core.prediction.served import ServedModel
+from core.prediction.service import load_served
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [encode(garment_photo(120, 160), fmt) for fmt in ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")]
@@ -116,11 +117,11 @@ def test_weight_and_card_faults_disable_only_that_model(tmp_path: Path, fault: s
         card = ModelCard.load(c)
         card.weights["sha256"] = "0" * 64
         card.save(c)
-    loaded = load_explainer("baseline", tmp_path)
+    loaded = load_served("baseline", tmp_path)
     assert not loaded.ok and loaded.error and "Traceback" not in loaded.error
     with pytest.raises(WeightsError):
         load_model("baseline", tmp_path)
-    assert load_explainer("effnet_lite0", tmp_path).ok  # the others still work
+    assert load_served("effnet_lite0", tmp_path).ok  # the others still work
 
 
 @needs_weights
@@ -130,9 +131,9 @@ def test_tampered_weights_are_never_deserialised(tmp_path: Path, monkeypatch: py
     b[-1] ^= 0x01
     (tmp_path / "baseline.safetensors").write_bytes(bytes(b))
     calls = []
-    import core.card
+    import core.models.card
 
-    monkeypatch.setattr(core.card, "load_file", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(core.models.card, "load_file", lambda *a, **k: calls.append(a))
     with pytest.raises(WeightsError, match="sha256"):
         load_model("baseline", tmp_path)
     assert calls == []
@@ -145,7 +146,7 @@ class _Interrupted(Exception):
 def test_interrupted_explanation_releases_the_lock_and_the_next_call_works() -> None:
     spec = REGISTRY["baseline"]
     model = spec.builder(3, "none").eval()
-    ex = GradCamExplainer(model, spec, ["Casual", "Formal", "Smart Casual"])
+    ex = ServedModel(model, spec, ["Casual", "Formal", "Smart Casual"])
     img = np.asarray(to_native(garment_photo()))
     conv = model.get_submodule("backbone.conv2")
 
@@ -178,7 +179,7 @@ def test_server_security_settings() -> None:
     assert server.get("enableCORS", True) is True  # the safe default is kept
     assert server.get("enableStaticServing", False) is False
     assert client["showErrorDetails"] == "none"
-    from core.preprocess import MAX_BYTES
+    from core.images.preprocess import MAX_BYTES
 
     assert MAX_BYTES == server["maxUploadSize"] * 1024 * 1024
 

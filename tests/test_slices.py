@@ -1,4 +1,5 @@
-"""Per-slice metrics (core.slices): worst first, intervals, pooling, equal to sklearn; the shipped cards' slices."""
+"""Per-slice metrics (core.scoring.slices): worst first, intervals, pooling, equal to sklearn; the shipped
+cards' slices."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, recall_score
 
-from core.slices import (
+from core.scoring.slices import (
     SLICE_ATTRIBUTES,
     UNKNOWN,
     interval_text,
@@ -188,7 +189,7 @@ def test_interval_text() -> None:
 @pytest.mark.realdata
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared dataset absent")
 def test_shipped_cards_slices_cover_every_image_and_counts_add_up() -> None:
-    from core.data import load_styles
+    from core.data.catalog import load_styles
 
     catalog = load_styles(DATA)
     label_of = catalog.label_of()

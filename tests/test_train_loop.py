@@ -1,4 +1,4 @@
-"""core.train.train_one_epoch: the backbone's BatchNorm statistics move only when they should."""
+"""core.training.loop.train_one_epoch: the backbone's BatchNorm statistics move only when they should."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from core.augment import AugmentParams
-from core.models import DressCodeNet, Preprocessing, dense_head
-from core.train import set_backbone_trainable, train_one_epoch
+from core.images.augment import AugmentParams
+from core.models.networks import DressCodeNet, Preprocessing, dense_head
+from core.training.loop import set_backbone_trainable, train_one_epoch
 
 
 def small_net() -> DressCodeNet:

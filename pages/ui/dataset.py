@@ -8,17 +8,11 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from core.data import (
-    DEFAULT_CLASSES,
-    DEFAULT_LABEL_COLUMN,
-    DEFAULT_SPLIT_FILE,
-    get_or_make_split,
-    load_split,
-    load_styles,
-    products_in_train,
-    twins_in_train,
-)
-from core.service import UploadedPhoto, read_upload
+from core.config import DEFAULT_SPLIT_FILE
+from core.data.catalog import DEFAULT_CLASSES, DEFAULT_LABEL_COLUMN, load_styles
+from core.data.products import products_in_train, twins_in_train
+from core.data.split import get_or_make_split, load_split
+from core.images.upload import UploadedPhoto, read_upload
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif"]
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}  # split key → words for people

@@ -1,15 +1,15 @@
-"""Drawing: Grad-CAM overlays at display size, their colour scale, probability bars and PNG downloads."""
+"""Drawing: probability bars, and Grad-CAM overlays of an explanation at display size, their colour scale
+and PNG downloads (drawn by :mod:`core.explanation.overlay`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
 
-from core.gradcam import Explanation
-from core.overlay import enlarge, normalise, overlay, png_bytes
+from core.explanation import overlay
+from core.explanation.gradcam import Explanation
+from core.explanation.overlay import DISPLAY_HEIGHT, DOWNLOAD_HEIGHT
 
-DISPLAY_HEIGHT = 320
-DOWNLOAD_HEIGHT = 640  # downloaded overlays are at least this tall: big enough for a slide
 PREDICTED_COLOUR = "#3b5bdb"  # the theme's primary colour: the predicted class's bar
 OTHER_COLOUR = "#ced4da"  # a neutral grey for the other classes
 
@@ -42,21 +42,16 @@ def probability_figure(probs: np.ndarray, classes: list[str]) -> go.Figure:
 def overlay_image(
     exp: Explanation, layer: str, opacity: float, cmap: str, smooth: bool, vmax: float | None = None
 ) -> np.ndarray:
-    """Overlay of one layer's map on the exact model input, enlarged for display. The colour
-    scale tops out at ``vmax``, by default the map's own maximum at layer resolution
-    (``cam_top``), so a map looks the same on every page whatever the upsampling."""
-    up = exp.upsampled(layer, "bilinear" if smooth else "nearest")
-    top = cam_top(exp, layer) if vmax is None else vmax
-    img = overlay(exp.model_input, normalise(up, top), opacity, cmap)
-    return enlarge(img, max(1, DISPLAY_HEIGHT // img.shape[0]))
+    """:func:`core.explanation.overlay.cam_overlay` of one layer's map on the exact model input, at display
+    size; the colour scale tops out at ``vmax``, by default the map's own maximum at layer resolution."""
+    return overlay.cam_overlay(exp.maps[layer], exp.model_input, opacity, cmap, smooth, vmax, DISPLAY_HEIGHT)
 
 
 def cam_top(exp: Explanation, layer: str) -> float:
-    """The top of a map's colour scale: its maximum at layer resolution, so the overlay, the raw
-    map and the shared scale agree whatever the upsampling (smoothing never exceeds it)."""
-    return float(exp.maps[layer].max(initial=0.0))
+    """The top of a map's colour scale (:func:`core.explanation.overlay.cam_top`)."""
+    return overlay.cam_top(exp.maps[layer])
 
 
 def png(image: np.ndarray) -> bytes:
     """PNG bytes for downloads, enlarged (whole pixels, nothing smoothed) to ``DOWNLOAD_HEIGHT``."""
-    return png_bytes(enlarge(image, -(-DOWNLOAD_HEIGHT // image.shape[0])))
+    return overlay.download_png(image, DOWNLOAD_HEIGHT)

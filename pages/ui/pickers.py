@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.service import UploadedPhoto
+from core.images.upload import UploadedPhoto
 from pages import _session
 from pages.ui.dataset import (
     UPLOAD_TYPES,

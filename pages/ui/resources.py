@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.data import DEFAULT_CLASSES
-from core.gradcam import Explanation
-from core.models import REGISTRY
-from core.service import LoadedModel, load_card, load_explainer
+from core.data.catalog import DEFAULT_CLASSES
+from core.explanation.gradcam import Explanation
+from core.models.registry import REGISTRY
+from core.prediction.service import LoadedModel, load_card, load_served
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)  # warm_models() says so on the page
 def get_model(name: str) -> LoadedModel:
     """One loaded model (with its lock) shared by every session."""
-    return load_explainer(name)
+    return load_served(name)
 
 
 def warm_models() -> None:
@@ -57,5 +57,5 @@ def explain(
 ) -> Explanation:
     """Prediction + Grad-CAM of ``layers``; cached by photo digest, model, layers, target and contrast."""
     loaded = get_model(model_name)
-    assert loaded.explainer is not None
-    return loaded.explainer.explain(_native, list(layers), target, contrast)
+    assert loaded.served is not None
+    return loaded.served.explain(_native, list(layers), target, contrast)

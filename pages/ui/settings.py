@@ -1,35 +1,25 @@
 """Session settings: the sidebar's model pickers and dataset folder (editable only when the server
-opts in), their defaults, and what the pages say when there is no dataset."""
+opts in: ``core.config.data_dir_editable``), their defaults, and what the pages say when there is no dataset."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
 
-from core.data import DATA_ENV_VAR, find_default_data_dir
-from core.models import REGISTRY, get_spec
+from core.config import DATA_EDITABLE_ENV_VAR, DATA_ENV_VAR, data_dir_editable, default_data_setting
+from core.models.registry import REGISTRY, get_spec
 from pages.ui.dataset import get_catalog
 from pages.ui.resources import get_model
 from pages.ui.wording import plain
-
-DATA_EDITABLE_ENV_VAR = "DRESSCODE_DATA_EDITABLE"  # "1": a local run may type another folder in the sidebar
-DATA_LOCK_ENV_VAR = "DRESSCODE_DATA_LOCKED"  # "1": locked even when the other says editable (the old switch)
 
 
 def _defaults() -> dict[str, str]:
     return {
         "model_a": "baseline",
         "model_b": "resnet50",
-        "data_dir": os.environ.get(DATA_ENV_VAR) or str(find_default_data_dir() or ""),
+        "data_dir": default_data_setting(),
     }
-
-
-def data_dir_editable() -> bool:
-    """Whether the browser may change the dataset folder: only when the server opts in for a local run
-    (``DRESSCODE_DATA_EDITABLE=1``) and does not also lock it. By default the folder is the server's setting."""
-    return os.environ.get(DATA_EDITABLE_ENV_VAR, "") == "1" and os.environ.get(DATA_LOCK_ENV_VAR, "") != "1"
 
 
 def data_dir_locked() -> bool:

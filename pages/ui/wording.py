@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.gradcam import Explanation
-from core.models import REGISTRY, WEIGHTS_DIR, get_spec
+from core.config import WEIGHTS_DIR
+from core.explanation.gradcam import Explanation
+from core.models.registry import REGISTRY, get_spec
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 

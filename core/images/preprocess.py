@@ -5,7 +5,7 @@ Every image — a 60×80 dataset JPEG or a 12-megapixel phone photo — goes the
 1. :func:`open_image`: decode from bytes with an allowed list of formats, EXIF rotation
    applied, decompression bombs refused, any mode (16-bit, float, CMYK, palette, alpha)
    turned into 8-bit RGB on white.
-2. :func:`core.framing.normalise_framing`: find the product against a near-uniform background,
+2. :func:`core.images.framing.normalise_framing`: find the product against a near-uniform background,
    crop to it and place it on white as the catalogue shots are framed (a busy background is
    left as it is and flagged).
 3. :func:`to_native`: fit into the dataset's native 60×80 canvas (aspect kept, white
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError, features
 
-from core.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
-from core.framing import Framing, FramingParams, normalise_framing, resize_mask
+from core.images.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
+from core.images.framing import Framing, FramingParams, normalise_framing, resize_mask
 
 log = logging.getLogger(__name__)
 

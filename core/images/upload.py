@@ -1,19 +1,16 @@
-"""What the app asks of the core, without Streamlit: load models safely, read uploads."""
+"""One uploaded file in: decoded, framed and fitted to the native canvas, with notes for the user; a
+file that cannot be read becomes a message, never an exception."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from core.card import ModelCard, WeightsError, load_model
-from core.framing import KEPT, REFRAMED
-from core.gradcam import GradCamExplainer
-from core.models import get_spec
-from core.preprocess import ImageInputError, canvas_coverage, frame_and_fit, open_image
+from core.images.framing import KEPT, REFRAMED
+from core.images.preprocess import ImageInputError, canvas_coverage, frame_and_fit, open_image
 
 log = logging.getLogger(__name__)
 
@@ -21,44 +18,6 @@ log = logging.getLogger(__name__)
 # 1:1 fills 75%, 16:9 42%)
 LOW_COVERAGE = 0.5
 PREVIEW_SIDE = 240  # the photo as uploaded, shown beside what the models saw
-
-
-@dataclass
-class LoadedModel:
-    """A usable model (explainer + card) or the reason it is disabled."""
-
-    name: str
-    explainer: GradCamExplainer | None = None
-    card: ModelCard | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the model can be used."""
-        return self.explainer is not None
-
-
-def load_explainer(name: str, weights_dir: Path | None = None) -> LoadedModel:
-    """Load one registry model for the app; never raises for bad or missing weights."""
-    try:
-        model, card = load_model(name, weights_dir)
-    except WeightsError as exc:
-        log.warning("model %s disabled: %s", name, exc)
-        return LoadedModel(name, error=str(exc))
-    except Exception as exc:  # a broken install must not take the app down
-        log.exception("model %s failed to load", name)
-        return LoadedModel(name, error=f"could not be loaded ({exc.__class__.__name__})")
-    return LoadedModel(name, GradCamExplainer(model, get_spec(name), card.classes, card.logit_bias), card)
-
-
-def load_card(name: str, weights_dir: Path | None = None) -> tuple[ModelCard | None, str | None]:
-    """A model card, or the message saying why it is unavailable."""
-    spec = get_spec(name)
-    path = spec.card_file if weights_dir is None else Path(weights_dir) / spec.card_file.name
-    try:
-        return ModelCard.load(path), None
-    except WeightsError as exc:
-        return None, str(exc)
 
 
 @dataclass
@@ -71,7 +30,7 @@ class UploadedPhoto:
     original_size: tuple[int, int] | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
-    framing: str | None = None  # kept | reframed | busy | no_product (core.framing)
+    framing: str | None = None  # kept | reframed | busy | no_product (core.images.framing)
     framing_note: str = ""  # one sentence on what the framing step did, or why not
     product_mask: np.ndarray | None = None  # 80×60 bool on the native canvas; None: no product found
     preview: np.ndarray | None = None  # the decoded photo, longer side at most 240 px (H×W×3 uint8)

@@ -146,7 +146,7 @@ class FramingAugmentParams:
     """Training for framing: with probability ``probability`` a draw is re-shot as a user might
     frame it (zoomed out or in on white, another aspect, stretched, placed anywhere, its white
     background replaced by a colour or texture, a colour cast), then passed through the same
-    framing normalisation as every input (:func:`core.preprocess.frame_and_fit`)."""
+    framing normalisation as every input (:func:`core.images.preprocess.frame_and_fit`)."""
 
     probability: float = 0.0  # share of draws re-framed; 0 = off
     zoom_out: float = 2.2  # the canvas up to this many times the photo (log-uniform from 1)
@@ -174,8 +174,8 @@ def reframe_random(native: np.ndarray, rng: np.random.Generator, params: Framing
     :class:`FramingAugmentParams`) and normalised back to the native canvas."""
     from PIL import Image
 
-    from core.framings import drop_shadow, enlarge, place, texture
-    from core.preprocess import frame_and_fit
+    from core.images.framings import drop_shadow, enlarge, place, texture
+    from core.images.preprocess import frame_and_fit
 
     photo = enlarge(Image.fromarray(native), params.scale)
     w, h = photo.size

@@ -1,12 +1,13 @@
 """Grad-CAM explanations with Captum, safe on a model shared by many sessions and threads.
 
-One :class:`GradCamExplainer` wraps one loaded model: a lock serialises every forward and
-attribution on it, hooks live only for the duration of a call (Captum removes them in a
-``finally``) and the model's ``training`` and ``requires_grad`` flags are put back after.
+One :class:`GradCamExplainer` wraps one loaded model: the lock of the served model that owns it
+(:class:`core.prediction.served.ServedModel`) serialises every forward and attribution on it,
+hooks live only for the duration of a call (Captum removes them in a ``finally``) and the
+model's ``training`` and ``requires_grad`` flags are put back after.
 
 A call computes the prediction and the Grad-CAM of *every* requested layer from one forward
 and one backward pass: Captum's ``compute_layer_gradients_and_eval`` takes a list of layers,
-and the prediction is read from the same forward.
+and the prediction is read from the same forward. Drawing the maps is :mod:`core.explanation.overlay`'s.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from captum._utils.gradient import compute_layer_gradients_and_eval
-from captum.attr import LayerAttribution, LayerGradCam
+from captum.attr import LayerGradCam
 from torch import nn
 
-from core.fastpath import COMPILE, FastBatchPredictor
-from core.inference import apply_decision_rule, predict_logits, to_float_batch
-from core.models import DressCodeNet, ModelSpec
+from core.models.networks import DressCodeNet
+from core.models.registry import ModelSpec
+from core.prediction.inference import apply_decision_rule, to_float_batch
 
 
 @dataclass
@@ -36,14 +37,8 @@ class Explanation:
     predicted: int  # argmax of probs
     target: int  # the class the maps explain
     maps: dict[str, np.ndarray]  # layer path → raw Grad-CAM at layer resolution (h×w, ≥ 0)
-    model_input: np.ndarray  # H×W×3 uint8: the image exactly as the backbone saw it
+    model_input: np.ndarray  # H×W×3 uint8: the image exactly as the backbone saw it (overlays are drawn on it)
     versus: int | None = None  # set: the maps show evidence for ``target`` over this class (contrastive)
-
-    def upsampled(self, layer: str, mode: str = "bilinear") -> np.ndarray:
-        """The map of ``layer`` at model-input resolution (``bilinear`` or ``nearest``)."""
-        m = torch.from_numpy(self.maps[layer])[None, None]
-        size = self.model_input.shape[:2]
-        return LayerAttribution.interpolate(m, size, mode).squeeze().numpy()
 
 
 @contextmanager
@@ -67,49 +62,30 @@ def explaining(model: nn.Module) -> Iterator[None]:
 
 
 class GradCamExplainer:
-    """Predictions and Grad-CAM maps for one model, thread-safe through one lock."""
+    """Grad-CAM maps (and the prediction read from the same forward) for one model, thread-safe
+    through ``lock``: the lock of the :class:`core.prediction.served.ServedModel` that owns the model, so that
+    its predictions and explanations take turns on it (a fresh lock when none is given)."""
 
     def __init__(
-        self, model: DressCodeNet, spec: ModelSpec, classes: Sequence[str], logit_bias: Sequence[float] | None = None
+        self,
+        model: DressCodeNet,
+        spec: ModelSpec,
+        classes: Sequence[str],
+        logit_bias: Sequence[float] | None = None,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.model = model
         self.spec = spec
         self.classes = list(classes)
         self.logit_bias = None if logit_bias is None else list(logit_bias)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock() if lock is None else lock
         bias = torch.zeros(len(self.classes)) if logit_bias is None else torch.tensor(logit_bias, dtype=torch.float32)
         self._bias = bias
-        self._fast: FastBatchPredictor | None = None  # built on first fast predict
 
     @property
     def layer_paths(self) -> list[str]:
         """The registered Grad-CAM layers, early to late."""
         return [c.path for c in self.spec.cam_layers]
-
-    @property
-    def fast_predictor(self) -> FastBatchPredictor:
-        """The folded bfloat16 batch copy of the model (built on first use, which also starts
-        compiling its backbone in the background unless ``DRESSCODE_COMPILE=0``)."""
-        with self.lock:
-            return self._fast_predictor()
-
-    def _fast_predictor(self) -> FastBatchPredictor:
-        if self._fast is None:
-            self._fast = FastBatchPredictor(self.model, margin=self.spec.tie_margin, compile_backbone=COMPILE)
-        return self._fast
-
-    def predict(self, images: np.ndarray, batch_size: int = 64, fast: bool = False) -> np.ndarray:
-        """Probabilities (decision rule applied) for uint8 ``N×H×W×3`` native images.
-
-        ``fast``: the folded bfloat16 copy with fp32 re-checks of near ties
-        (:class:`core.fastpath.FastBatchPredictor`) — same predicted class as the default fp32 path.
-        """
-        with self.lock:
-            if fast:
-                logits = self._fast_predictor().logits(images, self.logit_bias, batch_size=batch_size)
-            else:
-                logits = predict_logits(self.model, images, batch_size=batch_size)
-        return apply_decision_rule(logits, self.logit_bias)
 
     def explain(
         self,
@@ -198,47 +174,3 @@ def _grad_cam(grad: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
     """Captum LayerGradCam's formula: ReLU(Σ_c mean_hw(∂y/∂A_c) · A_c)."""
     weights = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True)
     return F.relu((weights * act).sum(dim=1, keepdim=True)).detach().float()
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (ties get average ranks); NaN when either side is constant."""
-    import pandas as pd  # its rank() averages ties; only the occlusion check needs it
-
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")  # a flat map ranks nothing
-    return float(np.corrcoef(pd.Series(a).rank(), pd.Series(b).rank())[0, 1])
-
-
-def occlusion_agreement(
-    explainer: GradCamExplainer,
-    image: np.ndarray,
-    layers: Sequence[str],
-    patch: int = 12,
-    stride: int = 6,
-) -> tuple[Explanation, dict[str, tuple[float, float]]]:
-    """Does each layer's map point where hiding the image hurts the explained class?
-
-    Greys out every ``patch``×``patch`` square of the native ``image`` (step ``stride``) and
-    returns, per layer, the rank correlation between the map's mean over the square and the
-    drop of the explained class's logit, and the same for the map flipped upside down (a
-    control: a map that only follows where products usually are scores alike on both).
-    """
-    h, w = image.shape[:2]
-    if h < patch or w < patch:
-        raise ValueError(f"a {w}×{h} image is smaller than the {patch}×{patch} patch")
-    exp = explainer.explain(image, layers=layers)
-    pos = [(y, x) for y in range(0, h - patch + 1, stride) for x in range(0, w - patch + 1, stride)]
-    occluded = np.repeat(image[None], len(pos), 0)
-    for k, (y, x) in enumerate(pos):
-        occluded[k, y : y + patch, x : x + patch] = 128
-    with explainer.lock:  # one model, shared: every forward under its lock
-        logit = predict_logits(explainer.model, image[None])[0, exp.target]
-        drop = logit - predict_logits(explainer.model, occluded)[:, exp.target]
-    out = {}
-    for layer in layers:
-        m = torch.from_numpy(exp.maps[layer])[None, None]
-        cam = LayerAttribution.interpolate(m, (h, w), "bilinear").squeeze().numpy()  # on the native canvas
-        heat, flipped = (np.array([c[y : y + patch, x : x + patch].mean() for y, x in pos]) for c in (cam, cam[::-1]))
-        out[layer] = (spearman(heat, drop), spearman(flipped, drop))
-    return exp, out

@@ -1,4 +1,5 @@
-"""Batched prediction on native-canvas images, shared by training, evaluation, app and benchmarks."""
+"""The low-level batched forward on native-canvas images, and the decision rule: training calls it on the
+model it trains; everything else predicts through :class:`core.prediction.served.ServedModel`, which uses it."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-# The app's multi-photo table uses the fast path (core.fastpath): folded bfloat16 weights, with
+# The app's multi-photo table uses the fast path (core.prediction.fastpath): folded bfloat16 weights, with
 # near ties re-run in fp32, so each row's class is the one its own fp32 explanation shows.
 BATCH_FAST = True
 BATCH_SIZE = 16  # images per forward pass in the table: small batches stay in cache (bench/ measures it)
+DEFAULT_BATCH = 32  # images per forward pass of the fp32 path (see predict_logits)
 
 
 def to_float_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -34,7 +36,9 @@ def apply_decision_rule(logits: np.ndarray, logit_bias: Sequence[float] | None) 
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 32, bf16: bool = False) -> np.ndarray:
+def predict_logits(
+    model: nn.Module, images: np.ndarray, batch_size: int = DEFAULT_BATCH, bf16: bool = False
+) -> np.ndarray:
     """Logits for uint8 ``N×H×W×3`` native images, in batches, under inference mode.
 
     ``bf16`` uses bfloat16 autocast (faster on CPUs with AMX/AVX512-BF16); the default fp32

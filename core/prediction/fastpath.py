@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import threading
 import time
 import warnings
@@ -33,8 +32,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from core.inference import BATCH_SIZE, no_logits, predict_logits, to_float_batch
-from core.models import DressCodeNet
+from core.models.networks import DressCodeNet
+from core.prediction.inference import BATCH_SIZE, no_logits, predict_logits, to_float_batch
 
 log = logging.getLogger(__name__)
 # TorchScript's deprecation notices, once per process, narrowly: a warnings.catch_warnings() block
@@ -46,8 +45,6 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", ca
 # validation images and prints it next to the margin; it must stay below half of the margin.
 TIE_MARGIN = 0.75
 
-# Compile the backbone in the background (see the module docstring); DRESSCODE_COMPILE=0 turns it off.
-COMPILE = os.environ.get("DRESSCODE_COMPILE", "1") != "0"
 # torch.compile is not thread-safe: one compilation at a time, and compiled graphs run only
 # while none is in progress (their "fail on recompile" stance is process-wide)
 _COMPILE_LOCK = threading.Lock()

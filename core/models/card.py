@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.models import DressCodeNet, get_spec
+from core.models.networks import DressCodeNet
+from core.models.registry import get_spec
 
 log = logging.getLogger(__name__)
 

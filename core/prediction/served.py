@@ -1,0 +1,119 @@
+"""One door into a loaded model: :class:`ServedModel` predicts (plain fp32 or the fast batch path)
+and explains (Grad-CAM), every forward and attribution under one lock.
+
+The app, evaluation and the benchmarks all predict and explain through it; training keeps calling
+:func:`core.prediction.inference.predict_logits` on the model it is training.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.config import compile_enabled
+from core.explanation.gradcam import Explanation, GradCamExplainer
+from core.models.card import ModelCard, load_model
+from core.models.networks import DressCodeNet
+from core.models.registry import ModelSpec, get_spec
+from core.prediction.fastpath import FastBatchPredictor
+from core.prediction.inference import DEFAULT_BATCH, apply_decision_rule, predict_logits
+
+
+class ServedModel:
+    """A model with its registry entry, classes and decision rule, shared by every session and thread.
+
+    It holds the one lock of the model, the fp32 path (:func:`core.prediction.inference.predict_logits`), the
+    fast batch path (:class:`core.prediction.fastpath.FastBatchPredictor`, built on first use) and the
+    Grad-CAM explainer (:class:`core.explanation.gradcam.GradCamExplainer`, on the same lock).
+    """
+
+    def __init__(
+        self,
+        model: DressCodeNet,
+        spec: ModelSpec,
+        classes: Sequence[str],
+        logit_bias: Sequence[float] | None = None,
+        card: ModelCard | None = None,
+    ) -> None:
+        self.model = model
+        self.spec = spec
+        self.classes = list(classes)
+        self.logit_bias = None if logit_bias is None else list(logit_bias)
+        self.card = card
+        self.lock = threading.Lock()
+        self._cam = GradCamExplainer(model, spec, self.classes, self.logit_bias, lock=self.lock)
+        self._fast: FastBatchPredictor | None = None  # built on first fast predict
+
+    @classmethod
+    def load(cls, name: str, weights_dir: Path | None = None) -> ServedModel:
+        """The shipped model ``name`` (or the one in ``weights_dir``), its sha256 checked, with its card's
+        classes and decision rule; raises :class:`core.models.card.WeightsError` as
+        :func:`core.models.card.load_model` does."""
+        model, card = load_model(name, weights_dir)
+        return cls(model, get_spec(name), card.classes, card.logit_bias, card)
+
+    @property
+    def name(self) -> str:
+        """The registry name."""
+        return self.spec.name
+
+    @property
+    def layer_paths(self) -> list[str]:
+        """The registered Grad-CAM layers, early to late."""
+        return [c.path for c in self.spec.cam_layers]
+
+    @property
+    def fast_predictor(self) -> FastBatchPredictor:
+        """The folded bfloat16 batch copy of the model (built on first use, which also starts
+        compiling its backbone in the background unless ``DRESSCODE_COMPILE=0``)."""
+        with self.lock:
+            return self._fast_predictor()
+
+    def _fast_predictor(self) -> FastBatchPredictor:
+        if self._fast is None:
+            self._fast = FastBatchPredictor(self.model, margin=self.spec.tie_margin, compile_backbone=compile_enabled())
+        return self._fast
+
+    def logits(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH, fast: bool = False) -> np.ndarray:
+        """Logits (no decision rule) for uint8 ``N×H×W×3`` native images, in batches of ``batch_size``.
+
+        ``fast``: the folded bfloat16 copy with fp32 re-checks of near ties
+        (:class:`core.prediction.fastpath.FastBatchPredictor`) — same rule-adjusted class as the default fp32 path.
+        """
+        with self.lock:
+            if fast:
+                return self._fast_predictor().logits(images, self.logit_bias, batch_size=batch_size)
+            return predict_logits(self.model, images, batch_size=batch_size)
+
+    def predict(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH, fast: bool = False) -> np.ndarray:
+        """Class probabilities (the card's decision rule applied) for uint8 ``N×H×W×3`` native images;
+        ``fast`` as in :meth:`logits`."""
+        return apply_decision_rule(self.logits(images, batch_size, fast), self.logit_bias)
+
+    def explain(
+        self,
+        image: np.ndarray,
+        layers: Sequence[str] | None = None,
+        target: int | None = None,
+        contrast: bool = False,
+    ) -> Explanation:
+        """Prediction + Grad-CAM of one image (:meth:`core.explanation.gradcam.GradCamExplainer.explain`)."""
+        return self._cam.explain(image, layers, target, contrast)
+
+    def explain_many(
+        self,
+        images: np.ndarray,
+        layers: Sequence[str] | None = None,
+        target: int | None = None,
+        contrast: bool = False,
+    ) -> list[Explanation]:
+        """:meth:`explain` of several images in one pass
+        (:meth:`core.explanation.gradcam.GradCamExplainer.explain_many`)."""
+        return self._cam.explain_many(images, layers, target, contrast)
+
+    def explain_single_layer(self, image: np.ndarray, layer: str, target: int) -> np.ndarray:
+        """Grad-CAM of one layer from Captum's ``LayerGradCam`` (the reference path)."""
+        return self._cam.explain_single_layer(image, layer, target)

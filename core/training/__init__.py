@@ -1,0 +1,2 @@
+"""Training a registry model, for ``python -m core.train``: what a run starts from (``prepare``), the
+epoch loop (``loop``) and what a finished run leaves, its weights and model card (``record``)."""
