@@ -66,7 +66,8 @@ class FramingParams:
     shadow_max_drop: float = 45.0
     shadow_edge: float = 8.0
     shadow_min_keep: float = 0.5  # … undone when it would leave less than this share of the mask
-    shadow_kept_share: float = 0.1  # a photo whose mask was this much shadow is reframed, never kept
+    shadow_kept_share: float = 0.1  # a photo whose mask was this much shadow is reframed, unless …
+    shadow_kept_fill: float = 0.85  # … its product, shadow left out, still fills this much of the frame
     # a bright tinted background (L* at least this, chroma above ``white_chroma``) is taken as white
     # under coloured light and the photo white-balanced on it (per-channel gains up to ``max_gain``);
     # 0 turns it off
@@ -271,13 +272,19 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(m) >= 128
 
 
+def _fill(box: tuple[int, int, int, int], shape: tuple[int, int]) -> float:
+    """How much of the frame the box fills: the larger of its height and width shares."""
+    left, top, right, bottom = box
+    return max((bottom - top) / shape[0], (right - left) / shape[1])
+
+
 def _looks_catalogue(box: tuple[int, int, int, int], shape: tuple[int, int], params: FramingParams) -> bool:
     """A 3:4 frame whose product fills it and sits near its centre: framed like the dataset."""
     h, w = shape
     if abs((w / h) / CANVAS_ASPECT - 1.0) > params.aspect_tolerance:
         return False
     left, top, right, bottom = box
-    fill = max((bottom - top) / h, (right - left) / w)
+    fill = _fill(box, shape)
     cx, cy = (left + right) / 2 / w, (top + bottom) / 2 / h
     return fill >= params.kept_fill and max(abs(cx - 0.5), abs(cy - 0.5)) <= params.kept_offset
 
@@ -304,7 +311,7 @@ def normalise_framing(img: Image.Image, params: FramingParams = DEFAULT_PARAMS) 
     box = _box(mask)
     if (
         _is_white(bg.mean_lab, params)
-        and bg.shadow <= params.shadow_kept_share
+        and (bg.shadow <= params.shadow_kept_share or _fill(box, mask.shape) >= params.shadow_kept_fill)
         and bg.gains is None
         and _looks_catalogue(box, mask.shape, params)
     ):
