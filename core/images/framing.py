@@ -3,7 +3,7 @@
 The models learnt from the dataset's thumbnails: one product on white, filling a 3:4 frame. A
 user's photo is often framed otherwise (padded to a white square, a landscape frame, zoomed
 out, on a grey table). :func:`normalise_framing` is the one step that training, evaluation,
-the app and the batch path all run on a decoded RGB image, before :func:`core.preprocess.to_native`:
+the app and the batch path all run on a decoded RGB image, before :func:`core.images.preprocess.to_native`:
 
 1. The background is estimated from the photo's border: a plane (a gradient allowed) fitted per
    CIELAB channel to the border pixels, refitted on the pixels that agree with it. When too few

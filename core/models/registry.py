@@ -60,7 +60,7 @@ class ModelSpec:
     # in fp32; more than twice the largest bf16 logit error bench measured on validation images
     tie_margin: float = 0.75
     # the layer the app explains by default (index into cam_layers): the deepest one that clearly
-    # beats its control in the occlusion check (python -m bench.occlusion; README, "Which layers
+    # beats its control in the occlusion check (python -m bench.occlusion; docs/layer-study.md, "Which layers
     # the heatmaps come from")
     default_layer: int = -1
 
@@ -96,7 +96,7 @@ REGISTRY: dict[str, ModelSpec] = {
             # after the ReLUs: Grad-CAM of the raw conv outputs counted negative activations the
             # network never passes on, and those maps did not follow an occlusion test (conv 2:
             # +0.05 against a flipped control's +0.09; python -m bench.occlusion --also
-            # baseline:backbone.conv2, README "Which layers the heatmaps come from")
+            # baseline:backbone.conv2, docs/layer-study.md "Which layers the heatmaps come from")
             CamLayer("backbone.relu1", "early edges (conv 1 + ReLU, 60×80)"),
             CamLayer("backbone.relu2", "textures & shapes (conv 2 + ReLU, 30×40)"),
         ),
@@ -133,7 +133,7 @@ REGISTRY: dict[str, ModelSpec] = {
         "imagenet",
         "ImageNet-pretrained EfficientNet-Lite0 backbone + the same dense head; 120×160 input.",
         TrainingDefaults(epochs=12, lr=1e-3, freeze_bn=True),
-        default_layer=2,  # block 10: the conv head's cells all see the whole photo (occlusion: README)
+        default_layer=2,  # block 10: the conv head's cells all see the whole photo (occlusion: docs/layer-study.md)
     ),
 }
 
