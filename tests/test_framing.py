@@ -3,6 +3,8 @@ augmentation that re-frames draws, and the share of a map on the product."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from image_cases import encode
@@ -18,8 +20,9 @@ from core.images.framing import (
     REFRAMED,
     normalise_framing,
     share_on_product,
+    white_balance_gains,
 )
-from core.images.framings import FRAMINGS, enlarge, white_background_mask
+from core.images.framings import FRAMINGS, drop_shadow, enlarge, warm_light, white_background_mask
 from core.images.preprocess import NATIVE_SIZE, frame_and_fit, open_image, to_native
 from core.images.upload import read_upload
 
@@ -257,3 +260,52 @@ def test_benchmark_sampling_weights_and_tables() -> None:
     result = {"framings": list(FRAMINGS), "models": {"m": dict.fromkeys(FRAMINGS, row)}, "split": "val", "images": 40}
     assert table(result).count("\n| ") == len(FRAMINGS) + 1  # the header too
     assert summary_table(result, result).count("1.00 → **1.00** (1.00)") == len(FRAMINGS)
+
+
+# the shadow step and the white balance, with explicit parameters (they hold whatever the default)
+WITH_PARTS = dataclasses.replace(DEFAULT_PARAMS, shadow_chroma=2.5, white_balance_lightness=80.0)
+WITHOUT_PARTS = dataclasses.replace(DEFAULT_PARAMS, shadow_chroma=0.0, white_balance_lightness=0.0)
+
+
+def test_a_cast_shadow_is_left_out_of_the_product() -> None:
+    img = product()
+    photo = drop_shadow(img, (24, 30), blur=9.0, darkness=100)
+    with_parts, without = normalise_framing(photo, WITH_PARTS), normalise_framing(photo, WITHOUT_PARTS)
+    assert with_parts.action == REFRAMED and "shadow left out" in with_parts.note
+    # the box hugs the product, not the shadow down-right of it: the crop is narrower than without
+    box_w = with_parts.box[2] - with_parts.box[0]
+    assert box_w < without.box[2] - without.box[0]
+    assert abs(box_w - img.width * 0.94) < 0.06 * img.width  # the shirt's own width (sleeves at 3–97%)
+    assert native_diff(with_parts.image, img) < native_diff(without.image, img)
+    assert_surface_is_white(with_parts)
+
+
+def test_a_pale_product_with_a_sharp_outline_is_not_taken_for_a_shadow() -> None:
+    img = product(colour=(214, 214, 218))  # a light-grey shirt: shadow-like inside, sharp outside
+    f = normalise_framing(FRAMINGS["zoomed out 1.5×"](img, 0), WITH_PARTS)
+    assert f.action == REFRAMED and "shadow" not in f.note
+    ys, xs = np.nonzero(f.mask)  # the whole shirt is the product, so it fills the frame again
+    assert max((np.ptp(ys) + 1) / f.mask.shape[0], (np.ptp(xs) + 1) / f.mask.shape[1]) > 0.9
+
+
+def test_a_catalogue_shot_with_a_slight_shadow_is_still_kept() -> None:
+    img = product()
+    photo = drop_shadow(img, (4, 6), blur=3.0, darkness=60, margin=1.0)
+    f = normalise_framing(photo, WITH_PARTS)
+    assert f.action == KEPT
+
+
+def test_tinted_light_on_white_is_white_balanced_but_a_coloured_table_keeps_its_colour() -> None:
+    img = product(colour=(40, 120, 60))
+    warm = warm_light(FRAMINGS["zoomed out 1.5×"](img, 0))
+    f = normalise_framing(warm, WITH_PARTS)
+    assert f.action == REFRAMED and "tinted light" in f.note
+    centre = np.asarray(to_native(f.image))[30:50, 25:35].reshape(-1, 3).mean(axis=0)
+    uncorrected = np.asarray(to_native(normalise_framing(warm, WITHOUT_PARTS).image))[30:50, 25:35]
+    target = np.asarray(to_native(img))[30:50, 25:35].reshape(-1, 3).mean(axis=0)
+    assert np.abs(centre - target).max() < np.abs(uncorrected.reshape(-1, 3).mean(axis=0) - target).max()
+    assert np.abs(centre - target).max() < 12
+    # a beige table is a colour, not a light: no correction
+    table = on_surface(img, (480, 560), noisy((480, 560), (196, 170, 138), 4.0))
+    assert "tinted light" not in normalise_framing(table, WITH_PARTS).note
+    assert white_balance_gains(np.array([95.0, 0.5, 1.0]), WITH_PARTS) is None  # neutral white: nothing to do
