@@ -33,7 +33,9 @@ from skimage import color, filters, measure, morphology
 
 log = logging.getLogger(__name__)
 
-FRAMING_VERSION = 2  # part of the decoded-image cache key: change it when the default output changes (the shadow step and white balance are off by default: same output as version 2, checked on 1,120 framed photos)
+# part of the decoded-image cache key: change it when the default output changes (the shadow step and
+# the white balance are off by default: the same output as version 2, checked on 1,120 framed photos)
+FRAMING_VERSION = 2
 CANVAS_ASPECT = 3 / 4  # width / height of the dataset's thumbnails (60×80)
 
 KEPT, REFRAMED, BUSY, NO_PRODUCT = "kept", "reframed", "busy", "no_product"
