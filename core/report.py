@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.models.card import ModelCard, WeightsError
 from core.models.registry import REGISTRY
+from core.scoring.calibration import load_calibration, load_ensemble
 
 
 def metrics_markdown(split: str = "test") -> str:
@@ -30,6 +31,10 @@ def metrics_markdown(split: str = "test") -> str:
             continue
         ref = ref or m.get("majority_class_reference")
         rows.append(_row(f"`{name}`", card.training.get("initialisation", "?"), m))
+    ens = load_ensemble()
+    if ens is not None and ens.metrics.get(split):
+        members = " + ".join(f"`{n}`" for n in ens.members)
+        rows.append(_row(f"ensemble ({members}, `python -m core.calibrate`)", "—", ens.metrics[split]))
     if ref:
         rows.append(_row("majority class (reference)", "—", ref))
     return "\n".join(rows)
@@ -53,6 +58,35 @@ def _row(label: str, init: str, m: dict) -> str:
     )
 
 
+def calibration_markdown() -> str:
+    """Each model's (and the ensemble's) temperature and expected calibration error before → after
+    temperature scaling, on validation (where it was fitted) and test; ``""`` without ``calibration.json``."""
+    models = load_calibration().get("models", {})
+    if not models:
+        return ""
+    rows = [
+        "| model | temperature | ECE validation: before → after | ECE test: before → after |",
+        "|---|---|---|---|",
+    ]
+    ens = load_ensemble()
+    entries = [(f"`{n}`", models[n]) for n in REGISTRY if n in models]
+    entries += [("ensemble", ens.doc)] if ens is not None and "ece" in ens.doc else []
+    for label, e in entries:
+        val, test = e["ece"]["val"], e["ece"]["test"]
+        rows.append(
+            f"| {label} | {e['temperature']:.3f} | {val['before']:.3f} → **{val['after']:.3f}** "
+            f"| {test['before']:.3f} → **{test['after']:.3f}** |"
+        )
+    return "\n".join(rows)
+
+
+def _replace_block(body: str, name: str, text: str) -> str:
+    a, b = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if a not in body or b not in body:
+        return body
+    return body[: body.index(a)] + f"{a}\n{text}\n{b}" + body[body.index(b) + len(b) :]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(prog="python -m core.report", description=__doc__)
@@ -70,6 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{table}\n{b}"
         )
         body = body[: body.index(a)] + block + body[body.index(b) + len(b) :]
+        if cal := calibration_markdown():
+            body = _replace_block(
+                body,
+                "calibration",
+                "Calibration (`python -m core.calibrate`; temperature fitted on validation, top-label ECE over 10 "
+                f"bins):\n\n{cal}",
+            )
         args.readme.write_text(body)
     return 0
 

@@ -6,17 +6,19 @@ from pages._entry import through_entry
 
 through_entry()  # first, before the heavy imports below: a page run alone after a start goes back at once
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.explanation.gradcam import Explanation
 from core.explanation.overlay import enlarge
 from core.models.registry import REGISTRY, get_spec
+from core.scoring.calibration import ENSEMBLE_NAME, ENSEMBLE_TITLE
 from core.scoring.slices import FOCUS_CLASS, SLICE_ATTRIBUTES, readable_table, slice_metrics
-from pages.ui import dataset, drawing, resources, settings
+from pages.ui import calibration, dataset, drawing, matrices, resources, settings, verdicts
 
 GALLERY_PAGE = 8
 SLICE_NAMES = {"articleType": "article type", "subCategory": "sub-category", "gender": "gender"}
@@ -67,21 +69,23 @@ def show_metrics(table, key: str) -> None:  # noqa: ANN001 - a DataFrame
 def metrics_table(cards: dict, split: str, per_class: bool = False, rule: bool = True) -> pd.DataFrame:
     """One row per model (+ majority-class reference) on ``split``.
 
-    The summary has accuracy, balanced accuracy and macro-F1 with their 95% intervals, the F1 of
-    every class and how many images of the rarest class were found; ``per_class`` gives
-    precision and recall per class instead. ``rule=False``: the same from plain argmax, without
+    The summary has balanced accuracy and macro-F1 with their 95% intervals, how many images of the
+    rarest class were found and the F1 of every class but the most frequent (it fits a laptop's window
+    beside the sidebar); ``per_class`` gives accuracy and every class's precision, recall and F1 instead.
+    The ensemble (``weights/ensemble.json``) comes after the models. ``rule=False``: the same from plain argmax, without
     the validation-chosen decision rule (no intervals are stored for it).
     """
     rows = []
     ref = None
-    for name, card in cards.items():
+    ens = verdicts.ensemble_or_none()
+    for name, card in {**cards, **({ENSEMBLE_NAME: ens} if ens is not None else {})}.items():
         m = card.metrics.get(split)
         if m and not rule:
             m = {**m.get("argmax_without_rule", {}), "majority_class_reference": m.get("majority_class_reference")}
         if not m or "per_class" not in m:
             continue
         ref = ref or m.get("majority_class_reference")
-        rows.append(_metric_row(get_spec(name).title, m, per_class))
+        rows.append(_metric_row(ENSEMBLE_TITLE if name == ENSEMBLE_NAME else get_spec(name).title, m, per_class))
     if ref:
         rows.append(_metric_row("Majority class (reference)", ref, per_class))
     table = pd.DataFrame(rows)
@@ -90,18 +94,20 @@ def metrics_table(cards: dict, split: str, per_class: bool = False, rule: bool =
 
 def _metric_row(label: str, m: dict, per_class: bool) -> dict:
     if per_class:
-        row: dict = {"model": label}
+        row: dict = {"model": label, "accuracy": m["accuracy"]}
         for cls, pc in m["per_class"].items():
             row[f"{cls} precision"] = pc["precision"]
             row[f"{cls} recall"] = pc["recall"]
+            row[f"{cls} F1"] = pc["f1"]
         return row
     ci = m.get("ci95") or {}
 
     def with_interval(key: str) -> str:  # a fixed reference predictor has no interval
         return f"{m[key]:.3f} [{ci[key][0]:.2f}–{ci[key][1]:.2f}]" if key in ci else f"{m[key]:.3f}"
 
-    # the numbers the models are judged by first (a narrow window shows them without scrolling);
-    # accuracy last, since on these classes the majority-class predictor already scores 0.93
+    # the numbers the models are judged by (a 800 px laptop window shows them beside the sidebar without
+    # scrolling); accuracy and the majority class's F1 are in the per-class table: on these classes the
+    # majority-class predictor already scores 0.93 and 0.97 on them
     row = {
         "model": label,
         "balanced acc. [95% CI]": with_interval("balanced_accuracy"),
@@ -109,9 +115,10 @@ def _metric_row(label: str, m: dict, per_class: bool) -> dict:
     }
     rare, pc = min(m["per_class"].items(), key=lambda kv: kv[1]["support"])
     row[f"{rare} found"] = f"{round(pc['recall'] * pc['support'])} of {pc['support']}"
+    common = max(m["per_class"], key=lambda c: m["per_class"][c]["support"])
     for cls, pc in m["per_class"].items():
-        row[f"{cls} F1"] = pc["f1"]
-    row["accuracy"] = m["accuracy"]
+        if cls != common:
+            row[f"{cls} F1"] = pc["f1"]
     return row
 
 
@@ -126,7 +133,7 @@ for name, card in cards.items():
                 f"resample: its intervals look narrow only for that reason. With 0 of {n}, its {cls} recall on "
                 f"other images could still be up to {upper:.2f} (exact 95% bound)."
             )
-with st.expander("Per-class precision and recall"):
+with st.expander("Per-class precision, recall and F1, and accuracy"):
     show_metrics(metrics_table(cards, split, per_class=True), "eval_metrics_per_class")
 with st.expander("Without the decision rule (plain argmax)"):
     st.caption(
@@ -136,6 +143,9 @@ with st.expander("Without the decision rule (plain argmax)"):
         "recall) usually goes down."
     )
     show_metrics(metrics_table(cards, split, rule=False), "eval_metrics_argmax")
+
+st.subheader("How far to trust the percentages (calibration)")
+calibration.show(split, dataset.SPLIT_NAMES[split])
 
 st.subheader("Confusion matrices")
 norm = st.segmented_control(
@@ -148,54 +158,31 @@ norm = st.segmented_control(
 chosen = [n for n in dict.fromkeys(settings.chosen_models()) if n in cards]
 
 
-def matrix_figure(cm: np.ndarray, classes: list[str], title: str) -> go.Figure:
-    """Annotated heatmap of a confusion matrix under the chosen normalisation."""
-    cm = np.asarray(cm, dtype=float)
-    if norm.startswith("row"):
-        z = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        text = [[f"{v:.2f}" for v in r] for r in z]
-    elif norm.startswith("column"):
-        z = cm / np.maximum(cm.sum(0, keepdims=True), 1)
-        text = [[f"{v:.2f}" for v in r] for r in z]
-    else:
-        z = np.log1p(cm)
-        text = [[f"{int(v)}" for v in r] for r in cm]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=[c.replace(" ", "<br>") for c in classes],  # level, two-line labels fit a narrow matrix
-            y=classes,
-            text=text,
-            texttemplate="%{text}",
-            colorscale="Blues",
-            showscale=False,
-            customdata=[list(classes) for _ in classes],  # the predicted class's name on one line
-            hovertemplate="true %{y} → predicted %{customdata}: %{text}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title,
-        height=330,
-        margin=dict(l=0, r=12, t=40, b=0),  # the last tick label ("Smart Casual") overhangs the plot a little
-        xaxis_title="predicted",
-        xaxis_tickangle=0,
-        xaxis_tickfont_size=10,  # "Casual" and "Formal" keep a gap under a narrow matrix
-        yaxis_title="true",
-        yaxis_autorange="reversed",
-    )
-    return fig
-
-
+# the gallery's cell (its pickers' defaults until they are drawn), outlined in its matrix
+first_classes = list(next(iter(cards.values())).classes)
+chosen_cell = (
+    st.session_state.get("cell_true", first_classes[-1]),
+    st.session_state.get("cell_pred", first_classes[0]),
+)
+outlined = st.session_state.get("cell_model", chosen[0] if chosen else None)
 cols = st.columns(max(1, len(chosen)))
 for col, name in zip(cols, chosen):
     m = cards[name].metrics.get(split)
     if m:
-        col.plotly_chart(
-            matrix_figure(
-                m["confusion_matrix"], cards[name].classes, f"{get_spec(name).title} — {dataset.SPLIT_NAMES[split]}"
+        key = f"cm_{name}_{split}_{norm}"
+        col.altair_chart(
+            matrices.matrix_chart(
+                m["confusion_matrix"],
+                cards[name].classes,
+                f"{get_spec(name).title} — {dataset.SPLIT_NAMES[split]}",
+                norm,
+                chosen_cell if outlined == name else None,
             ),
-            key=f"cm_{name}_{split}",
+            key=key,
+            on_select=partial(matrices.select_cell, key, name),
+            selection_mode=matrices.SELECTION,
         )
+st.caption("Click a cell to see its images below, with each model's heatmaps (*Look inside a cell*).")
 
 st.subheader("Where each model is weak (per-slice metrics)")
 
@@ -314,13 +301,17 @@ st.subheader("Look inside a cell")
 root = settings.data_dir()
 first = chosen[0] if chosen else next(iter(cards))
 c1, c2, c3 = st.columns(3)
-cell_model = c1.selectbox(
-    "Matrix of", list(cards), format_func=lambda n: get_spec(n).title, key="cell_model", index=list(cards).index(first)
-)
+# defaults set once, not as the widgets' index: a clicked matrix cell sets these keys (pages.ui.matrices)
+if st.session_state.get("cell_model") not in cards:
+    st.session_state["cell_model"] = first
+cell_model = c1.selectbox("Matrix of", list(cards), format_func=lambda n: get_spec(n).title, key="cell_model")
 classes = list(cards[cell_model].classes)  # the matrix's own, in its order
 cell_split = split
-true_cls = c2.selectbox("True class", classes, index=len(classes) - 1, key="cell_true")
-pred_cls = c3.selectbox("Predicted class", classes, index=0, key="cell_pred")
+for key, default in (("cell_true", classes[-1]), ("cell_pred", classes[0])):
+    if st.session_state.get(key) not in classes:
+        st.session_state[key] = default
+true_cls = c2.selectbox("True class", classes, key="cell_true")
+pred_cls = c3.selectbox("Predicted class", classes, key="cell_pred")
 if root is None and str(settings.setting("data_dir")).strip():
     st.warning(settings.no_dataset_note("the gallery is off."))
 if root is None:

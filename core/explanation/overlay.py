@@ -106,3 +106,57 @@ def png_bytes(image: np.ndarray) -> bytes:
 def download_png(image: np.ndarray, min_height: int = DOWNLOAD_HEIGHT) -> bytes:
     """PNG bytes for a download, enlarged by a whole factor (nothing smoothed) to at least ``min_height``."""
     return png_bytes(enlarge(image, -(-min_height // image.shape[0])))
+
+
+def _font(size: int):  # noqa: ANN202 - a PIL font
+    """Pillow's bundled font at ``size`` px (FreeType); its bitmap font where FreeType is missing."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (OSError, ValueError, TypeError):
+        return ImageFont.load_default()
+
+
+def _wrap(text: str, font, width: int) -> list[str]:  # noqa: ANN001 - a PIL font
+    """``text`` broken at spaces into lines no wider than ``width`` px (a longer word keeps its line)."""
+    out: list[str] = []
+    for word in text.split(" "):
+        if out and font.getlength(out[-1] + " " + word) <= width:
+            out[-1] += " " + word
+        else:
+            out.append(word)
+    return out or [""]
+
+
+def annotated_download(
+    image: np.ndarray, lines: list[str], cmap: str, vmax: float, min_height: int = DOWNLOAD_HEIGHT
+) -> bytes:
+    """A download that stands alone: the overlay enlarged to at least ``min_height`` (whole pixels), below it
+    ``lines`` of text (model, class, confidence, layer) and the colour bar with its scale 0 → ``vmax``."""
+    from PIL import ImageDraw
+
+    big = enlarge(image, -(-min_height // image.shape[0]))
+    w = max(big.shape[1], 360)
+    size = max(14, w // 28)
+    font, small = _font(size), _font(max(12, size - 4))
+    pad = size // 2
+    bar_h = max(12, size)
+    lines = [part for line in lines for part in _wrap(line, font, w - 2 * pad)]
+    text_h = len(lines) * (size + pad // 2) + pad
+    canvas = Image.new("RGB", (w, big.shape[0] + text_h + bar_h + 3 * pad + size), (255, 255, 255))
+    canvas.paste(Image.fromarray(big), ((w - big.shape[1]) // 2, 0))
+    draw = ImageDraw.Draw(canvas)
+    y = big.shape[0] + pad
+    for line in lines:
+        draw.text((pad, y), line, fill=(20, 20, 20), font=font)
+        y += size + pad // 2
+    y += pad // 2
+    strip = colour_strip(cmap, w - 2 * pad, bar_h)
+    canvas.paste(Image.fromarray(strip), (pad, y))
+    y += bar_h + 2
+    scale = f"{vmax:.3g}" if vmax > 0 else "0 (an all-zero map)"
+    draw.text((pad, y), "0 · low evidence", fill=(60, 60, 60), font=small)
+    right = f"high evidence · {scale}"
+    draw.text((w - pad - draw.textlength(right, font=small), y), right, fill=(60, 60, 60), font=small)
+    return png_bytes(np.asarray(canvas))

@@ -7,6 +7,7 @@ The app, evaluation and the benchmarks all predict and explain through it; train
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from core.models.networks import DressCodeNet
 from core.models.registry import ModelSpec, get_spec
 from core.prediction.fastpath import FastBatchPredictor
 from core.prediction.inference import DEFAULT_BATCH, apply_decision_rule, predict_logits
+from core.scoring.calibration import calibrate_probs, temperature_for
 
 
 class ServedModel:
@@ -28,6 +30,10 @@ class ServedModel:
     It holds the one lock of the model, the fp32 path (:func:`core.prediction.inference.predict_logits`), the
     fast batch path (:class:`core.prediction.fastpath.FastBatchPredictor`, built on first use) and the
     Grad-CAM explainer (:class:`core.explanation.gradcam.GradCamExplainer`, on the same lock).
+
+    ``temperature``: fitted on validation (``weights/calibration.json``, :mod:`core.calibrate`); the
+    probabilities of :meth:`predict` and :meth:`explain` are ``softmax((logits + logit_bias) / T)``, so the
+    predicted class is the rule's. None: uncalibrated (T = 1).
     """
 
     def __init__(
@@ -37,12 +43,14 @@ class ServedModel:
         classes: Sequence[str],
         logit_bias: Sequence[float] | None = None,
         card: ModelCard | None = None,
+        temperature: float | None = None,
     ) -> None:
         self.model = model
         self.spec = spec
         self.classes = list(classes)
         self.logit_bias = None if logit_bias is None else list(logit_bias)
         self.card = card
+        self.temperature = temperature
         self.lock = threading.Lock()
         self._cam = GradCamExplainer(model, spec, self.classes, self.logit_bias, lock=self.lock)
         self._fast: FastBatchPredictor | None = None  # built on first fast predict
@@ -53,7 +61,13 @@ class ServedModel:
         classes and decision rule; raises :class:`core.models.card.WeightsError` as
         :func:`core.models.card.load_model` does."""
         model, card = load_model(name, weights_dir)
-        return cls(model, get_spec(name), card.classes, card.logit_bias, card)
+        temperature = temperature_for(name, card.weights.get("sha256"), weights_dir)
+        return cls(model, get_spec(name), card.classes, card.logit_bias, card, temperature)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the probabilities are temperature-scaled (a temperature fitted on these weights)."""
+        return self.temperature is not None
 
     @property
     def name(self) -> str:
@@ -89,9 +103,16 @@ class ServedModel:
             return predict_logits(self.model, images, batch_size=batch_size)
 
     def predict(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH, fast: bool = False) -> np.ndarray:
-        """Class probabilities (the card's decision rule applied) for uint8 ``N×H×W×3`` native images;
-        ``fast`` as in :meth:`logits`."""
-        return apply_decision_rule(self.logits(images, batch_size, fast), self.logit_bias)
+        """Class probabilities (the card's decision rule applied, then the temperature) for uint8 ``N×H×W×3``
+        native images; ``fast`` as in :meth:`logits`."""
+        return calibrate_probs(
+            apply_decision_rule(self.logits(images, batch_size, fast), self.logit_bias), self.temperature
+        )
+
+    def _calibrated(self, exp: Explanation) -> Explanation:
+        if self.temperature is None:
+            return exp
+        return dataclasses.replace(exp, probs=calibrate_probs(exp.probs, self.temperature))
 
     def explain(
         self,
@@ -101,7 +122,7 @@ class ServedModel:
         contrast: bool = False,
     ) -> Explanation:
         """Prediction + Grad-CAM of one image (:meth:`core.explanation.gradcam.GradCamExplainer.explain`)."""
-        return self._cam.explain(image, layers, target, contrast)
+        return self._calibrated(self._cam.explain(image, layers, target, contrast))
 
     def explain_many(
         self,
@@ -112,7 +133,7 @@ class ServedModel:
     ) -> list[Explanation]:
         """:meth:`explain` of several images in one pass
         (:meth:`core.explanation.gradcam.GradCamExplainer.explain_many`)."""
-        return self._cam.explain_many(images, layers, target, contrast)
+        return [self._calibrated(e) for e in self._cam.explain_many(images, layers, target, contrast)]
 
     def explain_single_layer(self, image: np.ndarray, layer: str, target: int) -> np.ndarray:
         """Grad-CAM of one layer from Captum's ``LayerGradCam`` (the reference path)."""

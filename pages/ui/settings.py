@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.config import DATA_EDITABLE_ENV_VAR, DATA_ENV_VAR, data_dir_editable, default_data_setting
 from core.models.registry import REGISTRY, get_spec
+from pages.ui import verdicts
 from pages.ui.dataset import get_catalog
 from pages.ui.resources import get_model
 from pages.ui.wording import plain
@@ -97,6 +98,7 @@ def sidebar() -> None:
         st.subheader("Models")
         st.selectbox("Model A", names, key="model_a", format_func=model_label)
         st.selectbox("Model B", names, key="model_b", format_func=model_label)
+        verdicts.sidebar_note()  # which model to believe: the most accurate on validation
         for name in names:
             loaded = get_model(name)
             if not loaded.ok:
