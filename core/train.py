@@ -23,10 +23,12 @@ import torch
 from core.cli import non_negative_int, positive_int
 from core.config import DEFAULT_SPLIT_FILE, WEIGHTS_DIR, find_default_data_dir
 from core.data.catalog import DEFAULT_CLASSES, DEFAULT_LABEL_COLUMN
+from core.data.split import get_or_make_split
 from core.images.augment import AugmentParams, FramingAugmentParams
 from core.models.registry import REGISTRY, get_spec
 from core.prediction.inference import predict_logits
 from core.scoring.metrics import choose_logit_bias
+from core.training.distributed import init_world, launch_command
 from core.training.loop import restore_progress, run_epochs
 from core.training.prepare import (
     build_model,
@@ -34,6 +36,7 @@ from core.training.prepare import (
     load_teacher,
     load_training_data,
     optimizer_and_schedule,
+    read_catalog,
     teacher_soft_targets,
 )
 from core.training.record import measure_saved_weights, model_card, save_best
@@ -224,15 +227,24 @@ def dataset_dir(given: Path | None) -> Path:
     return data_dir
 
 
+def load_split_of(data_dir: Path, args: argparse.Namespace) -> dict[str, list[int]]:
+    """The saved split of ``--split-file``, made there if absent."""
+    return get_or_make_split(read_catalog(data_dir, args.classes, args.label_column), args.split_file, args.seed)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, pick the best epoch on validation macro-F1, choose the decision rule on
-    validation, save weights + model card, then measure val and test from the saved file."""
+    validation, save weights + model card, then measure val and test from the saved file. Under torchrun
+    (``torchrun --nproc_per_node=N -m core.train …``) every rank trains with DistributedDataParallel and
+    rank 0 alone writes checkpoints, weights and the card (:mod:`core.training.distributed`)."""
     args = parse_args(argv)
     aug_params, framing_params = augmentation_params(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    world = init_world()
+    prefix = f"[rank {world.rank}] " if world.distributed else ""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {prefix}%(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     set_seed(args.seed)
-    command = "python -m core.train " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
+    command = f"{launch_command()} " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
     spec = get_spec(args.model)
     data_dir = dataset_dir(args.data)
     # the model and the teacher are made (and the teacher's sha256 checked) before minutes of image loading
@@ -242,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ck = checkpoint_to_resume(ckpt_path, vars(args)) if args.resume else None
     started = time.time()
 
+    if world.distributed:  # a split file that is absent is made once, by rank 0, before the others read it
+        world.main_first(lambda: load_split_of(data_dir, args))
     data = load_training_data(data_dir, args, aug_params, ck, ckpt_path)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -251,14 +265,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     optimizer, scheduler = optimizer_and_schedule(model, args, len(data.train_images))
     progress = restore_progress(ck, ckpt_path, model, optimizer, scheduler, started)
     del ck  # restored: its tensors now live in the model, the optimiser and ``progress``
-    run_epochs(model, optimizer, scheduler, progress, data, teacher_logits, aug_params, framing_params, args, ckpt_path)
+    if world.distributed:
+        torch.manual_seed(args.seed + world.rank)  # the same initial weights, but each rank's own augmentation draws
+    run_epochs(
+        model, optimizer, scheduler, progress, data, teacher_logits, aug_params, framing_params, args, ckpt_path, world
+    )
+    digests = world.weight_digests(progress.best["state"])
+    if not world.is_main:  # rank 0 saves, chooses the rule, writes the card and measures
+        world.close()
+        return 0
 
     save_dtype = SAVE_DTYPE.get(args.model, torch.float32)
     weights = save_best(model, progress.best["state"], args.out / spec.weights_file.name, save_dtype)
     rule = choose_logit_bias(predict_logits(model, data.images["val"]), data.labels["val"])  # on the saved weights
     card = model_card(args, command, model, data, progress, aug_params, framing_params, rule, weights)
+    if world.distributed:
+        card.training["distributed"] = world.record(args.batch_size // world.size, digests)
+        if not card.training["distributed"]["ranks_agree"]:
+            log.error("the ranks' best weights differ: %s", digests)
     card.save(args.out / spec.card_file.name)
     measure_saved_weights(args.model, args.out, data, args.bootstrap, args.seed, progress.started)
+    world.close()
     return 0
 
 

@@ -1,2 +1,3 @@
 """Training a registry model, for ``python -m core.train``: what a run starts from (``prepare``), the
-epoch loop (``loop``) and what a finished run leaves, its weights and model card (``record``)."""
+epoch loop (``loop``) and what a finished run leaves, its weights and model card (``record``);
+under ``torchrun``, each rank's DistributedDataParallel and what only rank 0 does (``distributed``)."""

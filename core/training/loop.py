@@ -11,6 +11,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from core.images.augment import (
 from core.models.networks import DressCodeNet
 from core.prediction.inference import predict_logits, to_float_batch
 from core.scoring.metrics import classification_report
+from core.training.distributed import SINGLE, World
 from core.training.prepare import TrainingData
 
 log = logging.getLogger(__name__)
@@ -65,10 +67,12 @@ def train_one_epoch(
     deadline: float,
     framing: FramingAugmentParams | None = None,
     rng: np.random.Generator | None = None,
+    forward: torch.nn.Module | None = None,
 ) -> dict[str, float]:
     """One pass over ``order``; returns mean loss and accuracy on the (augmented) stream.
     With ``framing`` on, a share of the draws is first re-shot as a user might frame it and
-    normalised back (:func:`core.images.augment.reframe_random`), before the usual augmentation."""
+    normalised back (:func:`core.images.augment.reframe_random`), before the usual augmentation.
+    ``forward``: what computes the logits, when not ``model`` itself (its DistributedDataParallel wrapper)."""
     rng = rng if rng is not None else np.random.default_rng(0)
     model.train()
     if frozen:
@@ -103,7 +107,7 @@ def train_one_epoch(
             perm = torch.randperm(len(idx))
             x = lam * x + (1 - lam) * x[perm]
         with ctx:
-            logits = model(x)
+            logits = (model if forward is None else forward)(x)
         logits = logits.float()
         loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
         if perm is not None:
@@ -226,17 +230,25 @@ def run_epochs(
     framing_params: FramingAugmentParams,
     args: argparse.Namespace,
     ckpt_path: Path,
+    world: World = SINGLE,
 ) -> None:
     """Train up to --epochs: after each epoch, validate, keep the best weights (or the average of the last
     --average-last epochs, when better) and checkpoint; stop after --patience epochs without a validation
-    macro-F1 gain, or once past --time-budget."""
+    macro-F1 gain, or once past --time-budget. Under torchrun (``world``, :mod:`core.training.distributed`)
+    each rank trains on its share of every batch, rank 0 validates for all and alone writes checkpoints."""
     deadline = progress.started + (args.time_budget * 60 if args.time_budget else float("inf"))
     rng = np.random.default_rng(args.seed + progress.start_epoch)
     val_images, val_labels = data.images["val"], data.labels["val"]
+    forward, wrapped_for = None, None  # under torchrun: the DDP wrapper, made again when freezing changes
     for epoch in range(progress.start_epoch, args.epochs):
         frozen = epoch < args.freeze_epochs
         set_backbone_trainable(model, not frozen)
-        order = epoch_order(data.train_labels, args.epoch_size, args.balance == "sampler", rng)
+        if frozen != wrapped_for:
+            forward = None  # the old wrapper goes before the new one registers its hooks
+            forward, wrapped_for = world.wrap(model), frozen
+        order, epoch_args = world.shard(
+            epoch_order(data.train_labels, args.epoch_size, args.balance == "sampler", rng), args
+        )
         t0 = time.time()
         stats = train_one_epoch(
             model,
@@ -245,18 +257,20 @@ def run_epochs(
             order,
             optimizer,
             scheduler,
-            args,
+            epoch_args,
             augment=args.balance == "sampler",
             aug_params=aug_params,
             teacher_logits=teacher_logits,
             frozen=frozen,
-            deadline=deadline,
+            deadline=world.epoch_deadline(deadline),
             framing=framing_params,
             rng=rng,
+            forward=forward,
         )
+        stats = world.sum_stats(stats)
         progress.train_time += time.time() - t0
         progress.train_seen += stats["train_images"]
-        rep, val_loss = validate(model, val_images, val_labels, args.classes, args.bf16)
+        rep, val_loss = world.from_main(partial(validate, model, val_images, val_labels, args.classes, args.bf16))
         row = {
             "epoch": epoch + 1,
             "frozen_backbone": frozen,
@@ -277,17 +291,19 @@ def run_epochs(
                 progress.averaged = AveragedModel(model, use_buffers=True)
             progress.averaged.update_parameters(model)  # frozen or live BN: buffers are averaged too
             n_avg = int(progress.averaged.n_averaged)
-            avg_rep, _ = validate(progress.averaged.module, val_images, val_labels, args.classes, args.bf16)
+            averaged = partial(validate, progress.averaged.module, val_images, val_labels, args.classes, args.bf16)
+            avg_rep, _ = world.from_main(averaged)
             row["average_of_last"] = n_avg
             row["average_val_macro_f1"] = round(avg_rep["macro_f1"], 5)
             log.info("average of the last %d epochs: validation macro-F1 %.4f", n_avg, avg_rep["macro_f1"])
             if avg_rep["macro_f1"] > progress.best["score"]:
                 state = copy.deepcopy(progress.averaged.module.state_dict())
                 progress.best = {"score": avg_rep["macro_f1"], "epoch": epoch + 1, "state": state, "averaged": n_avg}
-        save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch, progress, vars(args), data.ids_fingerprint)
+        if world.is_main:
+            save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch, progress, vars(args), data.ids_fingerprint)
         if epoch + 1 - progress.best["epoch"] >= args.patience:
             log.info("early stopping: no validation macro-F1 gain for %d epochs", args.patience)
             break
-        if time.time() > deadline:
+        if world.agree(time.time() > deadline):
             log.info("time budget of %.0f min reached", args.time_budget)
             break
