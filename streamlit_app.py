@@ -26,6 +26,7 @@ pages = [
     st.Page("pages/classify.py", title="Classify", icon=":material/checkroom:", default=True),
     st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
     st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:"),
+    st.Page("pages/trust.py", title="Trust", icon=":material/verified:"),
     st.Page("pages/data.py", title="Data & augmentation", icon=":material/science:"),
     st.Page("pages/about.py", title="About the models", icon=":material/info:"),
 ]

@@ -6,18 +6,19 @@ from pages._entry import through_entry
 
 through_entry()  # first, before the heavy imports below: a page run alone after a start goes back at once
 
+from pathlib import Path
+
 import numpy as np
-import pandas as pd
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from core.explanation.overlay import COLORMAPS, colour_strip, enlarge, png_bytes, raw_map_image
+from core.explanation.overlay import COLORMAPS, annotated_download, colour_strip, enlarge, png_bytes, raw_map_image
 from core.images.framing import share_on_product
 from core.images.preprocess import FORMAT_NAMES
 from core.models.registry import REGISTRY, get_spec
-from core.prediction.inference import BATCH_FAST, BATCH_SIZE
+from core.prediction.inference import BATCH_FAST
 from pages import _session
-from pages.ui import dataset, drawing, pickers, resources, settings, wording
+from pages.ui import dataset, drawing, pickers, resources, results, settings, trust, verdicts, wording
 
 st.title("Dress code: Casual, Formal or Smart Casual?")
 st.caption(
@@ -40,7 +41,14 @@ uploads = _session.drop_zone(  # the photos stay for the session, through visits
     help="Several at once is fine. Large photos are fitted to the 60×80 canvas the models were trained on.",
 )
 
-with st.expander("Heatmap settings", expanded=True):
+SETTINGS_BOX = "heatmap_settings"  # the expander's open state
+if uploads and not st.session_state.get("heatmap_settings_closed_once"):
+    # closed once when the first photo comes in: on a 800 px laptop the first verdict then shows without
+    # scrolling; opened again, the settings stay open
+    st.session_state[SETTINGS_BOX] = False
+st.session_state["heatmap_settings_closed_once"] = bool(uploads)
+opened = {} if SETTINGS_BOX in st.session_state else {"expanded": not uploads}  # its state, when it has one, rules
+with st.expander("Heatmap settings", key=SETTINGS_BOX, on_change=lambda: None, **opened):
     # rows of two or three: at 800 px a row of four cut the labels and the chosen layer's name short
     c1, c2 = st.columns(2)
     layers: dict[str, str] = {}
@@ -87,14 +95,6 @@ def explanations(photo) -> dict[str, object]:  # noqa: ANN001
     return out
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def predict_batch(model_name: str, digests: tuple[str, ...], _natives: np.ndarray) -> np.ndarray:
-    """Class probabilities for a batch of photos (no heatmaps); cached by the photos' digests."""
-    loaded = resources.get_model(model_name)
-    assert loaded.served is not None
-    return loaded.served.predict(_natives, batch_size=BATCH_SIZE, fast=BATCH_FAST)
-
-
 def framing_panel(photo) -> None:  # noqa: ANN001
     """The photo as uploaded, the canvas the models saw after framing, and what the framing step did."""
     c_in, c_seen, c_text = st.columns([1, 1, 3])
@@ -132,7 +132,11 @@ def probability_chart(probs: np.ndarray, classes: list[str], key: str) -> None:
 
 
 def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
-    """Side-by-side predictions, probability bars, overlays and raw maps for one photo."""
+    """Every model's verdict in one row, then side-by-side predictions, probability bars, overlays and raw
+    maps for one photo, and its HTML report."""
+    every = verdicts.all_probs((photo.digest,), photo.native[None])  # fp32, as the explanations below
+    every = {n: None if p is None else p[0] for n, p in every.items()}
+    verdicts.verdict_row(every, classes, key)
     framing_panel(photo)
     for note in photo.notes:
         st.info(f"Note: {note}.")
@@ -168,6 +172,7 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
                 "*Shared scale* off to see each map against its own maximum."
             )
     cols = st.columns(2)
+    maps: list[tuple[str, np.ndarray]] = []  # the overlays shown, for the HTML report
     for col, (slot, name) in zip(cols, SLOTS):
         spec = get_spec(name)
         exp = exps[slot]
@@ -180,7 +185,7 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             st.metric(
                 "Prediction",
                 classes[exp.predicted],
-                f"{exp.probs[exp.predicted]:.1%} confidence",
+                f"{exp.probs[exp.predicted]:.1%} {verdicts.confidence_word()}",
                 delta_color="off",
                 delta_arrow="off",
             )
@@ -198,18 +203,36 @@ def render_detail(photo, exps: dict, key: str) -> None:  # noqa: ANN001
             cam = exp.maps[layers[slot]]
             if said := product_share_note(photo, cam, spec.title):
                 (left.warning if said[1] else left.caption)(said[0])
+            trust.deletion_note(left, name, photo, exp, layers[slot], classes)  # the Trust page has the curves
             right.image(
                 raw_map_image(cam, vmax, cmap, drawing.DISPLAY_HEIGHT),
                 caption=f"raw map, {cam.shape[1]}×{cam.shape[0]} cells · "
                 + (f"colour scale 0 → {vmax:.3g}" if vmax > 0 else "all zero"),
             )
+            labelled = [
+                f"{spec.title} · {classes[exp.predicted]} · {exp.probs[exp.predicted]:.1%} "
+                + verdicts.confidence_word(),
+                f"Grad-CAM for {why} · {layer_label}",
+                f"photo: {photo.filename} · colour scale 0 → {vmax:.3g}" if vmax > 0 else f"photo: {photo.filename}",
+            ]
+            maps.append((f"{spec.title}: Grad-CAM for {why} · {layer_label}", img))
             st.download_button(
                 "Download overlay (PNG)",
-                drawing.png(img),
+                annotated_download(img, labelled, cmap, vmax),
                 file_name=wording.overlay_file_name(photo.filename, name, layers[slot], exp, classes),
                 mime="image/png",
                 key=f"dl_{key}_{slot}",
             )
+    trust.similar_products(photo, names, key, classes)  # nearest training images in each model's embedding
+    st.download_button(
+        "Download explanation report (HTML)",
+        results.report_bytes([results.report_photo(photo, every, maps, classes)]),
+        file_name=f"{Path(photo.filename).stem or 'photo'}_dress_code_report.html",
+        mime="text/html",
+        key=f"dl_report_{key}",
+        help="One page that stands alone: the photo, what the models saw, every verdict, both heatmaps, each "
+        "model's test metrics and the caveats.",
+    )
 
 
 SAMPLE_CLASSES = ("Formal", "Casual")  # the sample photos Classify offers before any upload
@@ -297,33 +320,11 @@ for p in photos:
 if len(photos) == 1 and good:
     render_detail(good[0], explanations(good[0]), key="single")
 elif len(photos) > 1:  # a table even when every file was refused: the CSV accounts for each one
-    probs = {"a": None, "b": None}
+    probs: dict = {n: None for n in names}
     if good:
         natives = np.stack([p.native for p in good])
-        digests = tuple(p.digest for p in good)
         with st.spinner(f"Classifying {len(good)} photos …"):
-            probs = {slot: predict_batch(name, digests, natives) if models[name].ok else None for slot, name in SLOTS}
-    titles = {slot: get_spec(name).title for slot, name in SLOTS}
-    rows = []
-    scored = iter(range(len(good)))
-    for pos, p in enumerate(photos, 1):  # upload order; a refused file keeps its row, so the CSV accounts for each
-        row = {"#": pos, "file": p.filename}  # "#": the number its expander below has
-        if p.error is not None:  # said in the class columns, which a narrow window still shows
-            rows.append({**row, **{f"{titles[slot]} class": "not scored" for slot, _ in SLOTS}, "notes": p.error})
-            continue
-        i = next(scored)
-        preds = {slot: None if probs[slot] is None else int(probs[slot][i].argmax()) for slot, _ in SLOTS}
-        for slot, _ in SLOTS:  # both classes first: the comparison stays in view in a narrow window
-            row[f"{titles[slot]} class"] = "unavailable" if preds[slot] is None else classes[preds[slot]]
-        if names[0] != names[1]:  # one model twice has nothing to agree with
-            row["agree"] = preds["a"] is not None and preds["a"] == preds["b"]
-        for slot, _ in SLOTS:
-            pr = probs[slot]
-            row[f"{titles[slot]} confidence (%)"] = None if pr is None else round(100 * float(pr[i].max()), 1)
-        row["framing"] = p.framing_note or "as it is"
-        row["notes"] = "; ".join(p.notes)
-        rows.append(row)
-    table = pd.DataFrame(rows)
+            probs = verdicts.all_probs(tuple(p.digest for p in good), natives, fast=BATCH_FAST)
     refused = len(photos) - len(good)
     st.subheader(
         f"Results for {len(good)} photos" + (f"; {refused} not scored" if refused else "")
@@ -332,35 +333,38 @@ elif len(photos) > 1:  # a table even when every file was refused: the CSV accou
     )
     if names[0] == names[1]:
         st.caption(SAME_MODEL)
-    config = {
-        c: st.column_config.ProgressColumn(c, format="%.1f%%", min_value=0, max_value=100)
-        for c in table.columns
-        if c.endswith("confidence (%)")
-    }
-    for c in ("#", "file"):  # stay in view when the table scrolls
-        config[c] = st.column_config.Column(c, pinned=True, width="small" if c == "#" else None)
-    config["notes"] = st.column_config.TextColumn("notes", width="large")
-    st.dataframe(
-        table,
-        hide_index=True,
-        height="content" if len(table) <= 25 else "auto",  # every row of a typical batch, no inner scrolling
-        column_config=config,
-        key="results_table",
-    )
+    table, long, csv = results.tables(photos, probs, SLOTS, classes)
+    results.show_tables(table, long, classes)
     st.download_button(
         "Download results (CSV)",
-        table.to_csv(index=False).encode(),
+        csv.to_csv(index=False).encode(),
         file_name="dress_code_results.csv",
         mime="text/csv",
         key="dl_csv",
+        help="Every file, its framing note, and every class's probability for every model and the ensemble.",
     )
     if good:  # nothing to open, nor a fast path to explain, when every file was refused
         st.caption(
-            "Open a row to see its heatmaps (computed when opened). The table comes from the fast batch path "
-            "(bfloat16; a photo whose top two classes are close is re-run in full precision), so an opened row's "
-            "exact confidence can differ from the table's by a few tenths of a point. Its class matched the full-"
-            "precision one on every validation and test image measured (README, Benchmarks)."
+            "The table comes from the fast batch path (bfloat16; a photo whose top two classes are close is re-run "
+            "in full precision), so an opened row's exact confidence can differ from the table's by a few tenths of "
+            "a point. Its class matched the full-precision one on every validation and test image measured (README, "
+            "Benchmarks)."
         )
+        st.subheader("Heatmaps at a glance")
+        look = {"layers": layers, "target": target, "contrast": contrast}
+        look |= {"opacity": opacity, "cmap": cmap, "smooth": smooth}
+        numbered_good = [(pos, p) for pos, p in enumerate(photos, 1) if p.error is None]
+        shown = results.heatmap_grid(numbered_good, probs, SLOTS, look, classes)
+        st.download_button(
+            "Download explanation report of these photos (HTML)",
+            results.report_bytes(shown),
+            file_name="dress_code_report.html",
+            mime="text/html",
+            key="dl_report_batch",
+            help="One page that stands alone, for the photos of this heatmap page: each photo, what the models saw, "
+            "every verdict, both heatmaps, each model's test metrics and the caveats.",
+        )
+        st.caption("Open a row to see its probability bars, raw maps and the rest (computed when opened).")
     numbered = [(pos, p) for pos, p in enumerate(photos, 1) if p.error is None]  # each with its table "#"
     for i, (pos, p) in enumerate(numbered):
         box = st.expander(f"{pos}. {wording.plain(p.filename)}", key=f"row_{i}_{p.digest}", on_change="rerun")

@@ -15,7 +15,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.explanation.gradcam import Explanation
-from core.models.registry import REGISTRY
+from core.models.registry import REGISTRY, get_spec
 from pages.ui import dataset, drawing, resources, settings, wording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -262,13 +262,23 @@ def test_batch_table_and_bad_inputs_each_get_a_message() -> None:
     table = at.dataframe[0].value
     n_good = len(sample_photos()) + len(good_cases())
     assert list(table["file"]) == [f[0] for f in files]  # every file has a row, in upload order
-    cols = list(table.columns)  # number and file, both models' classes, then agreement, then confidences
+    cols = list(table.columns)  # number, thumbnail and file, both models' classes, then agreement, then the rest
     assert (
-        cols[:2] == ["#", "file"] and cols[2].endswith(" class") and cols[3].endswith(" class") and cols[4] == "agree"
+        cols[:3] == ["#", "photo", "file"]
+        and cols[3].endswith(" class")
+        and cols[4].endswith(" class")
+        and cols[5] == "agree"
     )
     assert list(table["#"]) == list(range(1, len(files) + 1))
-    scored = table[table.iloc[:, 2] != "not scored"]
-    assert len(scored) == n_good and scored.iloc[:, 2].notna().all()
+    scored = table[table.iloc[:, 3] != "not scored"]
+    assert len(scored) == n_good and scored.iloc[:, 3].notna().all()
+    assert all(u.startswith("data:image/png;base64,") for u in scored["photo"])  # a thumbnail per photo
+    assert all(re.fullmatch(r"(Casual|Formal|Smart Casual) · \d+%", c) for c in scored.iloc[:, 3])  # class · conf.
+    every = at.dataframe[1].value  # every class's probability, one row per photo and model
+    for name in REGISTRY:
+        mine = every[every["model"] == get_spec(name).title]
+        assert list(mine["file"]) == list(scored["file"])
+        assert np.allclose(mine[["Casual (%)", "Formal (%)", "Smart Casual (%)"]].sum(axis=1), 100, atol=0.05)
     numbered = [e.label for e in at.expander if e.label[:1].isdigit()]  # each row's number, as in the table
     assert numbered == [f"{n}. {wording.plain(f)}" for n, f in zip(scored["#"], scored["file"])]
     for col in (c for c in table.columns if c.endswith("confidence (%)")):  # one decimal, 0–100
@@ -277,7 +287,7 @@ def test_batch_table_and_bad_inputs_each_get_a_message() -> None:
     for name, (_, note) in good_cases().items():
         if note:
             assert note in notes[name], (name, note, notes[name])
-    classes_of = dict(zip(table["file"], table.iloc[:, 2]))
+    classes_of = dict(zip(table["file"], table.iloc[:, 3]))
     for name, (_, fragment) in bad_cases().items():  # the CSV says which files were not scored, and why
         assert classes_of[name] == "not scored" and fragment.lower() in notes[name].lower(), notes[name]
     assert any(f"; {len(bad_cases())} not scored" in h.value for h in at.subheader)
@@ -341,7 +351,7 @@ def test_a_batch_of_refused_files_still_gets_its_table() -> None:
     at.run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert len(table) == 2 and (table.iloc[:, 2] == "not scored").all() and (table.iloc[:, 3] == "not scored").all()
+    assert len(table) == 2 and (table.iloc[:, 3] == "not scored").all() and (table.iloc[:, 4] == "not scored").all()
     assert any(h.value == "None of the 2 files could be scored" for h in at.subheader)
     assert not any("Open a row" in c.value for c in at.caption)  # there is none to open
 
@@ -421,8 +431,11 @@ def test_evaluation_page_tables_and_toggle() -> None:
     for spec in REGISTRY.values():  # "k of n" of the rarest class, as in the card's confusion matrix
         cm = json.loads(spec.card_file.read_text())["metrics"]["test"]["confusion_matrix"]
         assert dict(zip(table["model"], table["Smart Casual found"]))[spec.title] == f"{cm[2][2]} of {sum(cm[2])}"
-    per_class = at.dataframe[1].value  # in the "Per-class precision and recall" expander
-    assert {"Smart Casual precision", "Smart Casual recall"} <= set(per_class.columns)
+    assert list(table.columns) == [  # what a laptop shows beside the sidebar (tests/test_browser.py)
+        "model", "balanced acc. [95% CI]", "macro-F1 [95% CI]", "Smart Casual found", "Formal F1", "Smart Casual F1"
+    ]  # fmt: skip
+    per_class = at.dataframe[1].value  # in the "Per-class precision, recall and F1" expander
+    assert {"accuracy", "Casual F1", "Smart Casual precision", "Smart Casual recall"} <= set(per_class.columns)
     plain = at.dataframe[2].value  # "Without the decision rule": the cards' argmax numbers
     for spec in REGISTRY.values():
         want = json.loads(spec.card_file.read_text())["metrics"]["test"]["argmax_without_rule"]
@@ -432,11 +445,11 @@ def test_evaluation_page_tables_and_toggle() -> None:
     said = " ".join(c.value for c in at.caption)
     assert "chosen to maximise validation macro-F1, and it usually lowers balanced accuracy" in said
     assert "The same test images, scored by plain argmax" in said
-    assert len(at.get("plotly_chart")) >= 4
+    assert len(at.get("vega_lite_chart")) == 2  # the confusion matrices of the two chosen models
     at.segmented_control(key="eval_norm").set_value("row-normalised (recall)")
     at.run()
     assert not at.exception
-    titles = lambda: [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]  # noqa: E731
+    titles = lambda: [json.loads(c.proto.spec)["title"] for c in at.get("vega_lite_chart")]  # noqa: E731
     assert any(t.endswith("— test") for t in titles()) and not any(t.endswith("— validation") for t in titles())
     at.segmented_control(key="eval_split").set_value("val")  # one control for the whole page
     at.run()

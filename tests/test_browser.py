@@ -105,6 +105,8 @@ def test_drop_two_photos_switch_layer_and_open_evaluation(page, tmp_path: Path) 
     assert "whole garment (layer4" in caption_before
     pg.screenshot(path=str(ARTIFACTS / "browser-classify.png"), full_page=True)
 
+    # the settings closed when the photos came in (the verdicts show first on a laptop): open them
+    pg.locator('[data-testid="stExpander"]').filter(has_text="Heatmap settings").first.locator("summary").click()
     choose(pg, "Layer — ResNet50", "parts · 8×10")  # the picker shows short names
     first = pg.locator('[data-testid="stExpander"]').filter(has_text="1. photo0").first
     first.get_by_text(re.compile(r"Grad-CAM for .* parts \(layer3")).wait_for()
@@ -166,6 +168,7 @@ def test_first_visit_straight_to_a_page_goes_through_the_entry_script() -> None:
                 "Classify",
                 "Layers",
                 "Evaluation",
+                "Trust",
                 "Data & augmentation",
                 "About the models",
             ]
@@ -173,3 +176,100 @@ def test_first_visit_straight_to_a_page_goes_through_the_entry_script() -> None:
             browser.close()
     finally:
         stop_server(proc)
+
+
+@pytest.fixture()
+def laptop(server: str):  # noqa: ANN201
+    """A 1280×800 laptop window, the sidebar open (Streamlit opens it at this width)."""
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 800})
+        pg.set_default_timeout(120_000)
+        pg.goto(server, wait_until="domcontentloaded")
+        pg.locator('[data-testid="stSidebar"]').get_by_text("Model A").first.wait_for()
+        yield pg
+        browser.close()
+
+
+def sidebar_open(pg) -> bool:  # noqa: ANN001
+    box = pg.locator('[data-testid="stSidebar"]').bounding_box()
+    return box is not None and box["width"] > 200 and box["x"] >= 0
+
+
+def test_laptop_first_verdict_is_visible_after_an_upload_without_scrolling(laptop, tmp_path: Path) -> None:  # noqa: ANN001
+    pg = laptop
+    assert sidebar_open(pg)
+    drop = pg.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    drop.wait_for(state="attached")
+    drop.set_input_files(two_photos(tmp_path)[0])
+    verdict = pg.locator(".st-key-verdicts_single")
+    verdict.wait_for()
+    pg.locator('[data-testid="stMetric"]').nth(1).wait_for()  # the page is drawn to its end
+    time.sleep(1.0)
+    assert sidebar_open(pg)
+    box = verdict.bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 800, box
+    text = verdict.inner_text()
+    assert re.search(r"(Casual|Formal|Smart Casual) · \d+%", text) and "Percentages are calibrated confidence" in text
+    assert re.search(r"Ensemble\n(Casual|Formal|Smart Casual) · \d+%", text) and " say" in text, text
+    pg.screenshot(path=str(ARTIFACTS / "browser-laptop-classify.png"))
+
+
+def test_laptop_evaluation_table_fits_and_a_clicked_matrix_cell_opens_its_images(laptop) -> None:  # noqa: ANN001
+    pg = laptop
+    pg.get_by_role("link", name="Evaluation").click()
+    table = pg.locator('[data-testid="stDataFrame"]').first
+    table.wait_for()
+    time.sleep(1.5)  # the grid sizes its columns after the first paint
+    assert sidebar_open(pg)
+    widths = table.evaluate(
+        "el => { const s = el.querySelector('.dvn-scroller') || el; return [s.scrollWidth, s.clientWidth]; }"
+    )
+    assert widths[0] <= widths[1], widths
+    headers = table.evaluate("el => Array.from(el.querySelectorAll('th')).map(t => t.innerText)")
+    for col in ("model", "balanced acc.", "macro-F1", "Formal F1", "Smart Casual"):
+        assert any(h.startswith(col) for h in headers), headers
+    pg.screenshot(path=str(ARTIFACTS / "browser-laptop-evaluation.png"))
+
+    chart = pg.locator('[data-testid="stVegaLiteChart"]').first
+    chart.scroll_into_view_if_needed()
+    cell = chart.locator('[aria-roledescription="rect mark"][aria-label^="predicted: Smart Casual; true: Formal;"]')
+    cell.wait_for()
+    cell.click()  # the cell itself is the control
+    value = lambda label: (  # noqa: E731 - a selectbox's chosen option
+        pg.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.get_by_role("combobox").input_value()
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and value("Predicted class") != "Smart Casual":
+        time.sleep(0.5)
+    assert value("True class") == "Formal" and value("Predicted class") == "Smart Casual"
+    pg.get_by_text(re.compile(r"\d+ test images? in this cell")).first.wait_for()
+    pg.screenshot(path=str(ARTIFACTS / "browser-matrix-click.png"), full_page=True)
+    assert not pg.locator('[data-testid="stException"]').count()
+
+
+def test_many_photos_at_a_glance_at_1400_px(page, tmp_path: Path) -> None:  # noqa: ANN001
+    """The results table (thumbnails, the models' and the ensemble's verdicts; every class's probability in the
+    next tab) fits a 1400 px window without sideways scrolling, and the heatmap grid shows each photo with both
+    models' maps without a click."""
+    pg = page
+    paths = two_photos(tmp_path)
+    third = tmp_path / "photo2.png"
+    third.write_bytes(encode(garment_photo(colour=(200, 60, 40)), "PNG"))
+    drop = pg.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    drop.wait_for(state="attached")
+    drop.set_input_files([*paths, str(third)])
+    pg.get_by_text("Heatmaps at a glance").wait_for()
+    pg.get_by_text(re.compile(r"^3\. photo2\.png$")).first.wait_for()  # the grid's last photo (and its row)
+    time.sleep(1.5)
+    table = pg.locator('[data-testid="stDataFrame"]').first
+    widths = table.evaluate(
+        "el => { const s = el.querySelector('.dvn-scroller') || el; return [s.scrollWidth, s.clientWidth]; }"
+    )
+    headers = table.evaluate("el => Array.from(el.querySelectorAll('th')).map(t => t.innerText)")
+    assert "photo" in headers and "Ensemble class" in headers, headers
+    assert widths[0] <= widths[1], (widths, headers)
+    grid = pg.get_by_text(re.compile(r"Grad-CAM for")).filter(has_text=re.compile(r"^(Baseline CNN|ResNet50): "))
+    assert grid.count() >= 6  # two maps per photo
+    pg.screenshot(path=str(ARTIFACTS / "browser-many-photos.png"), full_page=True)
+    assert not pg.locator('[data-testid="stException"]').count()
