@@ -48,3 +48,15 @@ def _restore_torch_threads() -> Iterator[None]:
     yield
     if torch.get_num_threads() != TEST_THREADS:
         torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture
+def fresh_streamlit_caches() -> Iterator[None]:
+    """Each AppTest starts with empty Streamlit caches (models are shared module-wide otherwise)."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()

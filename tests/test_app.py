@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
+from apptest_helpers import APPTEST_MARKS, app
 from image_cases import bad_cases, encode, garment_photo, good_cases
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -23,19 +23,7 @@ DATA = ROOT.parent / "shared" / "data" / "fashion-small"
 PAGES = ["pages/classify.py", "pages/layers.py", "pages/evaluation.py", "pages/data.py", "pages/about.py"]
 TIMEOUT = 300
 
-pytestmark = pytest.mark.skipif(
-    not all(spec.weights_file.is_file() for spec in REGISTRY.values()), reason="shipped weights are not present"
-)
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    """Each test starts with empty Streamlit caches (models are shared module-wide otherwise)."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = APPTEST_MARKS
 
 
 def sample_photos() -> list[tuple[str, bytes, str]]:
@@ -47,13 +35,6 @@ def sample_photos() -> list[tuple[str, bytes, str]]:
         ("shirt.jpg", encode(garment_photo(), "JPEG"), "image/jpeg"),
         ("dark.png", encode(garment_photo(colour=(10, 10, 10)), "PNG"), "image/png"),
     ]
-
-
-def app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception
-    return at
 
 
 def image_urls(at: AppTest) -> list[str]:

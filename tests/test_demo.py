@@ -11,11 +11,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import streamlit as st
+from apptest_helpers import APPTEST_MARKS, app
 from image_cases import encode, garment_photo
 from PIL import Image
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
-from streamlit.testing.v1 import AppTest
 
 from core.explanation.overlay import annotated_download, enlarge
 from core.explanation.report_html import ReportPhoto, metric_rows, rare_class_caveat, report_html
@@ -30,29 +29,11 @@ WEIGHTS = ROOT / "weights"
 TIMEOUT = 300
 CLASSES = ["Casual", "Formal", "Smart Casual"]
 
-pytestmark = pytest.mark.skipif(
-    not all(spec.weights_file.is_file() for spec in REGISTRY.values()), reason="shipped weights are not present"
-)
+pytestmark = APPTEST_MARKS
 calibrated = pytest.mark.skipif(
     not (WEIGHTS / "calibration.json").is_file() or not (WEIGHTS / "ensemble.json").is_file(),
     reason="no calibration.json / ensemble.json (python -m core.calibrate)",
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception
-    return at
 
 
 def photo_bytes(k: int) -> tuple[str, bytes, str]:

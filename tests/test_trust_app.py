@@ -7,38 +7,18 @@ import json
 from pathlib import Path
 
 import pytest
-import streamlit as st
+from apptest_helpers import APPTEST_MARKS, app
 from fixtures import CONFLICT_PAIR, DUPLICATE_GROUP
 from streamlit.testing.v1 import AppTest
 
 from core.data.catalog import load_styles
 from core.data.split import make_split, save_split
 from core.images.upload import read_upload
-from core.models.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
 
-pytestmark = pytest.mark.skipif(
-    not all(spec.weights_file.is_file() for spec in REGISTRY.values()), reason="shipped weights are not present"
-)
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    """Each test starts with empty Streamlit caches."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception
-    return at
+pytestmark = APPTEST_MARKS
 
 
 def tiny_photo(root: Path, pid: int) -> tuple[str, bytes, str]:
