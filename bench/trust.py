@@ -5,9 +5,11 @@
 - ``randomisation_similarity``: the randomisation cascade (core.explanation.randomisation): the weights
   re-initialised from the head down, block by block, on a copy; per step the Spearman correlation and SSIM
   of the map with the trained model's, averaged over the images;
-- ``deletion_auc`` / ``insertion_auc`` (core.explanation.faithfulness): deletion to white, insertion from a
-  blurred copy, in the map's order, with the same for a random order (``*_random``) and for the flipped map,
-  least important first (``*_flipped``), averaged over the images;
+- ``deletion_auc`` / ``insertion_auc`` (core.explanation.faithfulness): deletion filled by ROAD's noisy
+  linear imputation (``--deletion-fill``; white or blur on request), insertion from a blurred copy, in the
+  map's order, with the same for a random order (``*_random``) and for the flipped map, least important
+  first (``*_flipped``), averaged over the images; ``deletion_gain_vs_random``: the random order's deletion
+  AUC minus the map's, per image, its mean and 95% bootstrap interval (above 0: the map beats random);
 - the nearest-neighbour index per model (core.explanation.neighbours): build time over the training split
   (or its first M images), whether it came from the disk cache, and the time to find one photo's 6 nearest
   (embedding + search) once built.
@@ -35,7 +37,7 @@ from core.data.cache import load_native_images
 from core.data.catalog import Catalog, load_styles
 from core.data.split import SPLITS, get_or_make_split
 from core.explanation import faithfulness, neighbours, randomisation
-from core.models.registry import REGISTRY
+from core.models.registry import REGISTRY, get_spec
 from core.prediction.served import ServedModel
 from core.prediction.service import load_served
 
@@ -56,7 +58,14 @@ def sample_ids(catalog: Catalog, ids: list[int], limit: int | None, seed: int = 
     return sorted(chosen + rest[: limit - len(chosen)])
 
 
-def measure_model(served: ServedModel, images: np.ndarray) -> dict[str, dict]:
+def bootstrap_mean_ci(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap interval of the mean of ``values`` (images resampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def measure_model(served: ServedModel, images: np.ndarray, deletion_fill: str = "road") -> dict[str, dict]:
     """Per layer: the cascade averaged over the images, and the mean deletion/insertion AUCs."""
     layers = served.layer_paths
     start = time.perf_counter()
@@ -68,13 +77,16 @@ def measure_model(served: ServedModel, images: np.ndarray) -> dict[str, dict]:
     aucs: dict[str, list[dict[str, float]]] = {layer: [] for layer in layers}
     for img, t, by_layer in zip(images, targets, maps):
         for layer in layers:
-            aucs[layer].append(faithfulness.curves(served, img, by_layer[layer], int(t)).summary())
+            curves = faithfulness.curves(served, img, by_layer[layer], int(t), deletion_fill=deletion_fill)
+            aucs[layer].append(curves.summary())
     curves_s = time.perf_counter() - start
     out = {}
     for layer in layers:
         row: dict = {"randomisation_similarity": cascade.mean(layer)}
         for key in aucs[layer][0]:
             row[key] = float(np.mean([a[key] for a in aucs[layer]]))
+        gain = np.array([a["deletion_auc_random"] - a["deletion_auc"] for a in aucs[layer]])
+        row["deletion_gain_vs_random"] = {"mean": float(gain.mean()), "ci95": bootstrap_mean_ci(gain)}
         out[layer] = row
     log.info("%s: cascade %.1f s, curves %.1f s for %d images", served.spec.name, cascade_s, curves_s, len(images))
     return out
@@ -109,19 +121,24 @@ def table(res: dict) -> str:
     """The markdown tables: checks per model and layer, then the neighbour index."""
     lines = [
         "| model | layer | Spearman / SSIM after the head | … fully randomised | deletion AUC ↓ (random, flipped) "
-        "| insertion AUC ↑ (random, flipped) |",
-        "|---|---|---|---|---|---|",
+        "| random − map, 95% interval | insertion AUC ↑ (random, flipped) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, m in res["models"].items():
+        default = get_spec(name).default_cam_layer.path if name in REGISTRY else None
         for layer, r in m["layers"].items():
+            g = r.get("deletion_gain_vs_random")
+            gain = f"{g['mean']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]" if g else "—"
+            shown = f"`{layer}`" + (" (default)" if layer == default else "")
             steps = r["randomisation_similarity"]
             heads = [s for s in steps[1:] if s["step"].startswith("head")]
             h, f = (heads[-1] if heads else steps[1]), steps[-1]  # the whole head new; every block new
             lines.append(
-                f"| `{name}` | `{layer}` | {h['spearman']:.2f} / {h['ssim']:.2f} "
+                f"| `{name}` | {shown} | {h['spearman']:.2f} / {h['ssim']:.2f} "
                 f"| {f['spearman']:.2f} / {f['ssim']:.2f} "
                 f"| {r['deletion_auc']:.2f} ({r['deletion_auc_random']:.2f}, {r['deletion_auc_flipped']:.2f}) "
-                f"| {r['insertion_auc']:.2f} ({r['insertion_auc_random']:.2f}, {r['insertion_auc_flipped']:.2f}) |"
+                f"| {gain} | {r['insertion_auc']:.2f} "
+                f"({r['insertion_auc_random']:.2f}, {r['insertion_auc_flipped']:.2f}) |"
             )
     lines += [
         "",
@@ -168,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rebuild-index", action="store_true", help="build the indexes even when cached")
     ap.add_argument("--models", nargs="+", choices=list(REGISTRY), default=list(REGISTRY))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--deletion-fill", choices=faithfulness.FILLS, default="road", help="what deleted pixels become (road)"
+    )
     ap.add_argument("--readme", type=Path, default=None, help="write the tables between the trust markers")
     ap.add_argument("--no-measure", action="store_true", help="only print (and --readme write) the --json results")
     args = ap.parse_args(argv)
@@ -200,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_class": ", ".join(f"{n} {c}" for c, n in counts.items()),
             "ids": ids,
             "json": str(args.json),
-            "deletion_fill": "white",
+            "deletion_fill": args.deletion_fill,
             "insertion_fill": "blur",
             "fractions": list(faithfulness.DEFAULT_FRACTIONS),
         },
@@ -211,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         if loaded.served is None:
             log.warning("%s left out: %s", name, loaded.error)
             continue
-        row = {"layers": measure_model(loaded.served, images)}
+        row = {"layers": measure_model(loaded.served, images, args.deletion_fill)}
         row["neighbours"] = measure_neighbours(loaded.served, catalog, train, images, args.rebuild_index)
         res["models"][name] = row
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=None,
         help="compile the fast path's backbones before scoring (default on unless DRESSCODE_COMPILE=0)",
     )
+    p.add_argument(
+        "--ensemble",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the ensemble's column where weights/ensemble.json exists (it runs every member model; default on)",
+    )
     p.add_argument("--restart", action="store_true", help="drop OUT.parts/ and score everything again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--stats-json", type=Path, default=None, help="also write the run's statistics here (bench/)")
@@ -114,7 +120,7 @@ def run(args: argparse.Namespace, crash_once: tuple[str, str] | None = None) -> 
         torch.set_num_threads(args.threads or 2)
     fast = BATCH_FAST and not args.fp32
     # the driver loads the models too: their sha256, classes and calibration are the parts' settings
-    scorer = CatalogueScorer(args.models, weights, fast, None, args.overlays)
+    scorer = CatalogueScorer(args.models, weights, fast, None, args.overlays, args.ensemble)
     store = PartStore(args.out, scorer.signature(), scorer.schema(), args.part_size, args.restart)
     done = store.done_ids()
     todo = [it for it in items if it.id not in done]
@@ -142,6 +148,7 @@ def run(args: argparse.Namespace, crash_once: tuple[str, str] | None = None) -> 
                 "fast": fast,
                 "compile_backbones": compile_backbones,
                 "overlays": None if args.overlays is None else str(args.overlays.resolve()),
+                "ensemble": args.ensemble,
             }
             where = {"address": args.address, "cpus": args.cpus, "bar": bar, "crash_once": crash_once}
             stats = score_ray(kwargs, todo, store, args.workers, args.batch_size, args.threads, **where)

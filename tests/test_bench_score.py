@@ -21,11 +21,11 @@ def test_bench_score_local_on_the_fixture(tiny_dataset: Path, tmp_path: Path, mo
     readme.write_text("before\n<!-- score:start -->\nold\n<!-- score:end -->\nafter\n")
     out = tmp_path / "score.json"
     argv = ["--json", str(out), "--readme", str(readme), "--configs", "local", "--split-file", str(split)]
-    assert main([*argv, "--models", "baseline", "--limit", "12", "--extra=--no-compile --threads 1"]) == 0
+    assert main([*argv, "--models", "baseline", "--also", "", "--limit", "12", "--extra=--no-compile --threads 1"]) == 0
     res = json.loads(out.read_text())
     run = res["runs"]["local"]
     assert run["scored"] == res["images"] > 0 and run["missing"] == 0
     assert "main (models)" in run["peak_mb"] and any(w.startswith("decode-") for w in run["peak_mb"])
     body = readme.read_text()
     assert body.startswith("before\n<!-- score:start -->\nMeasured") and body.endswith("<!-- score:end -->\nafter\n")
-    assert "| local | 2 |" in body
+    assert "| `baseline` | local | 2 |" in body and run["ensemble"] is False

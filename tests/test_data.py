@@ -3,6 +3,7 @@ recovery, the duplicate-aware split."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -225,6 +226,13 @@ def test_load_native_images_cache(catalog: Catalog, tmp_path: Path, monkeypatch:
     key = _cache_key(catalog, ids)
     monkeypatch.setattr(PIL, "__version__", "0.0")  # another Pillow (or libjpeg) may decode other pixels
     assert _cache_key(catalog, ids) != key
+    monkeypatch.undo()
+    assert _cache_key(catalog, ids) == key
+    import core.data.cache as cache_module
+
+    changed = dataclasses.replace(cache_module.DEFAULT_FRAMING, shadow_chroma=2.5)
+    monkeypatch.setattr(cache_module, "DEFAULT_FRAMING", changed)  # a new default of the framing step
+    assert _cache_key(catalog, ids) != key  # images framed with the old one are not served
 
 
 def test_image_cache_notices_replaced_and_repaired_files(

@@ -188,3 +188,21 @@ def test_ensemble_column_where_ensemble_json_exists(photos: Path, tmp_path: Path
     assert score.main(argv(listing, tmp_path / "e2.parquet", "--weights", str(weights), "--models", "baseline")) == 0
     rows = pd.read_parquet(tmp_path / "e2.parquet")
     assert (rows["ensemble_class"] == rows["baseline_class"]).all()  # one member, no offsets: its classes
+    out3 = tmp_path / "e3.parquet"
+    assert score.main(argv(listing, out3, "--weights", str(weights), "--models", "baseline", "--no-ensemble")) == 0
+    assert not any(c.startswith("ensemble") for c in pd.read_parquet(out3).columns)  # asked without it
+
+
+def test_no_ensemble_loads_only_the_chosen_models(tmp_path: Path) -> None:
+    from core.scoring.catalogue import CatalogueScorer
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for f in ("baseline.json", "baseline.safetensors"):
+        shutil.copy(ROOT / "weights" / f, weights)
+    doc = {"members": ["baseline", "resnet50"], "classes": ["Casual", "Formal", "Smart Casual"]}
+    doc |= {"decision_rule": {"logit_bias": [0.0, 0.0, 0.0]}, "temperature": 1.0}
+    (weights / "ensemble.json").write_text(json.dumps(doc))
+    scorer = CatalogueScorer(["baseline"], weights, fast=False, ensemble=False)
+    assert list(scorer.models) == ["baseline"] and scorer.ensemble is None  # resnet50 (a member) not loaded
+    assert scorer.signature()["ensemble"] is None

@@ -177,13 +177,19 @@ def signal_photo() -> tuple[np.ndarray, np.ndarray]:
     return img, oracle
 
 
-@pytest.mark.parametrize("fill", ["white", "blur"])
-def test_a_map_on_the_discriminative_pixels_beats_random_and_its_flip_is_worst(hand_made: ServedModel, fill) -> None:
+# the flipped map's lead over random: with ROAD a randomly deleted pixel of the square is filled in from its
+# dark neighbours, so random deletion barely hurts either (that is the point of imputing)
+@pytest.mark.parametrize(
+    "fills, flip_lead", [(("road", "blur"), 0.03), (("white", "white"), 0.3), (("blur", "blur"), 0.3)]
+)
+def test_a_map_on_the_discriminative_pixels_beats_random_and_its_flip_is_worst(
+    hand_made: ServedModel, fills, flip_lead
+) -> None:
     img, oracle = signal_photo()
-    r = faithfulness.curves(hand_made, img, oracle, target=1, deletion_fill=fill, insertion_fill=fill)
+    r = faithfulness.curves(hand_made, img, oracle, target=1, deletion_fill=fills[0], insertion_fill=fills[1])
     assert r.full > 0.9
     dele, ins = r.deletion, r.insertion
-    assert dele["map"].auc < dele["random"].auc - 0.1 and dele["flipped"].auc > dele["random"].auc + 0.3
+    assert dele["map"].auc < dele["random"].auc - 0.1 and dele["flipped"].auc > dele["random"].auc + flip_lead
     assert ins["map"].auc > ins["random"].auc + 0.3 and ins["flipped"].auc < ins["random"].auc - 0.1
     assert dele["map"].at(0.1) < 0.2 < 0.8 < dele["random"].at(0.1)  # the signal is 8 % of the canvas
     assert set(r.summary()) == {
@@ -225,6 +231,27 @@ def test_perturbed_deletes_and_inserts_exactly_the_ranked_pixels() -> None:
     assert (back[1] == img).all() and not (back[0] == img).all()
 
 
+def test_road_imputation_keeps_known_pixels_and_fills_from_their_neighbours() -> None:
+    ramp = np.linspace(0, 200, W, dtype=np.float32)[None, :, None] + np.zeros((H, W, 3), np.float32)
+    img = ramp.round().astype(np.uint8)  # a horizontal ramp: linear imputation restores it
+    known = np.ones((H, W), bool)
+    known[30:50, 20:40] = False
+    out = faithfulness.imputed(img, known, seed=3)
+    assert (out[known] == img[known]).all()
+    err = np.abs(out[~known].astype(int) - img[~known].astype(int))
+    assert err.mean() < 3 and err.max() <= 15  # the ramp, plus ROAD's noise (σ = 0.01 of the range, 2.55 levels)
+    assert (faithfulness.imputed(img, known, seed=3) == out).all()  # seeded: the same curve every time
+    assert (faithfulness.imputed(img, np.ones_like(known)) == img).all()
+    blank = faithfulness.imputed(img, np.zeros_like(known))
+    assert (blank == img.reshape(-1, 3).mean(0).round().astype(np.uint8)).all()  # nothing known: the mean colour
+    order = np.arange(H * W)
+    steps = faithfulness.perturbed(img, order, [0.0, 0.5, 1.0], insert=False, fill="road")
+    assert (steps[0] == img).all() and (steps[1][H // 2 :] == img[H // 2 :]).all()
+    assert (steps[1][: H // 2] != 255).any()  # filled from the image, not white
+    with pytest.raises(ValueError, match="fill must be one of"):
+        faithfulness.perturbed(img, order, [0.5], insert=False, fill="paint")
+
+
 # ---------------------------------------------------------------- nearest training images
 def with_card(served: ServedModel, sha: str) -> ServedModel:
     card = ModelCard("baseline", CLASSES, weights={"sha256": sha})
@@ -233,10 +260,28 @@ def with_card(served: ServedModel, sha: str) -> ServedModel:
 
 def test_embedding_is_the_input_of_the_last_linear(trained: ServedModel) -> None:
     images, _ = synthetic(5, seed=4)
-    vec = neighbours.embed(trained, images, batch_size=2)
-    assert vec.shape == (5, 32)
-    logits = vec @ trained.model.head[3].weight.numpy().T + trained.model.head[3].bias.numpy()
-    np.testing.assert_allclose(logits, trained.logits(images), rtol=1e-4, atol=1e-4)
+    last = trained.model.head[-1]
+    as_logits = lambda v: v @ last.weight.numpy().T + last.bias.numpy()  # noqa: E731
+    exact = trained.embeddings(images, batch_size=2, fast=False)
+    assert exact.shape == (5, 32)
+    np.testing.assert_allclose(as_logits(exact), trained.logits(images), rtol=1e-4, atol=1e-4)
+    vec = neighbours.embed(trained, images, batch_size=2)  # the index's path: the fast (bfloat16) one
+    assert vec.shape == (5, 32) and vec.dtype == np.float32
+    np.testing.assert_allclose(as_logits(vec), trained.fast_predictor.fast_logits(images), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(vec, exact, rtol=0.05, atol=0.05 * float(np.abs(exact).max()))
+
+
+def test_unit_vectors_make_the_euclidean_order_the_cosine_order() -> None:
+    rng = np.random.default_rng(0)
+    vectors, query = rng.normal(size=(40, 8)), rng.normal(size=(2, 8))
+    index = neighbours.NeighbourIndex(range(40), [0] * 40, vectors * rng.uniform(0.1, 10, (40, 1)))
+    found = index.search(query * 3.0, k=5)
+    cos = 1 - (query / np.linalg.norm(query, axis=1, keepdims=True)) @ neighbours.unit(vectors).T
+    for f, row in zip(found, cos):
+        assert f.ids == np.argsort(row)[:5].tolist()
+        np.testing.assert_allclose(f.distances, np.sort(row)[:5], atol=1e-5)
+    with pytest.raises(ValueError, match="N×D"):
+        neighbours.unit(np.zeros(3))
 
 
 def test_an_indexed_image_finds_itself_first(trained: ServedModel) -> None:
@@ -297,7 +342,12 @@ def test_bench_trust_writes_every_number_and_the_readme_block(tiny_dataset, tmp_
     assert nn_["indexed_images"] > 50 and nn_["per_photo_ms_mean"] > 0
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
-    assert "| `baseline` | `backbone.relu2` |" in text and "3 test images (1 Casual, 1 Formal, 1 Smart Casual)" in text
+    assert "| `baseline` | `backbone.relu2` (default) |" in text and "| `baseline` | `backbone.relu1` |" in text
+    assert "3 test images (1 Casual, 1 Formal, 1 Smart Casual)" in text
+    for row in layers.values():
+        gain = row["deletion_gain_vs_random"]
+        assert gain["ci95"][0] <= gain["mean"] <= gain["ci95"][1]
+        assert gain["mean"] == pytest.approx(row["deletion_auc_random"] - row["deletion_auc"], abs=1e-9)
     readme.write_text(f"{bench_trust.START}\n{bench_trust.END}\n")
     assert bench_trust.main(["--json", str(out), "--readme", str(readme), "--no-measure"]) == 0
     assert readme.read_text().count("| `baseline` |") == 3  # two layers and the index, from the JSON

@@ -17,6 +17,7 @@ from PIL import features
 
 from core.config import cache_dir
 from core.data.catalog import Catalog
+from core.images.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
 from core.images.framing import FRAMING_VERSION
 from core.images.preprocess import NATIVE_SIZE, ImageInputError, load_native_rgb
 
@@ -45,7 +46,8 @@ def decoder_versions() -> list[str | None]:
 
 def _cache_key(catalog: Catalog, ids: list[int]) -> str:
     """The decoded-image cache's key: folder, ids, every file's size and mtime, the canvas, the
-    cache version, and the decoders' versions (another libjpeg can decode other pixels)."""
+    cache version, the framing step's version and parameters (a changed default must not serve images
+    framed with the old one), and the decoders' versions (another libjpeg can decode other pixels)."""
     parts = [
         str(catalog.root.resolve()),
         ids,
@@ -53,6 +55,7 @@ def _cache_key(catalog: Catalog, ids: list[int]) -> str:
         NATIVE_SIZE,
         CACHE_VERSION,
         FRAMING_VERSION,
+        DEFAULT_FRAMING.to_dict(),
         decoder_versions(),
     ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]

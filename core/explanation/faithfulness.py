@@ -4,8 +4,13 @@ more than removing pixels at random, and more than removing the map's least impo
 A map (any resolution) is upsampled to the native canvas and its pixels are ranked, most important
 first (ties broken at random, seeded, so that a map's flat zero region has no positional order).
 
-- *Deletion* (default ``deletion_fill="white"``): the pixels become white, the catalogue photos'
-  background, so a deleted pixel looks like "no product here".
+- *Deletion* (default ``deletion_fill="road"``): the deleted pixels are filled by ROAD's noisy linear
+  imputation (Rong et al. 2022, "Remove and Debias"; pytorch-grad-cam's ``NoisyLinearImputer``): each one
+  the weighted mean of its neighbours, solved as one sparse system, plus slight noise. Filling with a
+  constant (``"white"``, the catalogue photos' background) makes scattered deleted pixels a pattern of
+  their own: a random order then hurts the class by that pattern, not by what it removes, and the map
+  is compared with an artefact (on validation, the baseline's map against random pixels: 0.575 vs 0.608
+  with white, 0.581 vs 0.712 imputed). Everything deleted (fraction 1) is the photo's mean colour.
 - *Insertion* (default ``insertion_fill="blur"``, as in RISE, Petsiuk et al. 2018): the curve starts from a
   blurred copy of the photo (Gaussian, radius ``BLUR_RADIUS``) and reveals the sharp pixels in the map's
   order. A different start than deletion's on purpose: from a white canvas, inserting the top k % is
@@ -31,11 +36,12 @@ from core.explanation.overlay import upsample
 if TYPE_CHECKING:
     from core.prediction.served import ServedModel
 
-FILLS = ("white", "blur")
+FILLS = ("road", "white", "blur")
 ORDERS = ("map", "random", "flipped")  # the map's order, a random order, least important first
 DEFAULT_FRACTIONS = tuple(np.round(np.linspace(0.0, 1.0, 11), 3))  # 0, 10 %, …, 100 %
 QUICK_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # Classify's one line: 2 × 7 perturbed images
 BLUR_RADIUS = 6.0  # px on the 60×80 canvas: the product's shape stays, its details go
+ROAD_NOISE = 0.01  # ROAD's noise on imputed pixels (pytorch-grad-cam's default), on the 0–1 scale
 
 
 @dataclass
@@ -83,7 +89,8 @@ def pixel_order(cam: np.ndarray, size: tuple[int, int], rng: np.random.Generator
 
 
 def filled(image: np.ndarray, fill: str) -> np.ndarray:
-    """What a deleted pixel becomes: white, or the pixel of a blurred copy of ``image``."""
+    """What a deleted pixel becomes with a constant fill: white, or the pixel of a blurred copy of ``image``
+    (``"road"`` depends on which pixels are deleted: :func:`imputed`)."""
     if fill == "white":
         return np.full_like(image, 255)
     if fill == "blur":
@@ -91,12 +98,38 @@ def filled(image: np.ndarray, fill: str) -> np.ndarray:
     raise ValueError(f"fill must be one of {FILLS}, not {fill!r}")
 
 
+def imputed(image: np.ndarray, known: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``image`` (uint8 H×W×3) with every pixel where ``known`` (bool H×W) is False replaced by ROAD's noisy
+    linear imputation from the known ones (pytorch-grad-cam's ``NoisyLinearImputer``; its noise seeded);
+    with no known pixel, the photo's mean colour."""
+    import torch
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    if known.all():
+        return image.copy()
+    if not known.any():
+        return np.broadcast_to(image.reshape(-1, image.shape[-1]).mean(0).round(), image.shape).astype(np.uint8)
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        y = NoisyLinearImputer(noise=ROAD_NOISE)(x, torch.from_numpy(known.astype(np.float32)))
+    return (y.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
 def perturbed(
-    image: np.ndarray, order: np.ndarray, fractions: Sequence[float], insert: bool, fill: str = "white"
+    image: np.ndarray, order: np.ndarray, fractions: Sequence[float], insert: bool, fill: str = "white", seed: int = 0
 ) -> np.ndarray:
     """One image per fraction: the first ``fraction`` of ``order`` deleted (filled), or, with ``insert``,
-    revealed on the filled canvas. uint8 ``len(fractions)×H×W×3``."""
+    revealed on the filled canvas. uint8 ``len(fractions)×H×W×3``. With ``fill="road"`` the pixels not shown
+    are imputed from the shown ones (:func:`imputed`), fraction by fraction."""
     h, w = image.shape[:2]
+    if fill == "road":
+        out = []
+        for f in fractions:
+            chosen = np.zeros(h * w, bool)
+            chosen[order[: int(round(float(f) * h * w))]] = True
+            out.append(imputed(image, (chosen if insert else ~chosen).reshape(h, w), seed))
+        return np.stack(out) if out else np.zeros((0, *image.shape), np.uint8)
     base = filled(image, fill)
     src, dst = (image, base) if insert else (base, image)  # src: the pixels that go in; dst: the start
     out = np.repeat(dst.reshape(1, h * w, -1), len(fractions), 0)
@@ -113,7 +146,7 @@ def curves(
     cam: np.ndarray,
     target: int,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    deletion_fill: str = "white",
+    deletion_fill: str = "road",
     insertion_fill: str = "blur",
     orders: Sequence[str] = ORDERS,
     insertion: bool = True,
@@ -136,7 +169,7 @@ def curves(
     kinds = [("deletion", False, deletion_fill)] + ([("insertion", True, insertion_fill)] if insertion else [])
     batch = [image[None]]
     for _, insert, fill in kinds:
-        batch += [perturbed(image, made[o], fr, insert, fill) for o in orders]
+        batch += [perturbed(image, made[o], fr, insert, fill, seed) for o in orders]
     probs = served.predict(np.concatenate(batch))[:, target]
     out = Faithfulness(int(target), float(probs[0]), deletion_fill, insertion_fill)
     pos = 1

@@ -2,8 +2,9 @@
 
 The embedding is the input of the model's last ``nn.Linear`` (the classification layer of the head): the
 256 features the dense head ends with for ResNet50 and EfficientNet-Lite0, the 128 of the baseline's dense
-layer, read with a forward hook. :class:`NeighbourIndex` holds the embeddings of the training split's
-images and searches them with scikit-learn's ``NearestNeighbors`` (cosine distance, brute force). An index
+layer, computed on the model's fast path (bfloat16 backbone, fp32 head; :meth:`ServedModel.embeddings`).
+:class:`NeighbourIndex` holds the training split's embeddings as unit vectors and searches them with
+scikit-learn's ``NearestNeighbors`` (brute force; on unit vectors the Euclidean order is the cosine order). An index
 is built once per model and cached on disk under ``core.config.cache_dir()``, keyed by the weights' sha256
 (from the model card), the training ids and the dataset folder: other weights or another split build a new one.
 """
@@ -22,12 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from core.config import cache_dir
-from core.prediction.inference import DEFAULT_BATCH, to_float_batch
+from core.prediction.inference import DEFAULT_BATCH
 
 if TYPE_CHECKING:
     from core.data.catalog import Catalog
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1  # bump when the embedding or the file's layout changes
+INDEX_VERSION = 2  # bump when the embedding or the file's layout changes (2: the fast path, unit vectors)
 K = 6  # neighbours shown per photo
 
 
@@ -48,30 +48,18 @@ def embedding_layer(model: nn.Module) -> nn.Linear:
 
 
 def embed(served: ServedModel, images: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
-    """Penultimate embeddings (float32 ``N×D``) of uint8 ``N×H×W×3`` native images. The model's lock is
-    taken batch by batch (with the hook that reads the embedding), so that building an index over the
-    training split lets other sessions' predictions and explanations through between batches."""
-    layer = embedding_layer(served.model)
-    seen: list[torch.Tensor] = []
+    """Penultimate embeddings (float32 ``N×D``) of uint8 ``N×H×W×3`` native images, on the model's fast path
+    (:meth:`ServedModel.embeddings`): the index and every query are embedded the same way."""
+    return served.embeddings(images, batch_size, fast=True)
 
-    def keep(_m: nn.Module, args: tuple, _out: torch.Tensor) -> None:
-        seen.append(args[0].detach().float().flatten(1))
 
-    for i in range(0, len(images), batch_size):
-        x = to_float_batch(images[i : i + batch_size])
-        with served.lock, torch.inference_mode():
-            handle = layer.register_forward_hook(keep)
-            modes = {m: m.training for m in served.model.modules()}
-            served.model.eval()
-            try:
-                served.model(x)
-            finally:
-                handle.remove()
-                for m, was in modes.items():
-                    m.training = was
-    if not seen:
-        return np.zeros((0, layer.in_features), np.float32)
-    return torch.cat(seen).numpy().astype(np.float32)
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """float32 rows scaled to length 1 (a zero row stays zero)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"vectors must be N×D, not of shape {v.shape}")
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norms > 0, norms, 1.0)
 
 
 @dataclass
@@ -86,13 +74,18 @@ class Neighbours:
 class NeighbourIndex:
     """Training images' embeddings with their ids and labels, searched by cosine distance."""
 
-    def __init__(self, ids: Sequence[int], labels: Sequence[int], vectors: np.ndarray) -> None:
+    def __init__(
+        self, ids: Sequence[int], labels: Sequence[int], vectors: np.ndarray, normalised: bool = False
+    ) -> None:
         self.ids = np.asarray(ids, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.vectors = np.asarray(vectors, dtype=np.float32) if normalised else unit(vectors)
         if not (len(self.ids) == len(self.labels) == len(self.vectors)):
             raise ValueError("ids, labels and vectors differ in length")
-        self._nn = NearestNeighbors(metric="cosine", algorithm="brute").fit(self.vectors) if len(self.ids) else None
+        # on unit vectors the Euclidean order is the cosine order (|a − b|² = 2 − 2 cos), and scikit-learn's
+        # brute-force Euclidean search is one matrix product: a few ms for 23k × 256 where its cosine metric
+        # normalises the whole index again on every query
+        self._nn = NearestNeighbors(metric="euclidean", algorithm="brute").fit(self.vectors) if len(self.ids) else None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -101,7 +94,8 @@ class NeighbourIndex:
         """The ``k`` nearest indexed images of each embedding, nearest first."""
         if self._nn is None:
             return [Neighbours([], [], []) for _ in range(len(vectors))]
-        dist, idx = self._nn.kneighbors(np.asarray(vectors, dtype=np.float32), n_neighbors=min(k, len(self)))
+        dist, idx = self._nn.kneighbors(unit(vectors), n_neighbors=min(k, len(self)))
+        dist = dist**2 / 2  # cosine distance
         return [
             Neighbours([int(i) for i in self.ids[row]], [int(c) for c in self.labels[row]], [float(x) for x in d])
             for d, row in zip(dist, idx)
@@ -122,7 +116,7 @@ class NeighbourIndex:
     def load(cls, path: Path) -> NeighbourIndex:
         """Read a file written by :meth:`save`."""
         with np.load(path) as doc:
-            return cls(doc["ids"], doc["labels"], doc["vectors"])
+            return cls(doc["ids"], doc["labels"], doc["vectors"], normalised=True)
 
 
 def weights_sha(served: ServedModel) -> str:

@@ -174,6 +174,17 @@ class FastBatchPredictor:
     def fast_logits(self, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """bfloat16 logits for uint8 ``N×H×W×3`` images, no re-check; chunks of ``batch_size``
         for the traced graph, of ``compiled_batch`` once the compiled one serves."""
+        return self._forward(images, batch_size, self.head)
+
+    def fast_embeddings(self, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """The input of the head's last layer (an ``nn.Linear``; float32 ``N×D``) on the fast path: the
+        bfloat16 backbone, then the fp32 head without its last layer."""
+        if not (isinstance(self.head, nn.Sequential) and isinstance(self.head[-1], nn.Linear)):
+            raise TypeError("the head must be an nn.Sequential ending with its classification nn.Linear")
+        return self._forward(images, batch_size, self.head[:-1])
+
+    def _forward(self, images: np.ndarray, batch_size: int, head: nn.Module) -> np.ndarray:
+        """``head`` (fp32) on the backbone's bfloat16 features of uint8 ``N×H×W×3`` images, chunk by chunk."""
         out = []
         step = batch_size if self.compiled is None else self.compiled_batch
         with torch.inference_mode():
@@ -187,8 +198,10 @@ class FastBatchPredictor:
                     y = self._run_compiled(graph, xp.contiguous(memory_format=torch.channels_last))
                 if y is None:  # the traced graph, on the chunk as it is
                     y = self.backbone(x.contiguous(memory_format=torch.channels_last))
-                out.append(self.head(y[:n].float()).numpy())
-        return np.concatenate(out) if out else no_logits(self.head)
+                out.append(head(y[:n].float()).flatten(1).numpy())
+        if out:
+            return np.concatenate(out)
+        return no_logits(self.head) if head is self.head else np.zeros((0, self.head[-1].in_features), np.float32)
 
     def logits(
         self, images: np.ndarray, logit_bias: Sequence[float] | None = None, batch_size: int = BATCH_SIZE

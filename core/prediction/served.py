@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from core.config import compile_enabled
 from core.explanation.gradcam import Explanation, GradCamExplainer
@@ -20,7 +21,7 @@ from core.models.card import ModelCard, load_model
 from core.models.networks import DressCodeNet
 from core.models.registry import ModelSpec, get_spec
 from core.prediction.fastpath import FastBatchPredictor
-from core.prediction.inference import DEFAULT_BATCH, apply_decision_rule, predict_logits
+from core.prediction.inference import DEFAULT_BATCH, apply_decision_rule, predict_logits, to_float_batch
 from core.scoring.calibration import calibrate_probs, temperature_for
 
 
@@ -108,6 +109,30 @@ class ServedModel:
         return calibrate_probs(
             apply_decision_rule(self.logits(images, batch_size, fast), self.logit_bias), self.temperature
         )
+
+    def embeddings(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH, fast: bool = True) -> np.ndarray:
+        """The penultimate embedding (the input of the head's classification layer, float32 ``N×D``) of
+        uint8 ``N×H×W×3`` native images: by default on the fast path (:meth:`FastBatchPredictor.fast_embeddings`,
+        several times quicker than fp32), or fp32 with ``fast=False``. The lock is taken chunk by chunk, so a
+        long run (a neighbour index over the training split) lets other sessions through between chunks."""
+        head = self.model.head
+        out = []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i : i + batch_size]
+            with self.lock:
+                if fast:
+                    out.append(self._fast_predictor().fast_embeddings(chunk, batch_size))
+                    continue
+                modes = {m: m.training for m in self.model.modules()}
+                self.model.eval()
+                try:
+                    with torch.inference_mode():
+                        x = self.model.backbone(self.model.adapter(to_float_batch(chunk)))
+                        out.append(head[:-1](x).flatten(1).float().numpy())
+                finally:
+                    for m, was in modes.items():
+                        m.training = was
+        return np.concatenate(out) if out else np.zeros((0, head[-1].in_features), np.float32)
 
     def _calibrated(self, exp: Explanation) -> Explanation:
         if self.temperature is None:

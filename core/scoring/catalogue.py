@@ -54,7 +54,9 @@ class CatalogueScorer:
 
     ``fast`` (default: the app's table's setting) predicts on the folded bfloat16 copy with fp32 re-checks of
     near ties, in chunks of the app's ``BATCH_SIZE``: the classes are the app's. ``compile``: build the
-    compiled graph before the first batch (``wait_compiled``), so one graph serves the whole run.
+    compiled graph before the first batch (``wait_compiled``), so one graph serves the whole run. ``ensemble``:
+    False leaves the ensemble column out, and with it the members that were not chosen (no model runs that
+    was not asked for).
     """
 
     def __init__(
@@ -64,10 +66,11 @@ class CatalogueScorer:
         fast: bool = BATCH_FAST,
         compile_wait: float | None = None,
         overlays: Path | None = None,
+        ensemble: bool = True,
     ) -> None:
         self.weights = Path(weights) if weights is not None else default_weights_dir()
         self.names = list(names)
-        self.ensemble = ensemble_of(self.weights)
+        self.ensemble = ensemble_of(self.weights) if ensemble else None
         members = self.ensemble.members if self.ensemble else []
         self.models = {n: ServedModel.load(n, self.weights) for n in dict.fromkeys([*self.names, *members])}
         classes = {tuple(m.classes) for m in self.models.values()}

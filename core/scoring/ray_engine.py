@@ -60,11 +60,13 @@ class ScoreActor:
         overlays: str | None,
         threads: int,
         crash_once: tuple[str, str] | None = None,
+        ensemble: bool = True,
     ) -> None:
         os.environ[COMPILE_ENV_VAR] = "1" if compile_backbones else "0"
         torch.set_num_threads(threads)
         wait = COMPILE_WAIT_S if (fast and compile_backbones) else None
-        self.scorer = CatalogueScorer(names, Path(weights), fast, wait, None if overlays is None else Path(overlays))
+        shown = None if overlays is None else Path(overlays)
+        self.scorer = CatalogueScorer(names, Path(weights), fast, wait, shown, ensemble)
         self.pool = ThreadPoolExecutor(threads) if threads > 1 else None  # decoding releases the GIL for most of it
         self.crash_once = crash_once
         self.worker = f"ray {socket.gethostname()}:{os.getpid()}"
@@ -114,7 +116,7 @@ def score_ray(
 ) -> RunStats:
     """Score ``items`` (none of them done yet) into ``store`` on ``workers`` actors of ``threads`` torch threads
     each (default: the local CPUs shared among them); ``scorer_kwargs``: ``names``, ``weights``, ``fast``,
-    ``compile_backbones``, ``overlays`` (:class:`ScoreActor`). A local Ray is started (and stopped) unless
+    ``compile_backbones``, ``overlays``, ``ensemble`` (:class:`ScoreActor`). A local Ray is started (and stopped) unless
     one is running or ``address`` names a cluster."""
     import ray
 

@@ -19,7 +19,11 @@ from pages.ui.resources import get_model
 SPLIT_FILE = DEFAULT_SPLIT_FILE  # the saved split whose training images the neighbours come from
 ORDER_NAMES = {"map": "the map's order", "random": "random order", "flipped": "flipped map (least important first)"}
 ORDER_COLOURS = {"map": "#3b5bdb", "random": "#868e96", "flipped": "#e8590c"}
-FILL_WORDS = {"white": "white (the catalogue background)", "blur": "a blurred copy of the photo"}
+FILL_WORDS = {
+    "road": "filled in from their neighbours (ROAD's imputation)",
+    "white": "white (the catalogue background)",
+    "blur": "a blurred copy of the photo",
+}
 
 
 # ---------------------------------------------------------------- deletion / insertion
@@ -27,8 +31,8 @@ FILL_WORDS = {"white": "white (the catalogue background)", "blur": "a blurred co
 def quick_deletion(
     name: str, digest: str, _native: np.ndarray, layer: str, target: int, versus: int | None, _cam: np.ndarray
 ) -> faithfulness.Faithfulness:
-    """Deletion curves (to white) of one map in the map's order and at random: one batched forward of
-    1 + 2 × 7 images; cached by model, photo, layer, class and contrast."""
+    """Deletion curves (pixels filled in from their neighbours) of one map in the map's order and at random:
+    one batched forward of 1 + 2 × 7 images; cached by model, photo, layer, class and contrast."""
     served = get_model(name).served
     assert served is not None
     return faithfulness.curves(
@@ -37,19 +41,20 @@ def quick_deletion(
 
 
 def deletion_note(container, name: str, photo, exp: Explanation, layer: str, classes: list[str]) -> None:  # noqa: ANN001
-    """Classify's one line under a model's map: what deleting the map's top 10 % (to white) does to the
+    """Classify's one line under a model's map: what deleting the map's top 10 % does to the
     class the map explains, against 10 % deleted at random."""
     result = quick_deletion(name, photo.digest, photo.native, layer, exp.target, exp.versus, exp.maps[layer])
     line = faithfulness.deletion_line(result, classes[exp.target])
     container.caption(
-        f"Deletion check: {line}. Deleted pixels turn white; the Trust page plots the whole curve.",
+        f"Deletion check: {line}. Deleted pixels are {FILL_WORDS[result.deletion_fill]}; the Trust page plots "
+        "the whole curve.",
         help="A map the model really relies on loses the class faster than random pixels do.",
     )
 
 
 @st.cache_data(show_spinner="Deleting and inserting pixels …", max_entries=64)
 def full_curves(name: str, digest: str, _native: np.ndarray, layer: str, target: int, _cam: np.ndarray):  # noqa: ANN201
-    """Deletion (to white) and insertion (from a blurred copy) curves for the map, random order and flipped map."""
+    """Deletion (imputed) and insertion (from a blurred copy) curves for the map, random order and flipped map."""
     served = get_model(name).served
     assert served is not None
     return faithfulness.curves(served, _native, _cam, target)
@@ -59,7 +64,7 @@ def curves_figure(result: faithfulness.Faithfulness, class_name: str) -> go.Figu
     """Deletion and insertion curves side by side, one line per pixel order, AUCs in the legend."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Deletion (pixels → white)", "Insertion (blurred → photo)"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Deletion (pixels → filled in)", "Insertion (blurred → photo)"))
     for col, curves in ((1, result.deletion), (2, result.insertion)):
         for order, curve in curves.items():
             fig.add_trace(
