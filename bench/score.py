@@ -1,8 +1,8 @@
 """Catalogue scoring throughput: ``python -m core.score`` with two models (``--models``, core.score's default
 pair, exactly those two: ``--no-ensemble``) on the saved test split, the local engine against Ray with 1 and 2
 workers — images/s (decoding, framing, both models and the Parquet parts included) and each worker's peak
-memory; then more local rows (``--also``): the heavier pair, and the default pair with the ensemble column
-(which runs every member model, three in all).
+memory; then more local rows (``--also``): a cheaper pair, a heavier one, and the default pair with the ensemble
+column (which runs every member model, three in all).
 
     python -m bench.score --json bench/score-results.json --readme README.md
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--also",
-        default="effnet_lite0,resnet50;ensemble",
+        default="baseline,effnet_lite0;effnet_lite0,resnet50;ensemble",
         help="more local-engine rows, ';'-separated: a model list, or 'ensemble' for --models with the ensemble",
     )
     ap.add_argument("--configs", default="local,ray1,ray2", help=f"of {', '.join(CONFIGS)}")

@@ -49,7 +49,8 @@ def test_trust_page_charts_the_cascade_and_the_curves_and_says_why_no_neighbours
     assert len(curves["data"]) == 6 and any("random order (AUC" in t["name"] for t in curves["data"])
     captions = " ".join(c.value for c in at.caption)
     assert "Fully randomised, its Spearman correlation with the trained map is" in captions
-    assert "Deletion AUC" in captions and "insertion starts from a blurred copy" in captions
+    assert "Deletion AUC" in captions and "Insertion starts from a blurred copy" in captions
+    assert "removed pixels are filled in from their neighbours (ROAD's imputation)" in captions
     assert "Similar training products:" in captions and "cannot be shown" in captions
     assert not [t for t in at.toggle if t.label == "Similar training products"]  # hidden, the sentence instead
 
@@ -70,6 +71,7 @@ def test_classify_shows_the_deletion_line_and_the_similar_training_products(monk
     assert not at.exception, [e.value for e in at.exception]
     lines = [c.value for c in at.caption if c.value.startswith("Deletion check: removing the top 10% of this map ")]
     assert len(lines) == 2 and all("(random 10%: " in line for line in lines)  # one per model
+    assert all("Deleted pixels are filled in from their neighbours" in line for line in lines)
     assert [t.value for t in at.toggle if t.label == "Similar training products"] == [False]  # nothing computed yet
     digest = read_upload(photo[0], photo[1]).digest
     at.toggle(key=f"similar_single_{digest}").set_value(True)

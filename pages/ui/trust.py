@@ -164,7 +164,7 @@ def similar_products(photo, names: list[str], key: str, classes: list[str]) -> N
         "Similar training products",
         key=f"similar_{key}_{photo.digest}",
         help="The training images nearest to this photo in each model's embedding. The first time builds each "
-        "model's index over the training split (ResNet50: about 15 minutes on 2 cores), kept on disk after; "
+        "model's index over the training split (1–4 minutes on 2 cores), kept on disk after; "
         "`python -m core.explanation.neighbours` builds them beforehand.",
     )
     if not shown:
