@@ -96,7 +96,7 @@ def table(res: dict) -> str:
         rows.append(
             f"| {shown} | {r['engine']} | {r['workers']} | {r['scored']} | **{r['steady_images_per_s']:.0f}** | "
             f"{r['images_per_s']:.0f} | {r['first_batch_s']:.1f} s | {r['command_wall_s']:.1f} s | {mem} | "
-            f"{r.get('class_differences_vs_local', 0)} |"
+            f"{r.get('class_differences_vs_local', 0 if r is res['runs'].get('local') else '—')} |"
         )
     return "\n".join(rows)
 
@@ -174,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         listing.write_text("".join(f"{p}\n" for p in files))
         warm = Path(tmp) / "warm.txt"
         warm.write_text("".join(f"{p}\n" for p in files[:64]))
-        # fills Inductor's cache for every model (the ensemble runs them all)
-        run_score(warm, Path(tmp) / "warm.parquet", "local", 0, args.models, extra, ensemble=True)
+        alsos = [a.strip() for a in args.also.split(";") if a.strip()]
+        every = ",".join(dict.fromkeys([*models, *(m for a in alsos if a != "ensemble" for m in a.split(","))]))
+        # fills Inductor's cache for every model measured (with the ensemble: all of its members)
+        run_score(warm, Path(tmp) / "warm.parquet", "local", 0, every, extra, ensemble="ensemble" in alsos)
         outs = {}
         for name in args.configs.split(","):
             engine, workers = CONFIGS[name]
@@ -184,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             res["runs"][name] = run_score(listing, outs[name], engine, workers, args.models, extra)
             if name != "local" and "local" in outs:
                 res["runs"][name]["class_differences_vs_local"] = class_differences(outs["local"], outs[name], models)
-        for k, also in enumerate(a for a in args.also.split(";") if a.strip()):
-            ensemble = also.strip() == "ensemble"
-            chosen = args.models if ensemble else also.strip()
+        for k, also in enumerate(alsos):
+            ensemble = also == "ensemble"
+            chosen = args.models if ensemble else also
             print(f"also: local engine, {chosen}{' + ensemble' if ensemble else ''} …", file=sys.stderr)
             out = Path(tmp) / f"also{k}.parquet"
             res["runs"][f"also{k}"] = run_score(listing, out, "local", 2, chosen, extra, ensemble)

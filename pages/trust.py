@@ -92,8 +92,9 @@ st.plotly_chart(trust.curves_figure(result, classes[exp.target]), key="trust_cur
 s = result.summary()
 st.caption(
     f"Deletion removes the pixels in the map's order, at random, and least important first; removed pixels are "
-    f"{trust.FILL_WORDS[result.deletion_fill]}, so a random order is not a salt-noise pattern of its own. "
-    f"Insertion starts from a blurred copy and puts the sharp pixels back in the same orders. Deletion AUC "
+    f"{trust.FILL_WORDS[result.deletion_fill]}"
+    + (", so a random order is not a salt-noise pattern of its own. " if result.deletion_fill == "road" else ". ")
+    + f"Insertion starts from a blurred copy and puts the sharp pixels back in the same orders. Deletion AUC "
     f"{s['deletion_auc']:.2f} (random {s['deletion_auc_random']:.2f}, flipped {s['deletion_auc_flipped']:.2f}; "
     f"lower is better), insertion AUC {s['insertion_auc']:.2f} (random {s['insertion_auc_random']:.2f}, flipped "
     f"{s['insertion_auc_flipped']:.2f}; higher is better). In one line: "

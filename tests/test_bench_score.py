@@ -21,7 +21,11 @@ def test_bench_score_local_on_the_fixture(tiny_dataset: Path, tmp_path: Path, mo
     readme.write_text("before\n<!-- score:start -->\nold\n<!-- score:end -->\nafter\n")
     out = tmp_path / "score.json"
     argv = ["--json", str(out), "--readme", str(readme), "--configs", "local", "--split-file", str(split)]
-    assert main([*argv, "--models", "baseline", "--also", "", "--limit", "12", "--extra=--no-compile --threads 1"]) == 0
+    # one --also row (the same model again: cheap) runs the extra-rows loop
+    assert (
+        main([*argv, "--models", "baseline", "--also", "baseline", "--limit", "12", "--extra=--no-compile --threads 1"])
+        == 0
+    )
     res = json.loads(out.read_text())
     run = res["runs"]["local"]
     assert run["scored"] == res["images"] > 0 and run["missing"] == 0
@@ -29,3 +33,6 @@ def test_bench_score_local_on_the_fixture(tiny_dataset: Path, tmp_path: Path, mo
     body = readme.read_text()
     assert body.startswith("before\n<!-- score:start -->\nMeasured") and body.endswith("<!-- score:end -->\nafter\n")
     assert "| `baseline` | local | 2 |" in body and run["ensemble"] is False
+    also = res["runs"]["also0"]
+    assert also["scored"] == run["scored"] and also["models"] == "baseline" and also["ensemble"] is False
+    assert body.count("| `baseline` | local | 2 |") == 2 and "| — |" in body  # an extra row is not compared

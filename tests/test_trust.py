@@ -224,7 +224,7 @@ def test_one_batched_predict_and_the_classify_line(hand_made: ServedModel, monke
 def test_perturbed_deletes_and_inserts_exactly_the_ranked_pixels() -> None:
     img, _ = signal_photo()
     order = np.arange(H * W)
-    out = faithfulness.perturbed(img, order, [0.0, 0.5, 1.0], insert=False)
+    out = faithfulness.perturbed(img, order, [0.0, 0.5, 1.0], insert=False, fill="white")
     assert (out[0] == img).all() and (out[2] == 255).all()
     assert (out[1][: H // 2] == 255).all() and (out[1][H // 2 :] == img[H // 2 :]).all()
     back = faithfulness.perturbed(img, order, [0.0, 1.0], insert=True, fill="blur")
@@ -282,6 +282,10 @@ def test_unit_vectors_make_the_euclidean_order_the_cosine_order() -> None:
         np.testing.assert_allclose(f.distances, np.sort(row)[:5], atol=1e-5)
     with pytest.raises(ValueError, match="N×D"):
         neighbours.unit(np.zeros(3))
+    with_zero = neighbours.NeighbourIndex([1, 2, 3], [0, 1, 2], np.array([[1.0, 0], [0, 0], [0, 2.0]]))
+    assert len(with_zero) == 2 and with_zero.ids.tolist() == [1, 3]  # no direction, no cosine: left out
+    none, some = with_zero.search(np.array([[0.0, 0.0], [1.0, 1.0]]), k=2)
+    assert none.ids == [] and some.ids and some.distances[0] == pytest.approx(1 - np.sqrt(0.5))
 
 
 def test_an_indexed_image_finds_itself_first(trained: ServedModel) -> None:

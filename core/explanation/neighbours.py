@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
-from torch import nn
 
 from core.config import cache_dir
+from core.images.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
+from core.images.framing import FRAMING_VERSION
 from core.prediction.inference import DEFAULT_BATCH
 
 if TYPE_CHECKING:
@@ -37,14 +38,6 @@ log = logging.getLogger(__name__)
 
 INDEX_VERSION = 2  # bump when the embedding or the file's layout changes (2: the fast path, unit vectors)
 K = 6  # neighbours shown per photo
-
-
-def embedding_layer(model: nn.Module) -> nn.Linear:
-    """The model's last ``nn.Linear`` (the head's classification layer): its input is the embedding."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("the model has no nn.Linear layer to read an embedding from")
-    return linears[-1]
 
 
 def embed(served: ServedModel, images: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
@@ -82,6 +75,13 @@ class NeighbourIndex:
         self.vectors = np.asarray(vectors, dtype=np.float32) if normalised else unit(vectors)
         if not (len(self.ids) == len(self.labels) == len(self.vectors)):
             raise ValueError("ids, labels and vectors differ in length")
+        has_direction = self.vectors.any(axis=1) if self.vectors.ndim == 2 else np.ones(0, bool)
+        if not has_direction.all():  # an all-zero embedding (every ReLU off) has no cosine to anything: left out
+            self.ids, self.labels, self.vectors = (
+                self.ids[has_direction],
+                self.labels[has_direction],
+                self.vectors[has_direction],
+            )
         # on unit vectors the Euclidean order is the cosine order (|a − b|² = 2 − 2 cos), and scikit-learn's
         # brute-force Euclidean search is one matrix product: a few ms for 23k × 256 where its cosine metric
         # normalises the whole index again on every query
@@ -91,14 +91,18 @@ class NeighbourIndex:
         return len(self.ids)
 
     def search(self, vectors: np.ndarray, k: int = K) -> list[Neighbours]:
-        """The ``k`` nearest indexed images of each embedding, nearest first."""
+        """The ``k`` nearest indexed images of each embedding, nearest first (none for an all-zero embedding:
+        it has no direction to compare)."""
+        queries = unit(vectors)
         if self._nn is None:
-            return [Neighbours([], [], []) for _ in range(len(vectors))]
-        dist, idx = self._nn.kneighbors(unit(vectors), n_neighbors=min(k, len(self)))
+            return [Neighbours([], [], []) for _ in range(len(queries))]
+        dist, idx = self._nn.kneighbors(queries, n_neighbors=min(k, len(self)))
         dist = dist**2 / 2  # cosine distance
         return [
             Neighbours([int(i) for i in self.ids[row]], [int(c) for c in self.labels[row]], [float(x) for x in d])
-            for d, row in zip(dist, idx)
+            if q.any()
+            else Neighbours([], [], [])
+            for q, d, row in zip(queries, dist, idx)
         ]
 
     def nearest(self, served: ServedModel, images: np.ndarray, k: int = K) -> list[Neighbours]:
@@ -135,7 +139,8 @@ def index_path(served: ServedModel, catalog: Catalog, train_ids: Sequence[int]) 
     """Where the index of ``served`` over ``train_ids`` is cached: keyed by the weights' sha256, the ids and
     the dataset folder (and the index version)."""
     ids = sorted(int(i) for i in train_ids)
-    key = json.dumps([weights_sha(served), str(Path(catalog.root).resolve()), ids, INDEX_VERSION])
+    framing = [FRAMING_VERSION, DEFAULT_FRAMING.to_dict()]  # the training images are embedded as framed
+    key = json.dumps([weights_sha(served), str(Path(catalog.root).resolve()), ids, INDEX_VERSION, framing])
     return cache_dir() / f"neighbours-{served.spec.name}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
 
 
@@ -160,7 +165,7 @@ def build_index(
     images = load_native_images(catalog, ids, unreadable=unreadable)
     bad = set(unreadable)
     keep = [k for k, i in enumerate(ids) if i not in bad]
-    vectors = embed(served, images[keep]) if keep else np.zeros((0, embedding_layer(served.model).in_features))
+    vectors = embed(served, images[keep])
     index = NeighbourIndex([ids[k] for k in keep], [label_of[ids[k]] for k in keep], vectors)
     if use_cache:
         try:

@@ -75,6 +75,14 @@ def fold_batchnorm(module: nn.Module) -> tuple[nn.Module, int]:
     return folded, fused
 
 
+def split_head(head: nn.Module) -> tuple[nn.Sequential, nn.Linear]:
+    """A model's head as (everything before its classification layer, that ``nn.Linear``): the first part's
+    output is the embedding (:meth:`FastBatchPredictor.fast_embeddings`, :meth:`ServedModel.embeddings`)."""
+    if not (isinstance(head, nn.Sequential) and len(head) and isinstance(head[-1], nn.Linear)):
+        raise TypeError("the head must be an nn.Sequential ending with its classification nn.Linear")
+    return head[:-1], head[-1]
+
+
 class FastBatchPredictor:
     """Batch logits from a folded bfloat16 copy of ``model``; near ties re-run in fp32."""
 
@@ -179,9 +187,7 @@ class FastBatchPredictor:
     def fast_embeddings(self, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """The input of the head's last layer (an ``nn.Linear``; float32 ``N×D``) on the fast path: the
         bfloat16 backbone, then the fp32 head without its last layer."""
-        if not (isinstance(self.head, nn.Sequential) and isinstance(self.head[-1], nn.Linear)):
-            raise TypeError("the head must be an nn.Sequential ending with its classification nn.Linear")
-        return self._forward(images, batch_size, self.head[:-1])
+        return self._forward(images, batch_size, split_head(self.head)[0])
 
     def _forward(self, images: np.ndarray, batch_size: int, head: nn.Module) -> np.ndarray:
         """``head`` (fp32) on the backbone's bfloat16 features of uint8 ``N×H×W×3`` images, chunk by chunk."""
@@ -201,7 +207,11 @@ class FastBatchPredictor:
                 out.append(head(y[:n].float()).flatten(1).numpy())
         if out:
             return np.concatenate(out)
-        return no_logits(self.head) if head is self.head else np.zeros((0, self.head[-1].in_features), np.float32)
+        return (
+            no_logits(self.head)
+            if head is self.head
+            else np.zeros((0, split_head(self.head)[1].in_features), np.float32)
+        )
 
     def logits(
         self, images: np.ndarray, logit_bias: Sequence[float] | None = None, batch_size: int = BATCH_SIZE

@@ -20,7 +20,7 @@ from core.explanation.gradcam import Explanation, GradCamExplainer
 from core.models.card import ModelCard, load_model
 from core.models.networks import DressCodeNet
 from core.models.registry import ModelSpec, get_spec
-from core.prediction.fastpath import FastBatchPredictor
+from core.prediction.fastpath import FastBatchPredictor, split_head
 from core.prediction.inference import DEFAULT_BATCH, apply_decision_rule, predict_logits, to_float_batch
 from core.scoring.calibration import calibrate_probs, temperature_for
 
@@ -115,7 +115,7 @@ class ServedModel:
         uint8 ``N×H×W×3`` native images: by default on the fast path (:meth:`FastBatchPredictor.fast_embeddings`,
         several times quicker than fp32), or fp32 with ``fast=False``. The lock is taken chunk by chunk, so a
         long run (a neighbour index over the training split) lets other sessions through between chunks."""
-        head = self.model.head
+        body, last = split_head(self.model.head)  # checked once, before any work
         out = []
         for i in range(0, len(images), batch_size):
             chunk = images[i : i + batch_size]
@@ -128,11 +128,11 @@ class ServedModel:
                 try:
                     with torch.inference_mode():
                         x = self.model.backbone(self.model.adapter(to_float_batch(chunk)))
-                        out.append(head[:-1](x).flatten(1).float().numpy())
+                        out.append(body(x).flatten(1).float().numpy())
                 finally:
                     for m, was in modes.items():
                         m.training = was
-        return np.concatenate(out) if out else np.zeros((0, head[-1].in_features), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, last.in_features), np.float32)
 
     def _calibrated(self, exp: Explanation) -> Explanation:
         if self.temperature is None:
