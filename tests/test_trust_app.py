@@ -25,6 +25,20 @@ def tiny_photo(root: Path, pid: int) -> tuple[str, bytes, str]:
     return f"{pid}.jpg", (root / "images" / f"{pid}.jpg").read_bytes(), "image/jpeg"
 
 
+def app_on_the_tiny_dataset(
+    monkeypatch: pytest.MonkeyPatch, tiny_dataset: Path, tmp_path: Path
+) -> tuple[AppTest, dict]:
+    """The app with the generated dataset and a split of it saved where the similar-products index reads it."""
+    catalog = load_styles(tiny_dataset)
+    split = make_split(catalog)
+    save_split(split, tmp_path / "split.json", {"classes": list(catalog.classes), "label_column": "usage"})
+    monkeypatch.setenv("DRESSCODE_DATA", str(tiny_dataset))
+    from pages.ui import trust
+
+    monkeypatch.setattr(trust, "SPLIT_FILE", tmp_path / "split.json")
+    return app(), split
+
+
 def chart_json(at: AppTest) -> list[str]:
     return [el.proto.spec for el in at.get("plotly_chart")]
 
@@ -56,14 +70,7 @@ def test_trust_page_charts_the_cascade_and_the_curves_and_says_why_no_neighbours
 
 
 def test_classify_shows_the_deletion_line_and_the_similar_training_products(monkeypatch, tiny_dataset, tmp_path):
-    catalog = load_styles(tiny_dataset)
-    split = make_split(catalog)
-    save_split(split, tmp_path / "split.json", {"classes": list(catalog.classes), "label_column": "usage"})
-    monkeypatch.setenv("DRESSCODE_DATA", str(tiny_dataset))
-    from pages.ui import trust
-
-    monkeypatch.setattr(trust, "SPLIT_FILE", tmp_path / "split.json")
-    at = app()
+    at, split = app_on_the_tiny_dataset(monkeypatch, tiny_dataset, tmp_path)
     pid = next(i for i in split["train"] if i not in (*DUPLICATE_GROUP, *CONFLICT_PAIR))
     photo = tiny_photo(tiny_dataset, pid)
     at.file_uploader(key="uploads").set_value(photo)
@@ -109,14 +116,7 @@ def test_the_cascade_is_two_clicks_from_a_fresh_start() -> None:
 
 def test_a_batch_rows_details_have_the_trust_lines_too(monkeypatch, tiny_dataset, tmp_path) -> None:
     """Inside a batch row (an expander) the similar products sit behind a toggle: expanders cannot nest."""
-    catalog = load_styles(tiny_dataset)
-    split = make_split(catalog)
-    save_split(split, tmp_path / "split.json", {"classes": list(catalog.classes), "label_column": "usage"})
-    monkeypatch.setenv("DRESSCODE_DATA", str(tiny_dataset))
-    from pages.ui import trust
-
-    monkeypatch.setattr(trust, "SPLIT_FILE", tmp_path / "split.json")
-    at = app()
+    at, _ = app_on_the_tiny_dataset(monkeypatch, tiny_dataset, tmp_path)
     photos = [tiny_photo(tiny_dataset, pid) for pid in (10010, 11012)]
     at.file_uploader(key="uploads").set_value(photos)
     at.run()

@@ -21,7 +21,13 @@ from core.models.card import ModelCard, load_model
 from core.models.networks import DressCodeNet
 from core.models.registry import ModelSpec, get_spec
 from core.prediction.fastpath import FastBatchPredictor, split_head
-from core.prediction.inference import DEFAULT_BATCH, apply_decision_rule, predict_logits, to_float_batch
+from core.prediction.inference import (
+    DEFAULT_BATCH,
+    apply_decision_rule,
+    eval_mode,
+    predict_logits,
+    to_float_batch,
+)
 from core.scoring.calibration import calibrate_probs, temperature_for
 
 
@@ -123,15 +129,9 @@ class ServedModel:
                 if fast:
                     out.append(self._fast_predictor().fast_embeddings(chunk, batch_size))
                     continue
-                modes = {m: m.training for m in self.model.modules()}
-                self.model.eval()
-                try:
-                    with torch.inference_mode():
-                        x = self.model.backbone(self.model.adapter(to_float_batch(chunk)))
-                        out.append(body(x).flatten(1).float().numpy())
-                finally:
-                    for m, was in modes.items():
-                        m.training = was
+                with eval_mode(self.model), torch.inference_mode():
+                    x = self.model.backbone(self.model.adapter(to_float_batch(chunk)))
+                    out.append(body(x).flatten(1).float().numpy())
         return np.concatenate(out) if out else np.zeros((0, last.in_features), np.float32)
 
     def _calibrated(self, exp: Explanation) -> Explanation:
