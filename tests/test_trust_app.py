@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from apptest_helpers import APPTEST_MARKS, app
 from fixtures import CONFLICT_PAIR, DUPLICATE_GROUP
@@ -128,3 +129,22 @@ def test_a_batch_rows_details_have_the_trust_lines_too(monkeypatch, tiny_dataset
     assert not at.exception, [e.value for e in at.exception]
     assert sum(c.value.startswith("Deletion check: ") for c in at.caption) == 2
     assert len([m for m in at.markdown if ": it looks like these 6 " in m.value]) == 2
+
+
+def test_a_photo_with_an_all_zero_embedding_gets_a_sentence_not_an_error(monkeypatch, tiny_dataset, tmp_path):
+    """The index leaves out an all-zero query (no direction): the section says so instead of empty columns."""
+    at, split = app_on_the_tiny_dataset(monkeypatch, tiny_dataset, tmp_path)
+    from core.explanation import neighbours
+
+    def zero_query(self, served, images, k=neighbours.K):  # the index is built as usual, the query is zero
+        return self.search(np.zeros((len(images), self.vectors.shape[1]), np.float32), k)
+
+    monkeypatch.setattr(neighbours.NeighbourIndex, "nearest", zero_query)
+    photo = tiny_photo(tiny_dataset, split["train"][0])
+    at.file_uploader(key="uploads").set_value(photo)
+    at.run()
+    at.toggle(key=f"similar_single_{read_upload(photo[0], photo[1]).digest}").set_value(True)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = [c.value for c in at.caption if "its embedding is all zero" in c.value]
+    assert len(said) == 2 and not [m for m in at.markdown if ": it looks like these " in m.value]

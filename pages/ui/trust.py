@@ -182,6 +182,12 @@ def similar_products(photo, names: list[str], key: str, classes: list[str]) -> N
             if found is None or catalog is None:
                 st.caption(f"{title}: no training images to compare with.")
                 continue
+            if not found.ids:  # an all-zero embedding: no unit of the last layer fired, so no direction
+                st.caption(
+                    f"{title}: none — for this photo no unit of the model's last layer responds (its embedding "
+                    "is all zero), so it resembles no training image more than another."
+                )
+                continue
             st.markdown(f"**{title}**: it looks like these {len(found.ids)} {summary(found.labels, classes)}")
             cols = st.columns(len(found.ids))
             for col, pid, label, dist in zip(cols, found.ids, found.labels, found.distances):
