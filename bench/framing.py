@@ -2,6 +2,7 @@
 
     python -m bench.framing --split val|test [--json PATH] [--readme README.md] [--casual-sample N]
                             [--no-normalise] [--models A,B] [--weights DIR] [--limit N]
+    python -m bench.framing --compare BEFORE.json AFTER.json [--json PATH]
 
 Each image of the saved split is enlarged to upload-like size (3×, as an upload would be) and
 framed in every way of :data:`core.images.framings.FRAMINGS` (white square, landscape, zoomed out,
@@ -16,6 +17,12 @@ All Formal and Smart Casual images of the split are used; Casual images are samp
 (``--casual-sample``, default 800, fixed seed) and weighted by their sampling rate, so that
 balanced accuracy and macro-F1 estimate the whole split's (``--casual-sample 0``: all of them).
 Thresholds and augmentation strengths are chosen with ``--split val``; test is only reported.
+
+The ``--json`` file keeps each image's predicted class, so two runs on the same images (the shipped
+models and candidates, or the step with and without a part) can be compared pair by pair:
+``--compare BEFORE AFTER`` counts, per model, framing and class, the images one run gets right and the
+other wrong, and tells a loss beyond noise (exact McNemar test, Benjamini–Hochberg over the framings and
+classes) from one that one or two images make.
 """
 
 from __future__ import annotations
@@ -145,18 +152,26 @@ def run(
         "sampled": samples,
         "framings": list(FRAMINGS),
         "framing_actions": {f: dict(Counter(a)) for f, a in zip(FRAMINGS, actions)},
+        "classes": classes,
+        "ids": [int(i) for i in ids],
+        "labels": y.tolist(),
         "models": {},
+        # per model and framing, each image's predicted class as one digit per image, in ``ids`` order
+        # (for paired comparisons; a string keeps the JSON file small)
+        "predictions": {},
     }
     for name, served in loaded.items():
-        rows = {}
+        rows, preds = {}, {}
         for f, framing in enumerate(FRAMINGS):
             pred = served.predict(canvases[f]).argmax(1)  # the card's decision rule
             rows[framing] = score(y, pred, weights, classes)
+            preds[framing] = "".join(map(str, pred.tolist()))
         base = rows[next(iter(FRAMINGS))]
         for r in rows.values():
             r["formal_recall_ratio"] = r["formal_recall"] / base["formal_recall"] if base["formal_recall"] else None
             r["casual_recall_ratio"] = r["casual_recall"] / base["casual_recall"] if base["casual_recall"] else None
         out["models"][name] = rows
+        out["predictions"][name] = preds
         log.info("%s scored", name)
     return out
 
@@ -202,6 +217,72 @@ def summary_table(before: dict, after: dict) -> str:
         lines.append(f"| {f} | " + " | ".join(cells) + " |")
     casual = " · ".join(f"`{m}` {min(r['casual_recall'] for r in after['models'][m].values()):.2f}" for m in models)
     return "\n".join(lines) + f"\n\nLowest Casual recall over the framings, after: {casual}."
+
+
+def _digits(predictions: str) -> np.ndarray:
+    """A result's per-image predictions ("0120…") as class indices."""
+    return np.frombuffer(predictions.encode(), np.uint8).astype(np.int64) - ord("0")
+
+
+def compare(before: dict, after: dict, alpha: float = 0.05) -> dict:
+    """Paired comparison of two results on the same images: per model, framing and class (Formal, Casual,
+    Smart Casual), the images of that class one side gets right and the other wrong, an exact McNemar
+    test on them (scipy's two-sided binomial test), and p-values adjusted over all of a model's framings and
+    classes (Benjamini–Hochberg). ``worse`` marks a loss that is more than noise: more lost than gained and
+    an adjusted p below ``alpha``. Needs results that kept their predictions (``predictions``)."""
+    from scipy.stats import binomtest, false_discovery_control
+
+    if "predictions" not in before or "predictions" not in after:
+        raise ValueError("both results need per-image predictions: rerun python -m bench.framing (--json)")
+    common = sorted(set(before["ids"]) & set(after["ids"]))
+    if not common:
+        raise ValueError("the two results share no image: compare runs of the same split and sample")
+    pos_b = {i: k for k, i in enumerate(before["ids"])}
+    pos_a = {i: k for k, i in enumerate(after["ids"])}
+    ib, ia = np.array([pos_b[i] for i in common]), np.array([pos_a[i] for i in common])
+    y = np.asarray(before["labels"])[ib]
+    if not np.array_equal(y, np.asarray(after["labels"])[ia]):
+        raise ValueError("the two results label the same images differently")
+    classes = before["classes"]
+    out: dict = {"images": len(common), "alpha": alpha, "models": {}}
+    for m in [m for m in after["predictions"] if m in before["predictions"]]:
+        rows: dict = {}
+        for f in after["framings"]:
+            right_b = _digits(before["predictions"][m][f])[ib] == y
+            right_a = _digits(after["predictions"][m][f])[ia] == y
+            for k, c in enumerate(classes):
+                mask = y == k
+                lost, gained = int((right_b & ~right_a & mask).sum()), int((~right_b & right_a & mask).sum())
+                p = binomtest(lost, lost + gained).pvalue if lost + gained else 1.0
+                rows.setdefault(f, {})[c] = {"images": int(mask.sum()), "lost": lost, "gained": gained, "p": float(p)}
+        cells = [cell for by_class in rows.values() for cell in by_class.values()]
+        for cell, q in zip(cells, false_discovery_control([c["p"] for c in cells])):
+            cell["p_adjusted"] = float(q)
+            cell["worse"] = bool(cell["lost"] > cell["gained"] and q < alpha)
+            cell["better"] = bool(cell["gained"] > cell["lost"] and q < alpha)
+        out["models"][m] = rows
+    return out
+
+
+def compare_table(res: dict) -> str:
+    """Markdown: per model and framing, lost/gained images per class; a loss beyond noise in bold."""
+    out = []
+    for m, rows in res["models"].items():
+        classes = list(next(iter(rows.values())))
+        out += [f"**`{m}`** (images right before and wrong after / wrong before and right after)\n",
+                "| framing | " + " | ".join(f"{c}: lost / gained" for c in classes) + " |",
+                "|---|" + "---|" * len(classes)]  # fmt: skip
+        for f, by_class in rows.items():
+            cells = []
+            for c in classes:
+                x = by_class[c]
+                cell = f"{x['lost']} / {x['gained']}"
+                cells.append(f"**{cell} worse (q={x['p_adjusted']:.3f})**" if x["worse"] else cell)
+            out.append(f"| {f} | " + " | ".join(cells) + " |")
+        worse = sum(x["worse"] for by_class in rows.values() for x in by_class.values())
+        better = sum(x["better"] for by_class in rows.values() for x in by_class.values())
+        out += ["", f"Beyond noise (adjusted p < {res['alpha']}): {worse} worse, {better} better.", ""]
+    return "\n".join(out).rstrip()
 
 
 CHANGE_START, CHANGE_END = "<!-- framing-change:start -->", "<!-- framing-change:end -->"
@@ -356,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--summary", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="before → after table of two --json files"
     )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE", "AFTER"),
+        help="paired test of two --json files of the same split (per framing and class: images lost and gained)",
+    )
     p.add_argument("--dataset-change", action="store_true", help="measure how much the step changes the dataset")
     p.add_argument(
         "--set",
@@ -374,6 +462,13 @@ def main(argv: list[str] | None = None) -> int:
             "framing step (`--no-normalise`) and the shipped models with it:\n\n"
         )
         _report(after, summary_table(before, after), None, args.readme, (SUMMARY_START, SUMMARY_END), intro)
+        return 0
+    if args.compare:
+        try:
+            res = compare(*(json.loads(path.read_text()) for path in args.compare))
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"--compare: {err}") from None
+        _report(res, compare_table(res), args.json, None, ("", ""), "")
         return 0
     if args.dataset_change:
         res = dataset_change(args.workers)

@@ -230,7 +230,8 @@ def test_load_native_images_cache(catalog: Catalog, tmp_path: Path, monkeypatch:
     assert _cache_key(catalog, ids) == key
     import core.data.cache as cache_module
 
-    changed = dataclasses.replace(cache_module.DEFAULT_FRAMING, shadow_chroma=2.5)
+    default = cache_module.DEFAULT_FRAMING
+    changed = dataclasses.replace(default, shadow_chroma=default.shadow_chroma + 1.0)
     monkeypatch.setattr(cache_module, "DEFAULT_FRAMING", changed)  # a new default of the framing step
     assert _cache_key(catalog, ids) != key  # images framed with the old one are not served
 

@@ -4,6 +4,8 @@ augmentation that re-frames draws, and the share of a map on the product."""
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -309,3 +311,57 @@ def test_tinted_light_on_white_is_white_balanced_but_a_coloured_table_keeps_its_
     table = on_surface(img, (480, 560), noisy((480, 560), (196, 170, 138), 4.0))
     assert "tinted light" not in normalise_framing(table, WITH_PARTS).note
     assert white_balance_gains(np.array([95.0, 0.5, 1.0]), WITH_PARTS) is None  # neutral white: nothing to do
+
+
+def fake_result(preds: dict[str, list[int]], labels: list[int], ids: list[int] | None = None) -> dict:
+    """A bench.framing result with per-image predictions, for the paired comparison."""
+    return {
+        "framings": list(preds),
+        "classes": ["Casual", "Formal", "Smart Casual"],
+        "ids": ids or list(range(len(labels))),
+        "labels": labels,
+        "predictions": {"m": {f: "".join(map(str, p)) for f, p in preds.items()}},
+    }
+
+
+def test_the_paired_comparison_tells_a_real_loss_from_one_image() -> None:
+    from bench.framing import compare, compare_table
+
+    labels = [0] * 300 + [1] * 100 + [2] * 5
+    right = list(labels)
+    one_off = list(labels)
+    one_off[0] = 1  # one Casual image now called Formal
+    many_off = list(labels)
+    many_off[300:330] = [0] * 30  # 30 of 100 Formal images now called Casual
+    before = fake_result({"a": right, "b": right}, labels)
+    after = fake_result({"a": one_off, "b": many_off}, labels)
+    res = compare(before, after)
+    a, b = res["models"]["m"]["a"], res["models"]["m"]["b"]
+    assert a["Casual"]["lost"] == 1 and a["Casual"]["gained"] == 0 and not a["Casual"]["worse"]
+    assert b["Formal"]["lost"] == 30 and b["Formal"]["worse"] and b["Formal"]["p_adjusted"] < 0.001
+    assert not any(x["worse"] or x["better"] for x in (*a.values(), b["Casual"], b["Smart Casual"]))
+    assert compare(after, before)["models"]["m"]["b"]["Formal"]["better"]  # the other way round: a gain
+    text = compare_table(res)
+    assert "| b | 0 / 0 | **30 / 0 worse (q=" in text and "1 worse, 0 better" in text
+    # only the images both runs scored are paired, by id
+    shifted = fake_result({"a": right[1:], "b": right[1:]}, labels[1:], list(range(1, len(labels))))
+    assert compare(before, shifted)["images"] == len(labels) - 1
+
+
+def test_the_paired_comparison_refuses_results_it_cannot_pair(tmp_path: Path) -> None:
+    from bench.framing import compare, main
+
+    labels = [0, 1, 1]
+    good = fake_result({"a": labels}, labels)
+    with pytest.raises(ValueError, match="per-image predictions"):
+        compare({k: v for k, v in good.items() if k != "predictions"}, good)
+    with pytest.raises(ValueError, match="label the same images differently"):
+        compare(good, fake_result({"a": labels}, [0, 1, 0]))
+    with pytest.raises(ValueError, match="share no image"):
+        compare(good, fake_result({"a": labels}, labels, [7, 8, 9]))
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({k: v for k, v in good.items() if k != "predictions"}))
+    with pytest.raises(SystemExit, match="--compare: both results need per-image predictions"):
+        main(["--compare", str(old), str(old)])
+    with pytest.raises(SystemExit, match="--compare: "):
+        main(["--compare", str(tmp_path / "missing.json"), str(old)])

@@ -146,6 +146,8 @@ def test_shipped_models_keep_their_answer_on_framed_test_photos(data_dir: Path) 
 
     result = run("test", list(FRAMING_FLOORS), FRAMING_SLICE, True, None, None, 2)
     assert result["images"] >= 200
+    kept = [p for by_framing in result["predictions"].values() for p in by_framing.values()]
+    assert {len(p) for p in kept} == {result["images"]} and set("".join(kept)) <= set("012")  # each image's answer
     failures = []
     for model, (floors, casual_floor) in FRAMING_FLOORS.items():
         for framing, r in result["models"][model].items():
