@@ -60,9 +60,12 @@ def sample_ids(catalog: Catalog, ids: list[int], limit: int | None, seed: int = 
 
 def bootstrap_mean_ci(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> list[float]:
     """95% percentile-bootstrap interval of the mean of ``values`` (images resampled with replacement)."""
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    from scipy.stats import bootstrap
+
+    ci = bootstrap(
+        (np.asarray(values, float),), np.mean, n_resamples=resamples, method="percentile", random_state=seed
+    ).confidence_interval
+    return [float(ci.low), float(ci.high)]
 
 
 def measure_model(served: ServedModel, images: np.ndarray, deletion_fill: str = "road") -> dict[str, dict]:

@@ -355,3 +355,13 @@ def test_bench_trust_writes_every_number_and_the_readme_block(tiny_dataset, tmp_
     readme.write_text(f"{bench_trust.START}\n{bench_trust.END}\n")
     assert bench_trust.main(["--json", str(out), "--readme", str(readme), "--no-measure"]) == 0
     assert readme.read_text().count("| `baseline` |") == 3  # two layers and the index, from the JSON
+
+
+def test_the_deletion_gains_interval_brackets_the_mean_and_is_seeded() -> None:
+    from bench.trust import bootstrap_mean_ci
+
+    gains = np.random.default_rng(1).normal(0.1, 0.2, 30)
+    low, high = bootstrap_mean_ci(gains)
+    assert low < gains.mean() < high and high - low < 0.2  # about ±2 standard errors (0.2/√30 = 0.037)
+    assert bootstrap_mean_ci(gains) == [low, high]
+    assert bootstrap_mean_ci(gains + 1.0)[0] > 1.0  # a clear gain: the interval clears zero
