@@ -244,6 +244,8 @@ def compare(before: dict, after: dict, alpha: float = 0.05) -> dict:
     if not np.array_equal(y, np.asarray(after["labels"])[ia]):
         raise ValueError("the two results label the same images differently")
     classes = before["classes"]
+    if before["framings"] != after["framings"] or classes != after["classes"]:
+        raise ValueError("the two results have different framings or classes: compare runs of the same code")
     out: dict = {"images": len(common), "alpha": alpha, "models": {}}
     for m in [m for m in after["predictions"] if m in before["predictions"]]:
         rows: dict = {}

@@ -359,6 +359,8 @@ def test_the_paired_comparison_refuses_results_it_cannot_pair(tmp_path: Path) ->
         compare(good, fake_result({"a": labels}, [0, 1, 0]))
     with pytest.raises(ValueError, match="share no image"):
         compare(good, fake_result({"a": labels}, labels, [7, 8, 9]))
+    with pytest.raises(ValueError, match="different framings"):
+        compare(good, fake_result({"b": labels}, labels))
     old = tmp_path / "old.json"
     old.write_text(json.dumps({k: v for k, v in good.items() if k != "predictions"}))
     with pytest.raises(SystemExit, match="--compare: both results need per-image predictions"):
