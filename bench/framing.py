@@ -134,6 +134,8 @@ def run(
         raise SystemExit("no dataset found (set DRESSCODE_DATA or put it at ../shared/data/fashion-small)")
     loaded = {m: ServedModel.load(m, weights_dir) for m in models}
     classes = list(next(iter(loaded.values())).classes)
+    if len(classes) > 10:
+        raise SystemExit(f"the benchmark keeps one digit per answer: {len(classes)} classes are too many")
     catalog = load_styles(data, classes)
     split = get_or_make_split(catalog, DEFAULT_SPLIT_FILE)
     labels = catalog.label_of()
@@ -165,7 +167,7 @@ def run(
         for f, framing in enumerate(FRAMINGS):
             pred = served.predict(canvases[f]).argmax(1)  # the card's decision rule
             rows[framing] = score(y, pred, weights, classes)
-            preds[framing] = "".join(map(str, pred.tolist()))
+            preds[framing] = "".join(map(str, pred.tolist()))  # one digit per image: at most 10 classes
         base = rows[next(iter(FRAMINGS))]
         for r in rows.values():
             r["formal_recall_ratio"] = r["formal_recall"] / base["formal_recall"] if base["formal_recall"] else None
@@ -219,21 +221,34 @@ def summary_table(before: dict, after: dict) -> str:
     return "\n".join(lines) + f"\n\nLowest Casual recall over the framings, after: {casual}."
 
 
-def _digits(predictions: str) -> np.ndarray:
-    """A result's per-image predictions ("0120…") as class indices."""
+def _digits(predictions: str, n: int) -> np.ndarray:
+    """A result's per-image predictions ("0120…", one digit per image) as class indices; ValueError
+    unless it holds exactly ``n`` digits."""
+    if len(predictions) != n or not predictions.isdigit():
+        raise ValueError(f"a predictions entry holds {len(predictions)} characters for {n} images (or not digits)")
     return np.frombuffer(predictions.encode(), np.uint8).astype(np.int64) - ord("0")
 
 
 def compare(before: dict, after: dict, alpha: float = 0.05) -> dict:
-    """Paired comparison of two results on the same images: per model, framing and class (Formal, Casual,
-    Smart Casual), the images of that class one side gets right and the other wrong, an exact McNemar
-    test on them (scipy's two-sided binomial test), and p-values adjusted over all of a model's framings and
-    classes (Benjamini–Hochberg). ``worse`` marks a loss that is more than noise: more lost than gained and
-    an adjusted p below ``alpha``. Needs results that kept their predictions (``predictions``)."""
+    """Paired comparison of two results on the same images (paired by id; images in one result only are
+    left out and counted): per model, framing and class, the images of that class one side gets right and
+    the other wrong, and
+
+    - an exact McNemar test on them (scipy's two-sided binomial test), its p-value adjusted over the model's
+      framings and classes (Benjamini–Hochberg): ``worse`` / ``better`` mark a change beyond noise;
+    - the net loss, (lost − gained) / images of the class, with the upper end of its 95% interval (Wald, paired
+      proportions): a gate can ask that a loss be *shown small* (non-inferiority), not only not shown.
+
+    Needs results that kept their predictions (``predictions``); ValueError when they cannot be paired."""
     from scipy.stats import binomtest, false_discovery_control
 
     if "predictions" not in before or "predictions" not in after:
         raise ValueError("both results need per-image predictions: rerun python -m bench.framing (--json)")
+    if before["framings"] != after["framings"] or before["classes"] != after["classes"]:
+        raise ValueError("the two results have different framings or classes: compare runs of the same code")
+    models = [m for m in after["predictions"] if m in before["predictions"]]
+    if not models:
+        raise ValueError("the two results share no model")
     common = sorted(set(before["ids"]) & set(after["ids"]))
     if not common:
         raise ValueError("the two results share no image: compare runs of the same split and sample")
@@ -244,19 +259,32 @@ def compare(before: dict, after: dict, alpha: float = 0.05) -> dict:
     if not np.array_equal(y, np.asarray(after["labels"])[ia]):
         raise ValueError("the two results label the same images differently")
     classes = before["classes"]
-    if before["framings"] != after["framings"] or classes != after["classes"]:
-        raise ValueError("the two results have different framings or classes: compare runs of the same code")
-    out: dict = {"images": len(common), "alpha": alpha, "models": {}}
-    for m in [m for m in after["predictions"] if m in before["predictions"]]:
+    out: dict = {
+        "images": len(common),
+        "left_out": {"before": len(before["ids"]) - len(common), "after": len(after["ids"]) - len(common)},
+        "alpha": alpha,
+        "models": {},
+    }
+    for m in models:
         rows: dict = {}
         for f in after["framings"]:
-            right_b = _digits(before["predictions"][m][f])[ib] == y
-            right_a = _digits(after["predictions"][m][f])[ia] == y
+            right_b = _digits(before["predictions"][m][f], len(before["ids"]))[ib] == y
+            right_a = _digits(after["predictions"][m][f], len(after["ids"]))[ia] == y
             for k, c in enumerate(classes):
                 mask = y == k
+                n = int(mask.sum())
                 lost, gained = int((right_b & ~right_a & mask).sum()), int((~right_b & right_a & mask).sum())
                 p = binomtest(lost, lost + gained).pvalue if lost + gained else 1.0
-                rows.setdefault(f, {})[c] = {"images": int(mask.sum()), "lost": lost, "gained": gained, "p": float(p)}
+                net = (lost - gained) / n if n else 0.0
+                se = np.sqrt(max(lost + gained - (lost - gained) ** 2 / n, 0.0)) / n if n else 0.0
+                rows.setdefault(f, {})[c] = {
+                    "images": n,
+                    "lost": lost,
+                    "gained": gained,
+                    "p": float(p),
+                    "net_loss": float(net),
+                    "net_loss_upper95": float(net + 1.96 * se),
+                }
         cells = [cell for by_class in rows.values() for cell in by_class.values()]
         for cell, q in zip(cells, false_discovery_control([c["p"] for c in cells])):
             cell["p_adjusted"] = float(q)
@@ -267,19 +295,22 @@ def compare(before: dict, after: dict, alpha: float = 0.05) -> dict:
 
 
 def compare_table(res: dict) -> str:
-    """Markdown: per model and framing, lost/gained images per class; a loss beyond noise in bold."""
-    out = []
+    """Markdown: per model and framing, lost / gained images per class with the net loss's upper 95% bound;
+    a change beyond noise marked."""
+    left = res["left_out"]
+    out = [f"{res['images']} images paired ({left['before']} only before, {left['after']} only after).", ""]
     for m, rows in res["models"].items():
         classes = list(next(iter(rows.values())))
-        out += [f"**`{m}`** (images right before and wrong after / wrong before and right after)\n",
+        out += [f"**`{m}`** (lost = right before and wrong after; net loss's upper 95% bound in brackets)\n",
                 "| framing | " + " | ".join(f"{c}: lost / gained" for c in classes) + " |",
                 "|---|" + "---|" * len(classes)]  # fmt: skip
         for f, by_class in rows.items():
             cells = []
             for c in classes:
                 x = by_class[c]
-                cell = f"{x['lost']} / {x['gained']}"
-                cells.append(f"**{cell} worse (q={x['p_adjusted']:.3f})**" if x["worse"] else cell)
+                cell = f"{x['lost']} / {x['gained']} [{x['net_loss_upper95']:+.3f}]"
+                mark = " **worse**" if x["worse"] else " **better**" if x["better"] else ""
+                cells.append(cell + (f"{mark} (q={x['p_adjusted']:.3f})" if mark else ""))
             out.append(f"| {f} | " + " | ".join(cells) + " |")
         worse = sum(x["worse"] for by_class in rows.values() for x in by_class.values())
         better = sum(x["better"] for by_class in rows.values() for x in by_class.values())
@@ -468,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         try:
             res = compare(*(json.loads(path.read_text()) for path in args.compare))
-        except (OSError, ValueError) as err:
-            raise SystemExit(f"--compare: {err}") from None
+        except (OSError, ValueError, KeyError) as err:  # KeyError: a result missing a field or a framing
+            raise SystemExit(f"--compare: {err!s}") from None
         _report(res, compare_table(res), args.json, None, ("", ""), "")
         return 0
     if args.dataset_change:

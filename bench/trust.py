@@ -62,10 +62,12 @@ def bootstrap_mean_ci(values: np.ndarray, resamples: int = 2000, seed: int = 0) 
     """95% percentile-bootstrap interval of the mean of ``values`` (images resampled with replacement)."""
     from scipy.stats import bootstrap
 
-    ci = bootstrap(
-        (np.asarray(values, float),), np.mean, n_resamples=resamples, method="percentile", random_state=seed
-    ).confidence_interval
-    return [float(ci.low), float(ci.high)]
+    values = np.asarray(values, float)
+    if len(values) < 2:  # nothing to resample (``--limit 1``): the interval is the value itself
+        mean = float(values.mean()) if len(values) else float("nan")
+        return [mean, mean]
+    res = bootstrap((values,), np.mean, n_resamples=resamples, method="percentile", random_state=seed)
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
 def measure_model(served: ServedModel, images: np.ndarray, deletion_fill: str = "road") -> dict[str, dict]:

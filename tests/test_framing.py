@@ -340,12 +340,19 @@ def test_the_paired_comparison_tells_a_real_loss_from_one_image() -> None:
     assert a["Casual"]["lost"] == 1 and a["Casual"]["gained"] == 0 and not a["Casual"]["worse"]
     assert b["Formal"]["lost"] == 30 and b["Formal"]["worse"] and b["Formal"]["p_adjusted"] < 0.001
     assert not any(x["worse"] or x["better"] for x in (*a.values(), b["Casual"], b["Smart Casual"]))
-    assert compare(after, before)["models"]["m"]["b"]["Formal"]["better"]  # the other way round: a gain
+    # the net loss and its upper 95% bound: 30 of 100 lost is 0.30, bound above it; nothing lost: bound 0
+    assert b["Formal"]["net_loss"] == pytest.approx(0.3) and 0.3 < b["Formal"]["net_loss_upper95"] < 0.45
+    assert b["Casual"]["net_loss_upper95"] == 0.0 and 0 < a["Casual"]["net_loss_upper95"] < 0.01
+    back = compare(after, before)["models"]["m"]["b"]["Formal"]  # the other way round: a gain
+    assert back["better"] and not back["worse"] and back["net_loss_upper95"] < 0
     text = compare_table(res)
-    assert "| b | 0 / 0 | **30 / 0 worse (q=" in text and "1 worse, 0 better" in text
-    # only the images both runs scored are paired, by id
+    assert text.startswith("405 images paired (0 only before, 0 only after).")
+    assert "| b | 0 / 0 [+0.000] | 30 / 0 [+0.390] **worse** (q=" in text and "1 worse, 0 better" in text
+    # only the images both runs scored are paired, by id, and every pair of identical answers is unchanged
     shifted = fake_result({"a": right[1:], "b": right[1:]}, labels[1:], list(range(1, len(labels))))
-    assert compare(before, shifted)["images"] == len(labels) - 1
+    res = compare(before, shifted)
+    assert res["images"] == len(labels) - 1 and res["left_out"] == {"before": 1, "after": 0}
+    assert {(x["lost"], x["gained"]) for by in res["models"]["m"].values() for x in by.values()} == {(0, 0)}
 
 
 def test_the_paired_comparison_refuses_results_it_cannot_pair(tmp_path: Path) -> None:
@@ -361,6 +368,14 @@ def test_the_paired_comparison_refuses_results_it_cannot_pair(tmp_path: Path) ->
         compare(good, fake_result({"a": labels}, labels, [7, 8, 9]))
     with pytest.raises(ValueError, match="different framings"):
         compare(good, fake_result({"b": labels}, labels))
+    other_model = fake_result({"a": labels}, labels)
+    other_model["predictions"] = {"n": other_model["predictions"]["m"]}
+    with pytest.raises(ValueError, match="share no model"):
+        compare(good, other_model)
+    short = fake_result({"a": labels}, labels)
+    short["predictions"]["m"]["a"] = "01"
+    with pytest.raises(ValueError, match="2 characters for 3 images"):
+        compare(good, short)
     old = tmp_path / "old.json"
     old.write_text(json.dumps({k: v for k, v in good.items() if k != "predictions"}))
     with pytest.raises(SystemExit, match="--compare: both results need per-image predictions"):

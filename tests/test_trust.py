@@ -362,6 +362,8 @@ def test_the_deletion_gains_interval_brackets_the_mean_and_is_seeded() -> None:
 
     gains = np.random.default_rng(1).normal(0.1, 0.2, 30)
     low, high = bootstrap_mean_ci(gains)
-    assert low < gains.mean() < high and high - low < 0.2  # about ±2 standard errors (0.2/√30 = 0.037)
+    assert low < gains.mean() < high and 0.1 < high - low < 0.2  # about ±2 standard errors (0.2/√30 = 0.037)
     assert bootstrap_mean_ci(gains) == [low, high]
-    assert bootstrap_mean_ci(gains + 1.0)[0] > 1.0  # a clear gain: the interval clears zero
+    assert bootstrap_mean_ci(gains + 0.5)[0] > 0.0  # a clear gain: the interval clears zero
+    assert bootstrap_mean_ci(np.array([0.3])) == [0.3, 0.3]  # one image (--limit 1): nothing to resample
+    assert bootstrap_mean_ci(np.full(5, 0.2)) == pytest.approx([0.2, 0.2])

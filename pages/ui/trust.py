@@ -184,8 +184,8 @@ def similar_products(photo, names: list[str], key: str, classes: list[str]) -> N
                 continue
             if not found.ids:  # an all-zero embedding: no unit of the last layer fired, so no direction
                 st.caption(
-                    f"{title}: none — for this photo no unit of the model's last layer responds (its embedding "
-                    "is all zero), so it resembles no training image more than another."
+                    f"{title}: none — for this photo no unit feeding the model's last layer responds (its "
+                    "embedding is all zero), so it resembles no training image more than another."
                 )
                 continue
             st.markdown(f"**{title}**: it looks like these {len(found.ids)} {summary(found.labels, classes)}")
