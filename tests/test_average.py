@@ -57,6 +57,7 @@ def test_average_weights_writes_a_loadable_model_with_the_base_rule(tmp_path: Pa
         ModelCard.load(d / "baseline.json").weights["sha256"] for d in dirs[1:]
     ]
     assert card.training["base"]["sha256"] == base_card.weights["sha256"] and card.training["alpha"] == 0.25
+    assert card.metrics == {} and card.predictions == {}  # the base's numbers are not this model's
     state = dict(model.state_dict())
     sources = [m.state_dict() for m in models]
     for key, value in state.items():

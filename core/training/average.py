@@ -71,7 +71,7 @@ def average_weights(
 ) -> ModelCard:
     """Average ``name``'s fine-tunes in ``finetuned_dirs`` with its weights in ``base_dir`` (None: the
     shipped ones) into ``out_dir``; every source is checked against its card's sha256 first. Returns
-    the new card (its metrics are the base's until re-measured; a note says so)."""
+    the new card, without metrics until ``core.evaluate --refresh-card`` measures them."""
     sources = [base_dir, *finetuned_dirs]
     cards, states = [], []
     for d in sources:
@@ -110,10 +110,8 @@ def average_weights(
         "bytes": weights_out.stat().st_size,
     }
     card.versions = library_versions()
-    card.notes = [
-        f"weights averaged from the base and {len(cards) - 1} fine-tunes (alpha {alpha}); metrics and predictions "
-        "below are the base's until re-measured with python -m core.evaluate --refresh-card"
-    ]
+    card.metrics, card.predictions = {}, {}  # the base's would not be this model's: measure them
+    card.notes = [f"weights averaged from the base and {len(cards) - 1} fine-tunes (alpha {alpha})"]
     card.save(card_out)
     load_model(name, out_dir)  # the result loads and fits its card
     log.info("wrote %s and %s", weights_out, card_out)
