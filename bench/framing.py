@@ -35,6 +35,7 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Collection
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -55,18 +56,33 @@ README_START, README_END = "<!-- framing:start -->", "<!-- framing:end -->"
 
 
 def pick_images(
-    labels: dict[int, int], ids: list[int], classes: list[str], samples: dict[str, int], seed: int = 0
+    labels: dict[int, int],
+    ids: list[int],
+    classes: list[str],
+    samples: dict[str, int],
+    seed: int = 0,
+    exclude: Collection[int] = (),
 ) -> tuple[list[int], np.ndarray]:
     """Every image of the split, except that a class named in ``samples`` is sampled down to that
     many (fixed seed; 0 = all); each image is weighted by the inverse of its class's sampling rate,
-    so that the weighted metrics estimate the whole split's."""
+    so that the weighted metrics estimate the whole split's. A sampled class is drawn from its images
+    not in ``exclude`` (a fresh draw beside an earlier run's; still a random sample of the class)."""
     chosen: list[int] = []
     rate: dict[int, float] = {}
     rng = np.random.default_rng(seed)
+    exclude = set(exclude)
     for k, name in enumerate(classes):
         pool = [i for i in ids if labels[i] == k]
         n = samples.get(name, 0)
-        take = pool if n <= 0 or n >= len(pool) else rng.choice(pool, n, replace=False).tolist()
+        if n > 0 and exclude:
+            left = [i for i in pool if i not in exclude]
+            if len(left) < n:
+                raise SystemExit(
+                    f"a fresh draw of {n} {name} images needs {n} not used before; only {len(left)} are left"
+                )
+            take = rng.choice(left, n, replace=False).tolist()
+        else:
+            take = pool if n <= 0 or n >= len(pool) else rng.choice(pool, n, replace=False).tolist()
         chosen += take
         rate[k] = len(pool) / max(len(take), 1)
     chosen.sort()
@@ -127,8 +143,9 @@ def run(
     limit: int | None,
     workers: int,
     params: FramingParams = DEFAULT_PARAMS,
+    exclude: Collection[int] = (),
 ) -> dict:
-    """Score every model on every framing; the JSON-ready result."""
+    """Score every model on every framing; the JSON-ready result (``exclude``: see :func:`pick_images`)."""
     data = find_default_data_dir()
     if data is None:
         raise SystemExit("no dataset found (set DRESSCODE_DATA or put it at ../shared/data/fashion-small)")
@@ -139,7 +156,7 @@ def run(
     catalog = load_styles(data, classes)
     split = get_or_make_split(catalog, DEFAULT_SPLIT_FILE)
     labels = catalog.label_of()
-    ids, weights = pick_images(labels, split[split_name], classes, samples)
+    ids, weights = pick_images(labels, split[split_name], classes, samples, exclude=exclude)
     if limit:
         ids, weights = ids[:limit], weights[:limit]
     y = np.array([labels[i] for i in ids])
@@ -152,6 +169,7 @@ def run(
         "framing_params": params.to_dict() if normalise else None,
         "images": len(ids),
         "sampled": samples,
+        "sampled_apart_from": len(set(exclude)),  # images of earlier runs left out of the sampled classes' draw
         "framings": list(FRAMINGS),
         "framing_actions": {f: dict(Counter(a)) for f, a in zip(FRAMINGS, actions)},
         "classes": classes,
@@ -451,6 +469,17 @@ def framing_params(settings: list[str]) -> FramingParams:
     return dataclasses.replace(DEFAULT_PARAMS, **changes)
 
 
+def _earlier_ids(paths: list[Path]) -> set[int]:
+    """The image ids of earlier ``--json`` runs (``--fresh-draw``); a clear message when one cannot be read."""
+    ids: set[int] = set()
+    for path in paths:
+        try:
+            ids.update(int(i) for i in json.loads(path.read_text())["ids"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise SystemExit(f"--fresh-draw: {path} is not a framing result with image ids ({err!s})") from None
+    return ids
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(
@@ -478,6 +507,15 @@ def main(argv: list[str] | None = None) -> int:
         help="paired test of two --json files of the same split (per framing and class: images lost and gained)",
     )
     p.add_argument("--dataset-change", action="store_true", help="measure how much the step changes the dataset")
+    p.add_argument(
+        "--fresh-draw",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="EARLIER.json",
+        help="draw the sampled Casual images among those this earlier --json run did not use (a second look on "
+        "images no earlier decision saw); repeatable",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -524,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         args.limit,
         args.workers,
         params,
+        _earlier_ids(args.fresh_draw),
     )
     intro = (
         f"Framing benchmark, **{result['split']}** split, "

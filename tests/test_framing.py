@@ -264,6 +264,32 @@ def test_benchmark_sampling_weights_and_tables() -> None:
     assert summary_table(result, result).count("1.00 → **1.00** (1.00)") == len(FRAMINGS)
 
 
+def test_a_fresh_draw_leaves_out_the_earlier_run_images() -> None:
+    from bench.framing import _earlier_ids, pick_images
+
+    labels = {i: (0 if i < 90 else 1 if i < 99 else 2) for i in range(100)}
+    classes = ["Casual", "Formal", "Smart Casual"]
+    first, _ = pick_images(labels, list(labels), classes, {"Casual": 30})
+    again, _ = pick_images(labels, list(labels), classes, {"Casual": 30})
+    fresh, weights = pick_images(labels, list(labels), classes, {"Casual": 30}, exclude=first)
+    assert first == again  # the default draw is fixed
+    casual = {i for i in fresh if labels[i] == 0}
+    assert len(casual) == 30 and not casual & set(first)  # no Casual image of the first draw
+    assert {i for i in fresh if labels[i]} == set(range(90, 100))  # the classes not sampled: all of them
+    assert weights.sum() == pytest.approx(100)  # still weighted to stand for the whole split
+    with pytest.raises(SystemExit, match="only 30 are left"):
+        pick_images(labels, list(labels), classes, {"Casual": 31}, exclude=fresh + first)
+    assert _earlier_ids([]) == set()
+
+
+def test_a_fresh_draw_refuses_a_file_without_ids(tmp_path: Path) -> None:
+    from bench.framing import _earlier_ids
+
+    (tmp_path / "r.json").write_text('{"models": {}}')
+    with pytest.raises(SystemExit, match="--fresh-draw: .* is not a framing result"):
+        _earlier_ids([tmp_path / "r.json"])
+
+
 # the shadow step and the white balance, with explicit parameters (they hold whatever the default)
 WITH_PARTS = dataclasses.replace(DEFAULT_PARAMS, shadow_chroma=2.5, white_balance_lightness=80.0)
 WITHOUT_PARTS = dataclasses.replace(DEFAULT_PARAMS, shadow_chroma=0.0, white_balance_lightness=0.0)
