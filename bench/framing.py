@@ -76,6 +76,10 @@ def pick_images(
         n = samples.get(name, 0)
         if n > 0 and exclude:
             left = [i for i in pool if i not in exclude]
+            if len(left) == len(pool):
+                raise SystemExit(
+                    f"the earlier runs used none of this split's {name} images: nothing to draw apart from"
+                )
             if len(left) < n:
                 raise SystemExit(
                     f"a fresh draw of {n} {name} images needs {n} not used before; only {len(left)} are left"
@@ -169,7 +173,12 @@ def run(
         "framing_params": params.to_dict() if normalise else None,
         "images": len(ids),
         "sampled": samples,
-        "sampled_apart_from": len(set(exclude)),  # images of earlier runs left out of the sampled classes' draw
+        # per sampled class, how many of its images earlier runs used and this draw left out (--fresh-draw)
+        "sampled_apart_from": {
+            name: sum(1 for i in split[split_name] if labels[i] == classes.index(name) and i in exclude)
+            for name, n in samples.items()
+            if n > 0 and exclude
+        },
         "framings": list(FRAMINGS),
         "framing_actions": {f: dict(Counter(a)) for f, a in zip(FRAMINGS, actions)},
         "classes": classes,
@@ -277,6 +286,12 @@ def compare(before: dict, after: dict, alpha: float = 0.05) -> dict:
     if not np.array_equal(y, np.asarray(after["labels"])[ia]):
         raise ValueError("the two results label the same images differently")
     classes = before["classes"]
+    for k, c in enumerate(classes):
+        if (k in before["labels"] or k in after["labels"]) and not (y == k).any():
+            raise ValueError(
+                f"no {c} image is in both results: they drew different images (give both runs the same "
+                "--fresh-draw files, or none)"
+            )
     out: dict = {
         "images": len(common),
         "left_out": {"before": len(before["ids"]) - len(common), "after": len(after["ids"]) - len(common)},
@@ -469,14 +484,18 @@ def framing_params(settings: list[str]) -> FramingParams:
     return dataclasses.replace(DEFAULT_PARAMS, **changes)
 
 
-def _earlier_ids(paths: list[Path]) -> set[int]:
-    """The image ids of earlier ``--json`` runs (``--fresh-draw``); a clear message when one cannot be read."""
+def _earlier_ids(paths: list[Path], split: str) -> set[int]:
+    """The image ids of earlier ``--json`` runs of ``split`` (``--fresh-draw``); a clear message when one
+    cannot be read or is of another split (it would leave nothing out, and the draw would not be fresh)."""
     ids: set[int] = set()
     for path in paths:
         try:
-            ids.update(int(i) for i in json.loads(path.read_text())["ids"])
+            earlier = json.loads(path.read_text())
+            ids.update(int(i) for i in earlier["ids"])
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise SystemExit(f"--fresh-draw: {path} is not a framing result with image ids ({err!s})") from None
+        if earlier.get("split") != split:
+            raise SystemExit(f"--fresh-draw: {path} is a run of the {earlier.get('split')} split, not of {split}")
     return ids
 
 
@@ -562,8 +581,10 @@ def main(argv: list[str] | None = None) -> int:
         args.limit,
         args.workers,
         params,
-        _earlier_ids(args.fresh_draw),
+        _earlier_ids(args.fresh_draw, args.split),
     )
+    if args.fresh_draw:
+        result["fresh_draw_from"] = [str(path) for path in args.fresh_draw]
     intro = (
         f"Framing benchmark, **{result['split']}** split, "
         f"{'with' if result['normalised'] else 'without'} framing normalisation "

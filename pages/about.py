@@ -42,7 +42,10 @@ def rule_words(card) -> str:  # noqa: ANN001 - a ModelCard
     if not bias or not any(bias):
         return "plain argmax of the logits"
     named = ", ".join(c + " " + f"{b:+g}".replace("-", "−") for c, b in zip(card.classes, bias) if b)
-    return f"argmax after adding per-class offsets to the logits ({named}; chosen on validation)"
+    chosen = (
+        "kept from the weights it was averaged from" if card.decision_rule.get("kept_from") else "chosen on validation"
+    )
+    return f"argmax after adding per-class offsets to the logits ({named}; {chosen})"
 
 
 def _numbers(values: object) -> str:
@@ -169,10 +172,19 @@ for name, spec in REGISTRY.items():
             )
         threads = card.training.get("threads")
         commands = card.training.get("commands") or [card.training.get("command")]
+        if "alpha" in card.training:  # core.training.average
+            alpha, tunes = card.training["alpha"], card.training.get("fine_tunes", [])
+            st.markdown(
+                f"**Weight average.** {1 - alpha:g} × the earlier weights + {alpha:g} × the mean of {len(tunes)} "
+                "fine-tunes of them (seeds "
+                + ", ".join(str(t.get("seed")) for t in tunes)
+                + "); the wall time below adds up every run that made them."
+            )
+        speed = card.training.get("train_images_per_s")
         st.markdown(
-            f"**Training cost.** {card.training.get('wall_time_s', 0) / 60:.1f} min wall time, "
-            f"{card.training.get('train_images_per_s', '?')} training images/s on {threads} "
-            f"CPU thread{'' if threads == 1 else 's'}; "
+            f"**Training cost.** {card.training.get('wall_time_s', 0) / 60:.1f} min wall time"
+            + (f", {speed} training images/s" if speed else "")
+            + f" on {threads} CPU thread{'' if threads == 1 else 's'}; "
             + ("command" if len(commands) == 1 else f"{len(commands)} commands, in order")
             + ": "
             + "; ".join(f"`{c}`" for c in commands)

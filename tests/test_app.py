@@ -848,6 +848,47 @@ def test_about_opens_with_a_plain_summary_read_from_the_cards(tmp_path, monkeypa
     assert "Smart Casual has only 9 test images" in summary and "catalogue photos" in summary
 
 
+def test_about_describes_an_averaged_model_from_its_card(tmp_path, monkeypatch) -> None:
+    """A card written by core.training.average (no per-run speed, a kept rule) reads as a weight average."""
+    from safetensors.torch import load_file, save_file
+
+    from core.models.card import sha256_file
+    from core.training.average import average_weights
+
+    copy_shipped_weights(tmp_path)
+    tunes = []
+    for seed in (1, 2):  # two "fine-tunes": the shipped baseline nudged, each with a card of its own
+        d = tmp_path / f"tune{seed}"
+        d.mkdir()
+        copy_shipped_weights(d)
+        card = json.loads((d / "baseline.json").read_text())
+        card["training"]["seed"] = seed
+        state = load_file(str(d / "baseline.safetensors"))
+        save_file({k: v + 0.001 * seed for k, v in state.items()}, str(d / "baseline.safetensors"))
+        card["weights"]["sha256"] = sha256_file(d / "baseline.safetensors")
+        (d / "baseline.json").write_text(json.dumps(card))
+        tunes.append(d)
+    out = tmp_path / "averaged"
+    card = average_weights("baseline", tmp_path, tunes, 0.5, out, command="python -m core.training.average …")
+    card.metrics = json.loads((tmp_path / "baseline.json").read_text())["metrics"]  # as if measured
+    card.save(out / "baseline.json")
+    for f in ("baseline.json", "baseline.safetensors"):
+        (tmp_path / f).write_bytes((out / f).read_bytes())
+    monkeypatch.setenv("DRESSCODE_WEIGHTS", str(tmp_path))
+    at = app()
+    at.switch_page("pages/about.py")
+    at.run()
+    assert not at.exception
+    texts = [m.value for m in at.main.markdown]
+    assert any(
+        t.startswith("**Weight average.** 0.5 × the earlier weights + 0.5 × the mean of 2 fine-tunes") for t in texts
+    )
+    assert any("seeds 1, 2" in t for t in texts)
+    assert any("kept from the weights it was averaged from" in t for t in texts)
+    cost = next(t for t in texts if t.startswith("**Training cost.**"))
+    assert "images/s" not in cost and "python -m core.training.average" in cost
+
+
 def gallery_rows(at: AppTest) -> list[list]:
     """The column rows of the Evaluation gallery: each row's columns, the first holding the dataset image."""
     from streamlit.testing.v1.element_tree import Block, Column

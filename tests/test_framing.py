@@ -279,15 +279,23 @@ def test_a_fresh_draw_leaves_out_the_earlier_run_images() -> None:
     assert weights.sum() == pytest.approx(100)  # still weighted to stand for the whole split
     with pytest.raises(SystemExit, match="only 30 are left"):
         pick_images(labels, list(labels), classes, {"Casual": 31}, exclude=fresh + first)
-    assert _earlier_ids([]) == set()
+    with pytest.raises(SystemExit, match="used none of this split's Casual images"):
+        pick_images(labels, list(labels), classes, {"Casual": 30}, exclude=[200, 201])  # another split's ids
+    # the same draw whatever the order of the earlier runs' ids
+    assert pick_images(labels, list(labels), classes, {"Casual": 30}, exclude=first[::-1])[0] == fresh
+    assert _earlier_ids([], "val") == set()
 
 
-def test_a_fresh_draw_refuses_a_file_without_ids(tmp_path: Path) -> None:
+def test_a_fresh_draw_refuses_a_file_without_ids_or_of_another_split(tmp_path: Path) -> None:
     from bench.framing import _earlier_ids
 
     (tmp_path / "r.json").write_text('{"models": {}}')
     with pytest.raises(SystemExit, match="--fresh-draw: .* is not a framing result"):
-        _earlier_ids([tmp_path / "r.json"])
+        _earlier_ids([tmp_path / "r.json"], "val")
+    (tmp_path / "t.json").write_text('{"split": "test", "ids": [1, 2]}')
+    with pytest.raises(SystemExit, match="a run of the test split, not of val"):
+        _earlier_ids([tmp_path / "t.json"], "val")
+    assert _earlier_ids([tmp_path / "t.json"], "test") == {1, 2}
 
 
 # the shadow step and the white balance, with explicit parameters (they hold whatever the default)
@@ -392,6 +400,8 @@ def test_the_paired_comparison_refuses_results_it_cannot_pair(tmp_path: Path) ->
         compare(good, fake_result({"a": labels}, [0, 1, 0]))
     with pytest.raises(ValueError, match="share no image"):
         compare(good, fake_result({"a": labels}, labels, [7, 8, 9]))
+    with pytest.raises(ValueError, match="no Casual image is in both results"):  # two different draws of Casual
+        compare(good, fake_result({"a": labels}, labels, [5, 1, 2]))
     with pytest.raises(ValueError, match="different framings"):
         compare(good, fake_result({"b": labels}, labels))
     other_model = fake_result({"a": labels}, labels)
