@@ -824,17 +824,22 @@ def test_probability_bars_highlight_the_predicted_class_not_always_formal() -> N
         assert all(c == drawing.OTHER_COLOUR for k, c in enumerate(colours) if k != top)
 
 
+def about_page(weights: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[AppTest, list[str]]:
+    """The About page run on the cards in ``weights``, and its markdown texts."""
+    monkeypatch.setenv("DRESSCODE_WEIGHTS", str(weights))
+    at = app()
+    at.switch_page("pages/about.py")
+    at.run()
+    assert not at.exception
+    return at, [m.value for m in at.main.markdown]
+
+
 def test_about_opens_with_a_plain_summary_read_from_the_cards(tmp_path, monkeypatch) -> None:
     copy_shipped_weights(tmp_path)
     card = json.loads((tmp_path / "baseline.json").read_text())
     card["metrics"]["test"]["accuracy"] = 0.5  # not the shipped number: the page must read it
     (tmp_path / "baseline.json").write_text(json.dumps(card))
-    monkeypatch.setenv("DRESSCODE_WEIGHTS", str(tmp_path))
-    at = app()
-    at.switch_page("pages/about.py")
-    at.run()
-    assert not at.exception
-    texts = [m.value for m in at.main.markdown]
+    at, texts = about_page(tmp_path, monkeypatch)
     first_card = next(k for k, t in enumerate(texts) if t.startswith("**Architecture.**"))
     summary = "\n".join(texts[:first_card])  # before the technical cards
     assert at.main.subheader[0].value == "In plain words"
@@ -874,12 +879,7 @@ def test_about_describes_an_averaged_model_from_its_card(tmp_path, monkeypatch) 
     card.save(out / "baseline.json")
     for f in ("baseline.json", "baseline.safetensors"):
         (tmp_path / f).write_bytes((out / f).read_bytes())
-    monkeypatch.setenv("DRESSCODE_WEIGHTS", str(tmp_path))
-    at = app()
-    at.switch_page("pages/about.py")
-    at.run()
-    assert not at.exception
-    texts = [m.value for m in at.main.markdown]
+    at, texts = about_page(tmp_path, monkeypatch)
     assert any(
         t.startswith("**Weight average.** 0.5 × the earlier weights + 0.5 × the mean of 2 fine-tunes") for t in texts
     )
