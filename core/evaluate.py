@@ -28,7 +28,13 @@ from core.models.card import ModelCard, WeightsError
 from core.models.registry import REGISTRY, get_spec
 from core.prediction.inference import apply_decision_rule
 from core.prediction.served import ServedModel
-from core.scoring.metrics import choose_logit_bias, classification_report, format_report, majority_baseline
+from core.scoring.metrics import (
+    choose_logit_bias,
+    choose_logit_bias_keeping_recall,
+    classification_report,
+    format_report,
+    majority_baseline,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +80,12 @@ def refresh_card(
     n_boot: int = 1000,
     split_file: Path = DEFAULT_SPLIT_FILE,
     choose_rule: bool = False,
+    keep_recall: dict[str, float] | None = None,
 ) -> ModelCard:
     """Re-measure val/test metrics and per-image predictions of a shipped model into its card;
-    with ``choose_rule`` the decision rule is first chosen again on the validation split."""
+    with ``choose_rule`` the decision rule is first chosen again on the validation split: for
+    macro-F1, or with ``keep_recall`` (class → recall, e.g. another model's) for balanced accuracy
+    among the offsets that keep those validation recalls (one operating point for both models)."""
     served = ServedModel.load(name, weights_dir)
     card = served.card
     catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
@@ -90,7 +99,22 @@ def refresh_card(
         )
     labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
     images = {s: load_native_images(catalog, v) for s, v in ids.items()}
-    if choose_rule:
+    if choose_rule and keep_recall:
+        if unknown := sorted(set(keep_recall) - set(card.classes)):
+            raise EvaluationError(f"--keep-recall-of: {', '.join(unknown)} is not a class of {name} ({card.classes})")
+        keep = {card.classes.index(c): r for c, r in keep_recall.items()}
+        try:
+            bias, objective = choose_logit_bias_keeping_recall(served.logits(images["val"]), labels["val"], keep)
+        except ValueError as exc:
+            raise EvaluationError(str(exc)) from None
+        kept = ", ".join(f"{c} ≥ {r:.4f}" for c, r in keep_recall.items())
+        card.decision_rule = {
+            "kind": "argmax of logits + per-class offsets chosen on the validation split",
+            "logit_bias": bias,
+            "objective": f"balanced accuracy on validation, keeping the recall {kept} (ties: smallest offsets)",
+            "validation_objective": round(objective, 5),
+        }
+    elif choose_rule:
         bias, objective = choose_logit_bias(served.logits(images["val"]), labels["val"])
         card.decision_rule = {
             "kind": "argmax of logits + per-class offsets chosen on the validation split",
@@ -102,6 +126,20 @@ def refresh_card(
     spec_card = get_spec(name).card_file if weights_dir is None else Path(weights_dir) / f"{name}.json"
     card.save(spec_card)
     return card
+
+
+def reference_recall(name: str, weights_dir: Path, cls: str) -> dict[str, float]:
+    """``{cls: recall}`` on validation of ``name`` in ``weights_dir``, from its card (--keep-recall-of)."""
+    card = ModelCard.load(Path(weights_dir) / get_spec(name).card_file.name)
+    if cls not in card.classes:
+        raise EvaluationError(f"--keep-class: {cls} is not a class of {name} ({', '.join(card.classes)})")
+    try:
+        return {cls: float(card.metrics["val"]["per_class"][cls]["recall"])}
+    except (KeyError, TypeError):
+        raise EvaluationError(
+            f"the {name} card in {weights_dir} has no validation recall for {cls!r}: measure it first "
+            "(python -m core.evaluate --refresh-card)"
+        ) from None
 
 
 def model_training_ids(
@@ -211,11 +249,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="with --refresh-card: choose the decision rule again on the validation split",
     )
+    p.add_argument(
+        "--keep-recall-of",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --choose-rule: choose the offsets that keep the validation recall of --keep-class at least that "
+        "of the same model in DIR (its card), for the best balanced accuracy, instead of macro-F1",
+    )
+    p.add_argument("--keep-class", default="Casual", help="the class whose recall --keep-recall-of keeps (Casual)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     if args.choose_rule and not args.refresh_card:
         p.error("--choose-rule only works with --refresh-card")
+    if args.keep_recall_of is not None and not args.choose_rule:
+        p.error("--keep-recall-of only works with --choose-rule")
     if args.refresh_card and (args.json is not None or args.split is not None):
         p.error("--refresh-card re-measures val and test into the card; it takes neither --split nor --json")
     args.split = args.split or "test"
@@ -226,7 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--json {args.json} is a folder; give a file name, e.g. {args.json / 'metrics.json'}")
     try:
         if args.refresh_card:
-            refresh_card(args.model, data, args.weights, args.bootstrap, args.split_file, args.choose_rule)
+            keep = (
+                None
+                if args.keep_recall_of is None
+                else reference_recall(args.model, args.keep_recall_of, args.keep_class)
+            )
+            refresh_card(args.model, data, args.weights, args.bootstrap, args.split_file, args.choose_rule, keep)
             return 0
         report = evaluate_model(args.model, data, args.split, args.weights, args.split_file, args.bootstrap)
     except (EvaluationError, WeightsError, FileNotFoundError) as exc:

@@ -250,6 +250,28 @@ def test_refresh_card_uses_given_split_file(
     assert card.metrics["test"]["n"] == len(load_split(trained.split_file)["test"])
 
 
+def test_a_rule_can_be_chosen_at_another_model_s_operating_point(
+    trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    wdir = tmp_path / "w"
+    shutil.copytree(trained.out, wdir)
+    reference = ModelCard.load(trained.out / "baseline.json").metrics["val"]["per_class"]["Casual"]["recall"]
+    common = ["--model", "baseline", "--data", str(trained.data), "--weights", str(wdir)]
+    common += ["--split-file", str(trained.split_file), "--bootstrap", "0", "--threads", "1", "--refresh-card"]
+    assert evaluate.main([*common, "--choose-rule", "--keep-recall-of", str(trained.out)]) == 0
+    card = ModelCard.load(wdir / "baseline.json")
+    assert card.metrics["val"]["per_class"]["Casual"]["recall"] >= reference
+    assert card.decision_rule["objective"].startswith(
+        f"balanced accuracy on validation, keeping the recall Casual ≥ {reference:.4f}"
+    )
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main([*common, "--keep-recall-of", str(trained.out)])
+    assert stop.value.code == 2 and "only works with --choose-rule" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main([*common, "--choose-rule", "--keep-recall-of", str(trained.out), "--keep-class", "Sporty"])
+    assert stop.value.code == 2 and "--keep-class: Sporty is not a class of baseline" in capsys.readouterr().err
+
+
 def test_decision_rule_is_chosen_on_the_weights_as_saved(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -8,9 +8,11 @@ import pytest
 from sklearn import metrics as skm
 
 from core.scoring.metrics import (
+    DEFAULT_OFFSET_GRID,
     _scores_from_counts,
     bootstrap_intervals,
     choose_logit_bias,
+    choose_logit_bias_keeping_recall,
     classification_report,
     confusion_matrix,
     format_report,
@@ -137,6 +139,30 @@ def test_choose_logit_bias_prefers_no_offset_when_argmax_is_best() -> None:
     bias, objective = choose_logit_bias(logits, y)
     assert bias == [0.0, 0.0, 0.0]
     assert objective == 1.0
+
+
+def test_offsets_chosen_at_an_operating_point_keep_the_recall_and_are_the_best_there() -> None:
+    import itertools
+
+    rng = np.random.default_rng(3)
+    y = rng.choice(3, size=600, p=[0.8, 0.15, 0.05])
+    logits = rng.normal(size=(600, 3)) + 1.2 * np.eye(3)[y]
+    free, _ = choose_logit_bias(logits, y)
+    free_recall = classification_report(y, (logits + free).argmax(1), CLASSES, n_boot=0)["per_class"]["Casual"][
+        "recall"
+    ]
+    floor = min(free_recall + 0.05, 0.99)  # an operating point macro-F1 did not choose
+    bias, objective = choose_logit_bias_keeping_recall(logits, y, {0: floor})
+    kept = classification_report(y, (logits + np.array(bias)).argmax(1), CLASSES, n_boot=0)
+    assert kept["per_class"]["Casual"]["recall"] >= floor and objective == pytest.approx(kept["balanced_accuracy"])
+    best = 0.0  # no offsets on the grid that keep the floor do better (brute force)
+    for offs in itertools.product(DEFAULT_OFFSET_GRID, repeat=2):
+        r = classification_report(y, (logits + np.array((0.0, *offs))).argmax(1), CLASSES, n_boot=0)
+        if r["per_class"]["Casual"]["recall"] >= floor:
+            best = max(best, r["balanced_accuracy"])
+    assert objective == pytest.approx(best)
+    with pytest.raises(ValueError, match="no offsets on the grid keep"):
+        choose_logit_bias_keeping_recall(logits, y, {0: 1.0, 1: 1.0})
 
 
 def test_format_report_table() -> None:

@@ -9,7 +9,7 @@ call), which the tests check against sklearn.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
@@ -133,8 +133,11 @@ def majority_baseline(y_true: Sequence[int], classes: Sequence[str], majority: i
     return classification_report(y_true, np.full_like(y_true, majority), classes, n_boot=0)
 
 
+DEFAULT_OFFSET_GRID: tuple[float, ...] = tuple(float(v) for v in np.arange(-3.0, 3.01, 0.25))
+
+
 def choose_logit_bias(
-    logits: np.ndarray, y_true: Sequence[int], grid: Sequence[float] = tuple(np.arange(-3.0, 3.01, 0.25))
+    logits: np.ndarray, y_true: Sequence[int], grid: Sequence[float] = DEFAULT_OFFSET_GRID
 ) -> tuple[list[float], float]:
     """Pick per-class logit offsets (class 0 fixed at 0) on *validation* data.
 
@@ -142,17 +145,55 @@ def choose_logit_bias(
     class's precision as well as its recall). Ties go to the smallest total offset, so plain
     argmax wins unless an offset really helps. Returns the offsets and the objective reached.
     """
-    y_true = np.asarray(y_true, int)
+    found = _search_offsets(logits, np.asarray(y_true, int), grid, lambda cm: _scores_from_counts(cm)["macro_f1"])
+    if found is None:
+        raise ValueError("an empty grid of offsets")
+    return found
+
+
+def _search_offsets(
+    logits: np.ndarray, y_true: np.ndarray, grid: Sequence[float], score: Callable[[np.ndarray], float | None]
+) -> tuple[list[float], float] | None:
+    """The grid's offsets (class 0 fixed at 0) with the highest ``score`` of their confusion matrix (None:
+    not allowed); ties go to the smallest total offset. None when no offsets are allowed."""
     k = logits.shape[1]
-    best_key, best_bias, best_obj = None, [0.0] * k, -1.0
+    best_key, best = None, None
     for offs in itertools.product(grid, repeat=k - 1):
         bias = np.array((0.0, *offs))
         pred = (logits + bias).argmax(1)
-        obj = _scores_from_counts(np.bincount(y_true * k + pred, minlength=k * k).reshape(k, k))["macro_f1"]
+        obj = score(np.bincount(y_true * k + pred, minlength=k * k).reshape(k, k))
+        if obj is None:
+            continue
         key = (round(obj, 6), -float(np.abs(bias).sum()))
         if best_key is None or key > best_key:
-            best_key, best_bias, best_obj = key, [float(b) for b in bias], obj
-    return best_bias, best_obj
+            best_key, best = key, ([float(b) for b in bias], obj)
+    return best
+
+
+def choose_logit_bias_keeping_recall(
+    logits: np.ndarray,
+    y_true: Sequence[int],
+    keep: dict[int, float],
+    grid: Sequence[float] = DEFAULT_OFFSET_GRID,
+) -> tuple[list[float], float]:
+    """Per-class offsets chosen on *validation* data at a given operating point: among the offsets that
+    keep each class ``c`` of ``keep`` at a recall of at least ``keep[c]`` (e.g. another model's Casual
+    recall), those with the highest balanced accuracy (ties: smallest offsets).
+
+    Comparing two models class by class only means something at one operating point; macro-F1 alone
+    can move it. ValueError when no offsets on the grid keep those recalls."""
+    y_true = np.asarray(y_true, int)
+
+    def score(cm: np.ndarray) -> float | None:
+        support = cm.sum(1)
+        if any(support[c] and cm[c, c] / support[c] < floor - 1e-12 for c, floor in keep.items()):
+            return None
+        return _scores_from_counts(cm)["balanced_accuracy"]
+
+    found = _search_offsets(logits, y_true, grid, score)
+    if found is None:
+        raise ValueError(f"no offsets on the grid keep the recalls {keep} on these images")
+    return found
 
 
 def format_report(report: dict, title: str = "") -> str:
