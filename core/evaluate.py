@@ -84,8 +84,8 @@ def refresh_card(
 ) -> ModelCard:
     """Re-measure val/test metrics and per-image predictions of a shipped model into its card;
     with ``choose_rule`` the decision rule is first chosen again on the validation split: for
-    macro-F1, or with ``keep_recall`` (class → recall, e.g. another model's) for balanced accuracy
-    among the offsets that keep those validation recalls (one operating point for both models)."""
+    macro-F1, or with ``keep_recall`` (class → recall, e.g. another model's) for the mean recall of
+    the other classes among the offsets that keep those validation recalls (one operating point)."""
     served = ServedModel.load(name, weights_dir)
     card = served.card
     catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
@@ -108,10 +108,12 @@ def refresh_card(
         except ValueError as exc:
             raise EvaluationError(str(exc)) from None
         kept = ", ".join(f"{c} ≥ {r:.4f}" for c, r in keep_recall.items())
+        others = [c for c in card.classes if c not in keep_recall] or card.classes
         card.decision_rule = {
             "kind": "argmax of logits + per-class offsets chosen on the validation split",
             "logit_bias": bias,
-            "objective": f"balanced accuracy on validation, keeping the recall {kept} (ties: smallest offsets)",
+            "objective": f"mean recall of {', '.join(others)} on validation, keeping the recall {kept} "
+            "(ties: smallest offsets)",
             "validation_objective": round(objective, 5),
         }
     elif choose_rule:
@@ -128,16 +130,18 @@ def refresh_card(
     return card
 
 
-def reference_recall(name: str, weights_dir: Path, cls: str) -> dict[str, float]:
-    """``{cls: recall}`` on validation of ``name`` in ``weights_dir``, from its card (--keep-recall-of)."""
+def reference_recall(name: str, weights_dir: Path, classes: Sequence[str]) -> dict[str, float]:
+    """``{class: recall}`` on validation of ``name`` in ``weights_dir``, from its card (--keep-recall-of)."""
     card = ModelCard.load(Path(weights_dir) / get_spec(name).card_file.name)
-    if cls not in card.classes:
-        raise EvaluationError(f"--keep-class: {cls} is not a class of {name} ({', '.join(card.classes)})")
+    if unknown := [c for c in classes if c not in card.classes]:
+        raise EvaluationError(
+            f"--keep-class: {', '.join(unknown)} is not a class of {name} ({', '.join(card.classes)})"
+        )
     try:
-        return {cls: float(card.metrics["val"]["per_class"][cls]["recall"])}
+        return {c: float(card.metrics["val"]["per_class"][c]["recall"]) for c in classes}
     except (KeyError, TypeError):
         raise EvaluationError(
-            f"the {name} card in {weights_dir} has no validation recall for {cls!r}: measure it first "
+            f"the {name} card in {weights_dir} has no validation recall per class: measure it first "
             "(python -m core.evaluate --refresh-card)"
         ) from None
 
@@ -254,10 +258,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         default=None,
         metavar="DIR",
-        help="with --choose-rule: choose the offsets that keep the validation recall of --keep-class at least that "
-        "of the same model in DIR (its card), for the best balanced accuracy, instead of macro-F1",
+        help="with --choose-rule: choose the offsets that keep the validation recall of each --keep-class at least "
+        "that of the same model in DIR (its card), for the best mean recall of the other classes, instead of macro-F1",
     )
-    p.add_argument("--keep-class", default="Casual", help="the class whose recall --keep-recall-of keeps (Casual)")
+    p.add_argument(
+        "--keep-class",
+        action="append",
+        default=None,
+        help="a class whose recall --keep-recall-of keeps (repeatable; default Casual)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -278,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep = (
                 None
                 if args.keep_recall_of is None
-                else reference_recall(args.model, args.keep_recall_of, args.keep_class)
+                else reference_recall(args.model, args.keep_recall_of, args.keep_class or ["Casual"])
             )
             refresh_card(args.model, data, args.weights, args.bootstrap, args.split_file, args.choose_rule, keep)
             return 0

@@ -255,14 +255,23 @@ def test_a_rule_can_be_chosen_at_another_model_s_operating_point(
 ) -> None:
     wdir = tmp_path / "w"
     shutil.copytree(trained.out, wdir)
-    reference = ModelCard.load(trained.out / "baseline.json").metrics["val"]["per_class"]["Casual"]["recall"]
+    per_class = ModelCard.load(trained.out / "baseline.json").metrics["val"]["per_class"]
+    reference, reference_sc = per_class["Casual"]["recall"], per_class["Smart Casual"]["recall"]
     common = ["--model", "baseline", "--data", str(trained.data), "--weights", str(wdir)]
     common += ["--split-file", str(trained.split_file), "--bootstrap", "0", "--threads", "1", "--refresh-card"]
-    assert evaluate.main([*common, "--choose-rule", "--keep-recall-of", str(trained.out)]) == 0
+    keep = ["--keep-class", "Casual", "--keep-class", "Smart Casual"]
+    assert evaluate.main([*common, "--choose-rule", "--keep-recall-of", str(trained.out), *keep]) == 0
+    card = ModelCard.load(wdir / "baseline.json")
+    assert card.metrics["val"]["per_class"]["Casual"]["recall"] >= reference
+    assert card.metrics["val"]["per_class"]["Smart Casual"]["recall"] >= reference_sc
+    assert card.decision_rule["objective"].startswith(
+        f"mean recall of Formal on validation, keeping the recall Casual ≥ {reference:.4f}, Smart Casual ≥"
+    )
+    assert evaluate.main([*common, "--choose-rule", "--keep-recall-of", str(trained.out)]) == 0  # Casual alone
     card = ModelCard.load(wdir / "baseline.json")
     assert card.metrics["val"]["per_class"]["Casual"]["recall"] >= reference
     assert card.decision_rule["objective"].startswith(
-        f"balanced accuracy on validation, keeping the recall Casual ≥ {reference:.4f}"
+        f"mean recall of Formal, Smart Casual on validation, keeping the recall Casual ≥ {reference:.4f}"
     )
     with pytest.raises(SystemExit) as stop:
         evaluate.main([*common, "--keep-recall-of", str(trained.out)])

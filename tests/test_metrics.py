@@ -147,20 +147,25 @@ def test_offsets_chosen_at_an_operating_point_keep_the_recall_and_are_the_best_t
     rng = np.random.default_rng(3)
     y = rng.choice(3, size=600, p=[0.8, 0.15, 0.05])
     logits = rng.normal(size=(600, 3)) + 1.2 * np.eye(3)[y]
+    # an operating point reachable on the grid, not the one macro-F1 chooses
+    point = classification_report(y, (logits + np.array([0.0, -1.0, 0.5])).argmax(1), CLASSES, n_boot=0)
+    floor, sc_floor = point["per_class"]["Casual"]["recall"], point["per_class"]["Smart Casual"]["recall"]
     free, _ = choose_logit_bias(logits, y)
-    free_recall = classification_report(y, (logits + free).argmax(1), CLASSES, n_boot=0)["per_class"]["Casual"][
-        "recall"
-    ]
-    floor = min(free_recall + 0.05, 0.99)  # an operating point macro-F1 did not choose
-    bias, objective = choose_logit_bias_keeping_recall(logits, y, {0: floor})
-    kept = classification_report(y, (logits + np.array(bias)).argmax(1), CLASSES, n_boot=0)
-    assert kept["per_class"]["Casual"]["recall"] >= floor and objective == pytest.approx(kept["balanced_accuracy"])
-    best = 0.0  # no offsets on the grid that keep the floor do better (brute force)
+    assert free != [0.0, -1.0, 0.5]
+    bias, objective = choose_logit_bias_keeping_recall(logits, y, {0: floor, 2: sc_floor})
+    kept = classification_report(y, (logits + np.array(bias)).argmax(1), CLASSES, n_boot=0)["per_class"]
+    assert kept["Casual"]["recall"] >= floor and kept["Smart Casual"]["recall"] >= sc_floor
+    assert objective == pytest.approx(kept["Formal"]["recall"])  # the one class left free
+    best = 0.0  # no offsets on the grid that keep both floors find more Formal images (brute force)
     for offs in itertools.product(DEFAULT_OFFSET_GRID, repeat=2):
-        r = classification_report(y, (logits + np.array((0.0, *offs))).argmax(1), CLASSES, n_boot=0)
-        if r["per_class"]["Casual"]["recall"] >= floor:
-            best = max(best, r["balanced_accuracy"])
+        r = classification_report(y, (logits + np.array((0.0, *offs))).argmax(1), CLASSES, n_boot=0)["per_class"]
+        if r["Casual"]["recall"] >= floor and r["Smart Casual"]["recall"] >= sc_floor:
+            best = max(best, r["Formal"]["recall"])
     assert objective == pytest.approx(best)
+    # one class kept: the mean recall of the two others
+    bias, objective = choose_logit_bias_keeping_recall(logits, y, {0: floor})
+    kept = classification_report(y, (logits + np.array(bias)).argmax(1), CLASSES, n_boot=0)["per_class"]
+    assert objective == pytest.approx((kept["Formal"]["recall"] + kept["Smart Casual"]["recall"]) / 2)
     with pytest.raises(ValueError, match="no offsets on the grid keep"):
         choose_logit_bias_keeping_recall(logits, y, {0: 1.0, 1: 1.0})
 

@@ -177,18 +177,24 @@ def choose_logit_bias_keeping_recall(
     grid: Sequence[float] = DEFAULT_OFFSET_GRID,
 ) -> tuple[list[float], float]:
     """Per-class offsets chosen on *validation* data at a given operating point: among the offsets that
-    keep each class ``c`` of ``keep`` at a recall of at least ``keep[c]`` (e.g. another model's Casual
-    recall), those with the highest balanced accuracy (ties: smallest offsets).
+    keep each class ``c`` of ``keep`` at a recall of at least ``keep[c]`` (e.g. the shipped model's),
+    those with the highest mean recall of the other classes (every class kept: balanced accuracy;
+    ties: smallest offsets). Keep every class but one to spend the whole margin on that one: a class
+    of a few images would otherwise weigh as much as one of hundreds.
 
     Comparing two models class by class only means something at one operating point; macro-F1 alone
-    can move it. ValueError when no offsets on the grid keep those recalls."""
+    can move it. Returns the offsets and the objective; ValueError when no offsets on the grid keep
+    those recalls."""
     y_true = np.asarray(y_true, int)
+    free = [c for c in range(logits.shape[1]) if c not in keep]
 
     def score(cm: np.ndarray) -> float | None:
         support = cm.sum(1)
-        if any(support[c] and cm[c, c] / support[c] < floor - 1e-12 for c, floor in keep.items()):
+        recall = np.divide(np.diag(cm), support, out=np.zeros(len(support)), where=support > 0)
+        if any(support[c] and recall[c] < floor - 1e-12 for c, floor in keep.items()):
             return None
-        return _scores_from_counts(cm)["balanced_accuracy"]
+        counted = [c for c in free if support[c]] or [c for c in range(len(support)) if support[c]]
+        return float(recall[counted].mean())
 
     found = _search_offsets(logits, y_true, grid, score)
     if found is None:
