@@ -24,8 +24,8 @@ from core.data.catalog import DEFAULT_LABEL_COLUMN, load_styles
 from core.data.split import find_split, get_or_make_split
 from core.images.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
 from core.images.framing import FRAMING_VERSION
-from core.models.card import ModelCard, WeightsError
-from core.models.registry import REGISTRY, get_spec
+from core.models.card import ModelCard, WeightsError, model_files
+from core.models.registry import REGISTRY
 from core.prediction.inference import apply_decision_rule
 from core.prediction.served import ServedModel
 from core.scoring.metrics import (
@@ -125,14 +125,13 @@ def refresh_card(
             "validation_objective": round(objective, 5),
         }
     measure_splits(served, images, labels, ids, n_boot, card.training.get("seed", 42))
-    spec_card = get_spec(name).card_file if weights_dir is None else Path(weights_dir) / f"{name}.json"
-    card.save(spec_card)
+    card.save(model_files(name, weights_dir)[1])
     return card
 
 
 def reference_recall(name: str, weights_dir: Path, classes: Sequence[str]) -> dict[str, float]:
     """``{class: recall}`` on validation of ``name`` in ``weights_dir``, from its card (--keep-recall-of)."""
-    card = ModelCard.load(Path(weights_dir) / get_spec(name).card_file.name)
+    card = ModelCard.load(model_files(name, weights_dir)[1])
     if unknown := [c for c in classes if c not in card.classes]:
         raise EvaluationError(
             f"--keep-class: {', '.join(unknown)} is not a class of {name} ({', '.join(card.classes)})"

@@ -118,6 +118,14 @@ def save_weights(model: DressCodeNet, path: Path, dtype: torch.dtype = torch.flo
     return sha256_file(path)
 
 
+def model_files(name: str, weights_dir: Path | None = None) -> tuple[Path, Path]:
+    """``name``'s weights file and model card in ``weights_dir`` (None: the shipped ones in ``weights/``)."""
+    spec = get_spec(name)
+    if weights_dir is None:
+        return spec.weights_file, spec.card_file
+    return Path(weights_dir) / spec.weights_file.name, Path(weights_dir) / spec.card_file.name
+
+
 def load_model(name: str, weights_dir: Path | None = None, verify: bool = True) -> tuple[DressCodeNet, ModelCard]:
     """Build ``name`` from the registry and load its shipped weights after checking sha256.
 
@@ -126,8 +134,7 @@ def load_model(name: str, weights_dir: Path | None = None, verify: bool = True) 
     does not match is never deserialised.
     """
     spec = get_spec(name)
-    card_path = spec.card_file if weights_dir is None else Path(weights_dir) / spec.card_file.name
-    weights_path = spec.weights_file if weights_dir is None else Path(weights_dir) / spec.weights_file.name
+    weights_path, card_path = model_files(name, weights_dir)
     card = ModelCard.load(card_path)
     if not weights_path.is_file():
         raise WeightsError(f"weights file {weights_path.name} is missing (looked in {weights_path.parent})")

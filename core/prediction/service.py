@@ -7,8 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.models.card import ModelCard, WeightsError
-from core.models.registry import get_spec
+from core.models.card import ModelCard, WeightsError, model_files
 from core.prediction.served import ServedModel
 
 log = logging.getLogger(__name__)
@@ -44,9 +43,7 @@ def load_served(name: str, weights_dir: Path | None = None) -> LoadedModel:
 
 def load_card(name: str, weights_dir: Path | None = None) -> tuple[ModelCard | None, str | None]:
     """A model card, or the message saying why it is unavailable."""
-    spec = get_spec(name)
-    path = spec.card_file if weights_dir is None else Path(weights_dir) / spec.card_file.name
     try:
-        return ModelCard.load(path), None
+        return ModelCard.load(model_files(name, weights_dir)[1]), None
     except WeightsError as exc:
         return None, str(exc)

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load, save_file
 
-from core.models.card import ModelCard, WeightsError, library_versions, load_model, sha256_file
-from core.models.registry import REGISTRY, get_spec
+from core.models.card import ModelCard, WeightsError, library_versions, load_model, model_files, sha256_file
+from core.models.registry import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +64,11 @@ def average_states(
     return out
 
 
-def _file(name: str, weights_dir: Path | None) -> tuple[Path, Path]:
-    spec = get_spec(name)
-    if weights_dir is None:
-        return spec.weights_file, spec.card_file
-    return Path(weights_dir) / spec.weights_file.name, Path(weights_dir) / spec.card_file.name
-
-
 def _checked_state(name: str, weights_dir: Path | None) -> tuple[ModelCard, dict[str, torch.Tensor]]:
     """A source's card and tensors, read once from the bytes whose sha256 matches the card (``load_model``
     has checked that the file fits the architecture and its card can drive it)."""
     _, card = load_model(name, weights_dir)
-    weights_path, _ = _file(name, weights_dir)
+    weights_path, _ = model_files(name, weights_dir)
     data = weights_path.read_bytes()
     if hashlib.sha256(data).hexdigest() != card.weights["sha256"]:
         raise WeightsError(f"{weights_path} changed while it was read; nothing was written")
@@ -100,7 +93,7 @@ def average_weights(
     sources = [base_dir, *finetuned_dirs]
     where = [str(d) if d is not None else "weights/ (shipped)" for d in sources]
     out_dir = Path(out_dir)
-    resolved = [(_file(name, d)[0].parent).resolve() for d in sources]
+    resolved = [(model_files(name, d)[0].parent).resolve() for d in sources]
     if out_dir.resolve() in resolved:
         raise WeightsError(f"--out {out_dir} is one of the folders averaged: write the average somewhere else")
     cards, states = zip(*(_checked_state(name, d) for d in sources))
@@ -114,7 +107,7 @@ def average_weights(
     _same(cards, where, "preprocessing", lambda c: c.preprocessing)
     state = average_states(states[0], states[1:], alpha)
     out_dir.mkdir(parents=True, exist_ok=True)
-    weights_out, card_out = _file(name, out_dir)
+    weights_out, card_out = model_files(name, out_dir)
     save_file(state, str(weights_out), metadata={"format": "pt"})
     base, tunes = cards[0], cards[1:]
     card = copy.deepcopy(base)
