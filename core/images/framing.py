@@ -77,6 +77,14 @@ class FramingParams:
     # 0 turns it off
     white_balance_lightness: float = 0.0  # OFF by default (see shadow_chroma); 80 is the value tried
     max_gain: float = 1.5
+    # a shadow lies outside the product: what the convex hull of the product (shadow left out) covers
+    # stays product, so a pale shirt's soft interior is not taken for a shadow; OFF by default until
+    # judged (docs/framing-retrain-rule.md, eleventh try)
+    shadow_outside_hull: bool = False
+    # on a white background a reframed photo is cropped, not softened: its own near-white background
+    # stays (as in the training images, which are kept as they are), and only a cast shadow is
+    # whitened, so a pale product's parts that the mask misses are not painted white; OFF by default
+    keep_white_background: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form (model cards, benchmark files)."""
@@ -153,6 +161,7 @@ class _Background:
     mean_lab: np.ndarray
     coef: np.ndarray  # the plane: a + b·x + c·y per Lab channel, x and y in 0–1 over the image
     shadow: float = 0.0  # share of the first mask found to be a cast shadow and left out
+    shadow_mask: np.ndarray | None = None  # that shadow (analysis pixels), when one was left out
     gains: tuple[float, float, float] | None = None  # white balance applied before the mask, if any
 
 
@@ -202,7 +211,9 @@ def product_mask(rgb: np.ndarray, params: FramingParams = DEFAULT_PARAMS) -> tup
     if mask is None:
         return None, bg
     if params.shadow_chroma > 0:
+        whole = mask
         mask, bg.shadow = _without_shadow(mask, lab, bg, params)
+        bg.shadow_mask = whole & ~mask if bg.shadow > 0 else None
     return mask, bg
 
 
@@ -240,6 +251,8 @@ def _without_shadow(
     radius = max(1, round(min(mask.shape) / 60))
     product = ndimage.binary_fill_holes(morphology.closing(core, morphology.disk(radius))) & mask
     product = morphology.remove_small_objects(product, max_size=max(1, int(params.min_component * mask.size)))
+    if params.shadow_outside_hull and product.any():
+        product = mask & (product | morphology.convex_hull_image(product))
     total = int(mask.sum())
     if total == 0 or product.sum() < params.shadow_min_keep * total:
         return mask, 0.0
@@ -367,7 +380,12 @@ def _reframe(
     if bg.gains is not None:
         img = apply_gains(img, bg.gains)
     # the product mask, feathered, at the input's resolution: alpha for softening the background
-    alpha_small = filters.gaussian(mask.astype(np.float32), sigma=params.feather)
+    # (on a white background, when kept: only the cast shadow is softened)
+    if params.keep_white_background and _is_white(bg.mean_lab, params):
+        shadow = bg.shadow_mask if bg.shadow_mask is not None else np.zeros_like(mask)
+        alpha_small = 1.0 - filters.gaussian(shadow.astype(np.float32), sigma=params.feather)
+    else:
+        alpha_small = filters.gaussian(mask.astype(np.float32), sigma=params.feather)
     alpha = Image.fromarray((np.clip(alpha_small, 0, 1) * 255).astype(np.uint8), "L").resize(img.size, Image.BILINEAR)
     left, top, right, bottom = _refine_box(img, box, scale, bg, params) if scale < 1.0 else box
     bw, bh = max(right - left, 1.0), max(bottom - top, 1.0)
