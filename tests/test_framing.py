@@ -331,6 +331,54 @@ def test_a_catalogue_shot_with_a_slight_shadow_is_still_kept() -> None:
     assert f.action == KEPT
 
 
+# the eleventh try's parts (docs/framing-retrain-rule.md): a shadow lies outside the product, a white
+# background cropped rather than softened
+NEW_PARTS = dataclasses.replace(WITH_PARTS, shadow_outside_hull=True, keep_white_background=True)
+
+
+def soft_pale_panel(size: tuple[int, int] = (300, 400)) -> Image.Image:
+    """The shirt with a pale, soft lower front fading towards white: shadow-like, and open at the bottom."""
+    arr = np.asarray(product(size)).copy()
+    w, h = size
+    top, bottom = int(h * 0.5), int(h * 0.97)
+    arr[top:bottom, int(w * 0.3) : int(w * 0.7)] = np.linspace(200, 240, bottom - top).astype(np.uint8)[:, None, None]
+    return Image.fromarray(arr)
+
+
+def test_a_pale_soft_part_of_a_product_is_neither_a_shadow_nor_painted_white() -> None:
+    photo = FRAMINGS["white square"](soft_pale_panel(), 0)
+    panel = (slice(55, 70), slice(25, 35))  # the pale front on the 60×80 canvas
+    own = np.asarray(to_native(soft_pale_panel()), float)[panel].mean()
+    before = normalise_framing(photo, WITH_PARTS)  # the defect the parts are for: the front erased
+    assert "shadow left out" in before.note
+    assert np.asarray(to_native(before.image), float)[panel].mean() > 250
+    after = normalise_framing(photo, NEW_PARTS)
+    assert after.action == REFRAMED and "shadow" not in after.note
+    assert abs(np.asarray(to_native(after.image), float)[panel].mean() - own) < 8
+
+
+def test_with_the_new_parts_a_cast_shadow_is_still_left_out_and_whitened() -> None:
+    # a product whose convex hull is its own outline (trousers, a folded shirt): the shadow falls outside
+    arr = np.full((400, 300, 3), 255, np.uint8)
+    arr[16:388, 75:225] = SHIRT
+    img = Image.fromarray(arr)
+    photo = drop_shadow(img, (24, 30), blur=9.0, darkness=100)
+    f, without = normalise_framing(photo, NEW_PARTS), normalise_framing(photo, WITHOUT_PARTS)
+    assert f.action == REFRAMED and "shadow left out" in f.note
+    box_w = f.box[2] - f.box[0]
+    assert box_w < without.box[2] - without.box[0]
+    assert abs(box_w - 150) < 0.06 * img.width
+    assert_surface_is_white(f)  # the photo's own white kept, the shadow softened away
+
+
+@pytest.mark.parametrize("base", [(150, 150, 150), (70, 110, 170)])
+def test_keeping_a_white_background_still_whitens_a_grey_or_coloured_surface(base) -> None:  # noqa: ANN001
+    photo = on_surface(product(), (480, 560), noisy((480, 560), base, 4.0))
+    f = normalise_framing(photo, NEW_PARTS)
+    assert f.action == REFRAMED
+    assert_surface_is_white(f)
+
+
 def test_tinted_light_on_white_is_white_balanced_but_a_coloured_table_keeps_its_colour() -> None:
     img = product(colour=(40, 120, 60))
     warm = warm_light(FRAMINGS["zoomed out 1.5×"](img, 0))

@@ -78,8 +78,9 @@ class FramingParams:
     white_balance_lightness: float = 0.0  # OFF by default (see shadow_chroma); 80 is the value tried
     max_gain: float = 1.5
     # a shadow lies outside the product: what the convex hull of the product (shadow left out) covers
-    # stays product, so a pale shirt's soft interior is not taken for a shadow; OFF by default until
-    # judged (docs/framing-retrain-rule.md, eleventh try)
+    # stays product, so a pale shirt's soft interior is not taken for a shadow (a shadow under a
+    # T-shirt's sleeves, inside that hull, stays too); OFF by default until judged
+    # (docs/framing-retrain-rule.md, eleventh try)
     shadow_outside_hull: bool = False
     # on a white background a reframed photo is cropped, not softened: its own near-white background
     # stays (as in the training images, which are kept as they are), and only a cast shadow is
@@ -382,7 +383,10 @@ def _reframe(
     # the product mask, feathered, at the input's resolution: alpha for softening the background
     # (on a white background, when kept: only the cast shadow is softened)
     if params.keep_white_background and _is_white(bg.mean_lab, params):
-        shadow = bg.shadow_mask if bg.shadow_mask is not None else np.zeros_like(mask)
+        shadow = np.zeros_like(mask)
+        if bg.shadow_mask is not None:  # with its soft edge, which the mask's threshold left out
+            grown = morphology.dilation(bg.shadow_mask, morphology.disk(max(1, round(min(mask.shape) / 40))))
+            shadow = grown & ~mask
         alpha_small = 1.0 - filters.gaussian(shadow.astype(np.float32), sigma=params.feather)
     else:
         alpha_small = filters.gaussian(mask.astype(np.float32), sigma=params.feather)
