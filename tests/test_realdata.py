@@ -176,3 +176,39 @@ def test_the_framing_step_barely_changes_the_dataset_images(data_dir: Path, cata
     # grey levels, mean over all images (0 for the kept ones); 10.3 on these 300 and 6.9 over the whole dataset
     # (README): model shots on plain backdrops and small products are cropped to the product
     assert float(np.mean(diffs)) < 12.0
+
+
+# Pale formal shirts (val) that the shadow step took for shadows and painted white when padded to a white
+# square (docs/framing-retrain-rule.md, eleventh try); ids chosen from that run, a regression guard of the step.
+PALE_SHIRTS = [11250, 12258, 15910, 23034, 26059, 26123, 26790, 27148, 27155, 31133]
+
+
+def test_pale_shirts_padded_to_a_square_come_back_close_to_their_thumbnails(data_dir: Path, catalog: Catalog) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from core.images.framing import DEFAULT_PARAMS
+    from core.images.framings import FRAMINGS, enlarge
+    from core.images.preprocess import frame_and_fit, open_image, to_native
+
+    plain = dataclasses.replace(
+        DEFAULT_PARAMS,
+        shadow_chroma=0.0,
+        white_balance_lightness=0.0,
+        shadow_outside_hull=False,
+        keep_white_background=False,
+    )
+    parts = dataclasses.replace(plain, shadow_chroma=2.5, white_balance_lightness=80.0)
+    both = dataclasses.replace(parts, shadow_outside_hull=True, keep_white_background=True)
+    dist: dict[str, list[float]] = {"plain": [], "parts": [], "both": []}
+    for pid in PALE_SHIRTS:
+        raw = open_image(catalog.image_path(pid).read_bytes()).image
+        own = np.asarray(to_native(raw), float)
+        photo = FRAMINGS["white square"](enlarge(raw), pid)
+        for name, params in (("plain", plain), ("parts", parts), ("both", both)):
+            dist[name].append(float(np.abs(np.asarray(frame_and_fit(photo, params).image, float) - own).mean()))
+    mean = {k: float(np.mean(v)) for k, v in dist.items()}
+    assert mean["parts"] > mean["plain"] + 3  # the defect: the shirts' pale fronts erased
+    assert mean["both"] < mean["parts"] - 3 and mean["both"] < mean["plain"] + 0.5, mean
+    assert all(b < p for b, p in zip(dist["both"], dist["parts"])), dist
