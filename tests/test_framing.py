@@ -299,8 +299,15 @@ def test_a_fresh_draw_refuses_a_file_without_ids_or_of_another_split(tmp_path: P
 
 
 # the shadow step and the white balance, with explicit parameters (they hold whatever the default)
-WITH_PARTS = dataclasses.replace(DEFAULT_PARAMS, shadow_chroma=2.5, white_balance_lightness=80.0)
-WITHOUT_PARTS = dataclasses.replace(DEFAULT_PARAMS, shadow_chroma=0.0, white_balance_lightness=0.0)
+PLAIN = dataclasses.replace(
+    DEFAULT_PARAMS,
+    shadow_chroma=0.0,
+    white_balance_lightness=0.0,
+    shadow_outside_hull=False,
+    keep_white_background=False,
+)
+WITH_PARTS = dataclasses.replace(PLAIN, shadow_chroma=2.5, white_balance_lightness=80.0)
+WITHOUT_PARTS = PLAIN
 
 
 def test_a_cast_shadow_is_left_out_of_the_product() -> None:
