@@ -470,13 +470,20 @@ def _report(
 
 
 def framing_params(settings: list[str]) -> FramingParams:
-    """The default framing parameters with ``NAME=VALUE`` overrides (numbers), checked by name."""
+    """The default framing parameters with ``NAME=VALUE`` overrides (numbers; on/off for a switch),
+    checked by name."""
     fields = DEFAULT_PARAMS.to_dict()
     changes = {}
+    switch = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
     for item in settings:
         name, sep, value = item.partition("=")
         if not sep or name not in fields:
             raise SystemExit(f"--set takes NAME=VALUE with NAME one of {', '.join(fields)}; got {item!r}")
+        if isinstance(fields[name], bool):
+            if value.strip().lower() not in switch:
+                raise SystemExit(f"--set {name}: {value!r} is not on or off")
+            changes[name] = switch[value.strip().lower()]
+            continue
         try:
             changes[name] = type(fields[name])(float(value)) if isinstance(fields[name], int) else float(value)
         except ValueError:

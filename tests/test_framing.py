@@ -473,3 +473,14 @@ def test_the_paired_comparison_refuses_results_it_cannot_pair(tmp_path: Path) ->
         main(["--compare", str(old), str(old)])
     with pytest.raises(SystemExit, match="--compare: "):
         main(["--compare", str(tmp_path / "missing.json"), str(old)])
+
+
+def test_benchmark_overrides_take_numbers_and_switches() -> None:
+    from bench.framing import framing_params
+
+    p = framing_params(["shadow_chroma=2.5", "keep_white_background=on", "shadow_outside_hull=false"])
+    assert p.shadow_chroma == 2.5 and p.keep_white_background is True and p.shadow_outside_hull is False
+    assert isinstance(framing_params(["analysis_side=200"]).analysis_side, int)
+    for bad in (["keep_white_background=maybe"], ["shadow_chroma=lots"], ["no_such=1"], ["shadow_chroma"]):
+        with pytest.raises(SystemExit):
+            framing_params(bad)
