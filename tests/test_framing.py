@@ -304,7 +304,7 @@ PLAIN = dataclasses.replace(
     shadow_chroma=0.0,
     white_balance_lightness=0.0,
     shadow_outside_hull=False,
-    keep_white_background=False,
+    keep_inside_hull=False,
 )
 WITH_PARTS = dataclasses.replace(PLAIN, shadow_chroma=2.5, white_balance_lightness=80.0)
 WITHOUT_PARTS = PLAIN
@@ -340,7 +340,7 @@ def test_a_catalogue_shot_with_a_slight_shadow_is_still_kept() -> None:
 
 # the eleventh try's parts (docs/framing-retrain-rule.md): a shadow lies outside the product, a white
 # background cropped rather than softened
-NEW_PARTS = dataclasses.replace(WITH_PARTS, shadow_outside_hull=True, keep_white_background=True)
+NEW_PARTS = dataclasses.replace(WITH_PARTS, shadow_outside_hull=True, keep_inside_hull=True)
 
 
 def soft_pale_panel(size: tuple[int, int] = (300, 400)) -> Image.Image:
@@ -376,6 +376,17 @@ def test_with_the_new_parts_a_cast_shadow_is_still_left_out_and_whitened() -> No
     assert box_w < without.box[2] - without.box[0]
     assert abs(box_w - 150) < 0.06 * img.width
     assert_surface_is_white(f)  # the photo's own white kept, the shadow softened away
+
+
+def test_an_off_white_background_outside_the_product_is_still_softened_to_white() -> None:
+    arr = np.asarray(product()).copy()
+    arr[(arr == 255).all(axis=2)] = (238, 238, 235)  # a studio backdrop a little off white
+    photo = FRAMINGS["white square"](Image.fromarray(arr), 0)
+    f = normalise_framing(photo, NEW_PARTS)
+    assert f.action == REFRAMED
+    native = np.asarray(to_native(f.image))
+    # beside the shirt's body, below its sleeves, outside its hull: white, as the plain step makes it
+    assert native[-6:, :4].min() >= 250 and native[-6:, -4:].min() >= 250
 
 
 @pytest.mark.parametrize("base", [(150, 150, 150), (70, 110, 170)])
@@ -478,9 +489,9 @@ def test_the_paired_comparison_refuses_results_it_cannot_pair(tmp_path: Path) ->
 def test_benchmark_overrides_take_numbers_and_switches() -> None:
     from bench.framing import framing_params
 
-    p = framing_params(["shadow_chroma=2.5", "keep_white_background=on", "shadow_outside_hull=false"])
-    assert p.shadow_chroma == 2.5 and p.keep_white_background is True and p.shadow_outside_hull is False
+    p = framing_params(["shadow_chroma=2.5", "keep_inside_hull=on", "shadow_outside_hull=false"])
+    assert p.shadow_chroma == 2.5 and p.keep_inside_hull is True and p.shadow_outside_hull is False
     assert isinstance(framing_params(["analysis_side=200"]).analysis_side, int)
-    for bad in (["keep_white_background=maybe"], ["shadow_chroma=lots"], ["no_such=1"], ["shadow_chroma"]):
+    for bad in (["keep_inside_hull=maybe"], ["shadow_chroma=lots"], ["no_such=1"], ["shadow_chroma"]):
         with pytest.raises(SystemExit):
             framing_params(bad)

@@ -197,10 +197,10 @@ def test_pale_shirts_padded_to_a_square_come_back_close_to_their_thumbnails(data
         shadow_chroma=0.0,
         white_balance_lightness=0.0,
         shadow_outside_hull=False,
-        keep_white_background=False,
+        keep_inside_hull=False,
     )
     parts = dataclasses.replace(plain, shadow_chroma=2.5, white_balance_lightness=80.0)
-    both = dataclasses.replace(parts, shadow_outside_hull=True, keep_white_background=True)
+    both = dataclasses.replace(parts, shadow_outside_hull=True, keep_inside_hull=True)
     dist: dict[str, list[float]] = {"plain": [], "parts": [], "both": []}
     for pid in PALE_SHIRTS:
         raw = open_image(catalog.image_path(pid).read_bytes()).image

@@ -82,10 +82,11 @@ class FramingParams:
     # T-shirt's sleeves, inside that hull, stays too); OFF by default until judged
     # (docs/framing-retrain-rule.md, eleventh try)
     shadow_outside_hull: bool = False
-    # on a white background a reframed photo is cropped, not softened: its own near-white background
-    # stays (as in the training images, which are kept as they are), and only a cast shadow is
-    # whitened, so a pale product's parts that the mask misses are not painted white; OFF by default
-    keep_white_background: bool = False
+    # on a white background, what lies inside the product's convex hull keeps its pixels: only the
+    # background outside it (and a cast shadow, with its soft edge) is softened to white, so a pale
+    # product's parts that the mask misses are not painted white; OFF by default until judged
+    # (docs/framing-retrain-rule.md, twelfth try; the eleventh kept the whole white background)
+    keep_inside_hull: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form (model cards, benchmark files)."""
@@ -381,13 +382,14 @@ def _reframe(
     if bg.gains is not None:
         img = apply_gains(img, bg.gains)
     # the product mask, feathered, at the input's resolution: alpha for softening the background
-    # (on a white background, when kept: only the cast shadow is softened)
-    if params.keep_white_background and _is_white(bg.mean_lab, params):
-        shadow = np.zeros_like(mask)
+    # (on a white background with keep_inside_hull: only what lies outside the product's hull, and a
+    # cast shadow, is softened)
+    if params.keep_inside_hull and _is_white(bg.mean_lab, params):
+        soften = ~(mask | morphology.convex_hull_image(mask))
         if bg.shadow_mask is not None:  # with its soft edge, which the mask's threshold left out
             grown = morphology.dilation(bg.shadow_mask, morphology.disk(max(1, round(min(mask.shape) / 40))))
-            shadow = grown & ~mask
-        alpha_small = 1.0 - filters.gaussian(shadow.astype(np.float32), sigma=params.feather)
+            soften |= grown & ~mask
+        alpha_small = 1.0 - filters.gaussian(soften.astype(np.float32), sigma=params.feather)
     else:
         alpha_small = filters.gaussian(mask.astype(np.float32), sigma=params.feather)
     alpha = Image.fromarray((np.clip(alpha_small, 0, 1) * 255).astype(np.uint8), "L").resize(img.size, Image.BILINEAR)
