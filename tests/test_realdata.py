@@ -130,13 +130,14 @@ def test_shipped_weights_reproduce_card(data_dir: Path, catalog: Catalog, saved_
 
 # Framing floors on a slice of test with the shipped weights: Formal recall as a ratio to the unframed
 # value, per framing (default, then exceptions), and the lowest Casual recall. They guard what holds
-# today, set from the VALIDATION run (bench.framing --split val) with a margin for the slice's noise,
-# never from test. The bar (ratio >= 0.9, Casual >= 0.95; baseline 0.8) is not met yet for the
-# drop shadow and warm light, nor by resnet50/baseline's Casual recall: see README, "Photos framed …".
+# today, set from the VALIDATION run (bench/framing-results/val_twelfth_adopted.json) with a margin for
+# the slice's noise, never from test. The bar (ratio >= 0.9, Casual >= 0.95; baseline 0.8) is
+# not met yet under warm light (effnet_lite0, resnet50) nor by resnet50/baseline's Casual recall: see
+# README, "Photos framed …".
 FRAMING_FLOORS = {
-    "effnet_lite0": ({"default": 0.8, "warm light": 0.65, "drop shadow": 0.45}, 0.9),
-    "resnet50": ({"default": 0.7, "warm light": 0.3, "drop shadow": 0.0}, 0.85),
-    "baseline": ({"default": 0.75, "drop shadow": 0.0}, 0.82),
+    "effnet_lite0": ({"default": 0.8, "warm light": 0.65, "drop shadow": 0.7}, 0.9),
+    "resnet50": ({"default": 0.7, "warm light": 0.3}, 0.85),
+    "baseline": ({"default": 0.75}, 0.82),
 }
 FRAMING_SLICE = {"Formal": 100, "Casual": 100}
 

@@ -12,10 +12,13 @@ the app and the batch path all run on a decoded RGB image, before :func:`core.im
 2. On a near-uniform background of any colour, the product is the set of pixels that differ from
    that plane: thresholded, closed, holes filled and small specks dropped with scikit-image, and
    its connected components labelled.
-3. A photo already framed like the dataset (3:4, on white, product filling the frame and centred)
+3. A cast shadow (darker than the background, its hue, soft-edged, outside the convex hull of the
+   rest of the product) is left out of the mask.
+4. A photo already framed like the dataset (3:4, on white, product filling the frame and centred)
    is kept exactly as it is, so the dataset's own images barely change. Any other is cropped to
-   the product, its background softened to white through a feathered mask, and placed on a white
-   3:4 canvas at the dataset's typical fill.
+   the product, its background softened to white through a feathered mask (on a white backdrop only
+   outside the product's convex hull, and the shadow, so a pale shirt's front is never painted
+   white), and placed on a white 3:4 canvas at the dataset's typical fill.
 
 The product mask travels with the image (:attr:`Framing.mask`), so the app can tell how much of a
 Grad-CAM map falls on the product.
@@ -33,9 +36,10 @@ from skimage import color, filters, measure, morphology
 
 log = logging.getLogger(__name__)
 
-# part of the decoded-image cache key: change it when the default output changes (the shadow step and
-# the white balance are off by default: the same output as version 2, checked on 1,120 framed photos)
-FRAMING_VERSION = 2
+# part of the decoded-image cache key: change it when the default output changes (3: the shadow step,
+# a shadow only outside the product's hull, and a white backdrop softened only outside that hull;
+# adopted by the twelfth try of docs/framing-retrain-rule.md)
+FRAMING_VERSION = 3
 CANVAS_ASPECT = 3 / 4  # width / height of the dataset's thumbnails (60×80)
 
 KEPT, REFRAMED, BUSY, NO_PRODUCT = "kept", "reframed", "busy", "no_product"
@@ -64,9 +68,9 @@ class FramingParams:
     # a cast shadow: pixels darker than the background with its hue (within ``shadow_chroma`` ΔE in
     # a*b*, at most ``shadow_max_drop`` L* darker) and not on a sharp edge (Sobel of L* below
     # ``shadow_edge``); 0 turns the shadow step off
-    # OFF by default: on val the rule in docs/framing-retrain-rule.md did not adopt it (nor the white
-    # balance); 2.5 is the value to try (over 4: half the false shadows on val, the same shadows found)
-    shadow_chroma: float = 0.0
+    # 2.5: over 4, half the false shadows on val, the same shadows found (adopted with the two hull parts
+    # below by the twelfth try of docs/framing-retrain-rule.md)
+    shadow_chroma: float = 2.5
     shadow_max_drop: float = 45.0
     shadow_edge: float = 8.0
     shadow_min_keep: float = 0.5  # … undone when it would leave less than this share of the mask
@@ -75,18 +79,18 @@ class FramingParams:
     # a bright tinted background (L* at least this, chroma above ``white_chroma``) is taken as white
     # under coloured light and the photo white-balanced on it (per-channel gains up to ``max_gain``);
     # 0 turns it off
-    white_balance_lightness: float = 0.0  # OFF by default (see shadow_chroma); 80 is the value tried
+    # OFF by default: it moved resnet50's warm-light Casual answers in every try that had it (80 was tried)
+    white_balance_lightness: float = 0.0
     max_gain: float = 1.5
     # a shadow lies outside the product: what the convex hull of the product (shadow left out) covers
     # stays product, so a pale shirt's soft interior is not taken for a shadow (a shadow under a
-    # T-shirt's sleeves, inside that hull, stays too); OFF by default until judged
-    # (docs/framing-retrain-rule.md, eleventh try)
-    shadow_outside_hull: bool = False
+    # T-shirt's sleeves, inside that hull, stays too)
+    shadow_outside_hull: bool = True
     # on a white background, what lies inside the product's convex hull keeps its pixels: only the
     # background outside it (and a cast shadow, with its soft edge) is softened to white, so a pale
-    # product's parts that the mask misses are not painted white; OFF by default until judged
-    # (docs/framing-retrain-rule.md, twelfth try; the eleventh kept the whole white background)
-    keep_inside_hull: bool = False
+    # product's parts that the mask misses are not painted white (formal shirts were; the eleventh try
+    # kept the whole white background, which moved the dataset's own reframed photos too far)
+    keep_inside_hull: bool = True
 
     def to_dict(self) -> dict:
         """JSON-ready form (model cards, benchmark files)."""
