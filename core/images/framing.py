@@ -17,8 +17,9 @@ the app and the batch path all run on a decoded RGB image, before :func:`core.im
 4. A photo already framed like the dataset (3:4, on white, product filling the frame and centred)
    is kept exactly as it is, so the dataset's own images barely change. Any other is cropped to
    the product, its background softened to white through a feathered mask (on a white backdrop only
-   outside the product's convex hull, and the shadow, so a pale shirt's front is never painted
-   white), and placed on a white 3:4 canvas at the dataset's typical fill.
+   outside the product's convex hull, and the shadow, so a pale shirt's front is not painted white;
+   a little off-white backdrop inside that hull, between arms or legs, stays), and placed on a white
+   3:4 canvas at the dataset's typical fill.
 
 The product mask travels with the image (:attr:`Framing.mask`), so the app can tell how much of a
 Grad-CAM map falls on the product.
@@ -246,8 +247,9 @@ def _without_shadow(
     A shadow darkens the background and keeps its hue, and its edges are soft; a product's
     outline is sharp. So the product is what differs from the background otherwise, plus every
     sharp edge, closed and filled (a white shirt's interior is shadow-like, its outline is not);
-    what is left of the mask is shadow. When that would remove more than half of the mask (a pale,
-    soft product), the mask is kept whole.
+    with ``shadow_outside_hull``, whatever lies inside that product's convex hull too (a shadow falls
+    beside a product, not inside it); what is left of the mask is shadow. When that would remove more
+    than half of the mask (a pale, soft product), the mask is kept whole.
     """
     drop = bg.lab[..., 0] - lab[..., 0]
     hue_apart = np.linalg.norm(lab[..., 1:] - bg.lab[..., 1:], axis=-1)
@@ -389,7 +391,7 @@ def _reframe(
     # (on a white background with keep_inside_hull: only what lies outside the product's hull, and a
     # cast shadow, is softened)
     if params.keep_inside_hull and _is_white(bg.mean_lab, params):
-        soften = ~(mask | morphology.convex_hull_image(mask))
+        soften = ~morphology.convex_hull_image(mask)  # the hull holds the mask
         if bg.shadow_mask is not None:  # with its soft edge, which the mask's threshold left out
             grown = morphology.dilation(bg.shadow_mask, morphology.disk(max(1, round(min(mask.shape) / 40))))
             soften |= grown & ~mask
