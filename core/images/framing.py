@@ -17,9 +17,8 @@ the app and the batch path all run on a decoded RGB image, before :func:`core.im
 4. A photo already framed like the dataset (3:4, on white, product filling the frame and centred)
    is kept exactly as it is, so the dataset's own images barely change. Any other is cropped to
    the product, its background softened to white through a feathered mask (on a white backdrop only
-   outside the product's convex hull, and the shadow, so a pale shirt's front is not painted white;
-   a little off-white backdrop inside that hull, between arms or legs, stays), and placed on a white
-   3:4 canvas at the dataset's typical fill.
+   outside its convex hull, and the shadow: a pale shirt's front is not painted white, some off-white
+   between arms or legs stays), and placed on a white 3:4 canvas at the dataset's typical fill.
 
 The product mask travels with the image (:attr:`Framing.mask`), so the app can tell how much of a
 Grad-CAM map falls on the product.
@@ -37,9 +36,8 @@ from skimage import color, filters, measure, morphology
 
 log = logging.getLogger(__name__)
 
-# part of the decoded-image cache key: change it when the default output changes (3: the shadow step,
-# a shadow only outside the product's hull, and a white backdrop softened only outside that hull;
-# adopted by the twelfth try of docs/framing-retrain-rule.md)
+# part of the decoded-image cache key: change it when the default output changes (3: the shadow step and
+# the two hull parts below, adopted by the twelfth try of docs/framing-retrain-rule.md)
 FRAMING_VERSION = 3
 CANVAS_ASPECT = 3 / 4  # width / height of the dataset's thumbnails (60×80)
 
@@ -69,8 +67,7 @@ class FramingParams:
     # a cast shadow: pixels darker than the background with its hue (within ``shadow_chroma`` ΔE in
     # a*b*, at most ``shadow_max_drop`` L* darker) and not on a sharp edge (Sobel of L* below
     # ``shadow_edge``); 0 turns the shadow step off
-    # 2.5: over 4, half the false shadows on val, the same shadows found (adopted with the two hull parts
-    # below by the twelfth try of docs/framing-retrain-rule.md)
+    # 2.5: over 4, half the false shadows on val, the same shadows found (adopted with the hull parts below)
     shadow_chroma: float = 2.5
     shadow_max_drop: float = 45.0
     shadow_edge: float = 8.0
@@ -83,14 +80,11 @@ class FramingParams:
     # OFF by default: it moved resnet50's warm-light Casual answers in every try that had it (80 was tried)
     white_balance_lightness: float = 0.0
     max_gain: float = 1.5
-    # a shadow lies outside the product: what the convex hull of the product (shadow left out) covers
-    # stays product, so a pale shirt's soft interior is not taken for a shadow (a shadow under a
-    # T-shirt's sleeves, inside that hull, stays too)
+    # a shadow lies outside the product: inside the convex hull of the product (shadow left out) all stays
+    # product, so a pale shirt's soft front is no shadow (a shadow under a T-shirt's sleeves stays too)
     shadow_outside_hull: bool = True
-    # on a white background, what lies inside the product's convex hull keeps its pixels: only the
-    # background outside it (and a cast shadow, with its soft edge) is softened to white, so a pale
-    # product's parts that the mask misses are not painted white (formal shirts were; the eleventh try
-    # kept the whole white background, which moved the dataset's own reframed photos too far)
+    # on a white backdrop only what lies outside the product's convex hull (and a cast shadow, with its soft
+    # edge) is softened to white, so the parts of a pale product the mask misses are not painted white
     keep_inside_hull: bool = True
 
     def to_dict(self) -> dict:
@@ -387,9 +381,7 @@ def _reframe(
     """Crop to the product, soften the background to white and centre it on a white 3:4 canvas."""
     if bg.gains is not None:
         img = apply_gains(img, bg.gains)
-    # the product mask, feathered, at the input's resolution: alpha for softening the background
-    # (on a white background with keep_inside_hull: only what lies outside the product's hull, and a
-    # cast shadow, is softened)
+    # the product mask (with keep_inside_hull on white: its hull less the shadow), feathered: alpha for softening
     if params.keep_inside_hull and _is_white(bg.mean_lab, params):
         soften = ~morphology.convex_hull_image(mask)  # the hull holds the mask
         if bg.shadow_mask is not None:  # with its soft edge, which the mask's threshold left out
