@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zlib
@@ -10,7 +11,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.images.framing import DEFAULT_PARAMS
 from core.images.preprocess import ALLOWED_FORMATS, NATIVE_SIZE
+
+# variants of the framing step, spelled out in full so they mean the same whatever the defaults: the step
+# with none of its later parts (version 2); with the shadow step and the white balance as the first ten tries
+# had them; and the shipped one (version 3, the twelfth try of docs/framing-retrain-rule.md)
+PLAIN_FRAMING = dataclasses.replace(
+    DEFAULT_PARAMS, shadow_chroma=0.0, white_balance_lightness=0.0, shadow_outside_hull=False, keep_inside_hull=False
+)
+EARLIER_PARTS_FRAMING = dataclasses.replace(PLAIN_FRAMING, shadow_chroma=2.5, white_balance_lightness=80.0)
+HULL_PARTS_FRAMING = dataclasses.replace(
+    PLAIN_FRAMING, shadow_chroma=2.5, shadow_outside_hull=True, keep_inside_hull=True
+)
 
 
 def garment_photo(width: int = 600, height: int = 800, colour: tuple[int, int, int] = (30, 40, 120)) -> Image.Image:

@@ -3,13 +3,12 @@ augmentation that re-frames draws, and the share of a map on the product."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from image_cases import encode
+from image_cases import EARLIER_PARTS_FRAMING, HULL_PARTS_FRAMING, PLAIN_FRAMING, encode
 from PIL import Image
 
 from core.images.augment import FramingAugmentParams, reframe_random
@@ -298,22 +297,10 @@ def test_a_fresh_draw_refuses_a_file_without_ids_or_of_another_split(tmp_path: P
     assert _earlier_ids([tmp_path / "t.json"], "test") == {1, 2}
 
 
-# the shadow step and the white balance, with explicit parameters (they hold whatever the default)
-PLAIN = dataclasses.replace(
-    DEFAULT_PARAMS,
-    shadow_chroma=0.0,
-    white_balance_lightness=0.0,
-    shadow_outside_hull=False,
-    keep_inside_hull=False,
-)
-WITH_PARTS = dataclasses.replace(PLAIN, shadow_chroma=2.5, white_balance_lightness=80.0)
-WITHOUT_PARTS = PLAIN
-
-
 def test_a_cast_shadow_is_left_out_of_the_product() -> None:
     img = product()
     photo = drop_shadow(img, (24, 30), blur=9.0, darkness=100)
-    with_parts, without = normalise_framing(photo, WITH_PARTS), normalise_framing(photo, WITHOUT_PARTS)
+    with_parts, without = normalise_framing(photo, EARLIER_PARTS_FRAMING), normalise_framing(photo, PLAIN_FRAMING)
     assert with_parts.action == REFRAMED and "shadow left out" in with_parts.note
     # the box hugs the product, not the shadow down-right of it: the crop is narrower than without
     box_w = with_parts.box[2] - with_parts.box[0]
@@ -325,7 +312,7 @@ def test_a_cast_shadow_is_left_out_of_the_product() -> None:
 
 def test_a_pale_product_with_a_sharp_outline_is_not_taken_for_a_shadow() -> None:
     img = product(colour=(214, 214, 218))  # a light-grey shirt: shadow-like inside, sharp outside
-    f = normalise_framing(FRAMINGS["zoomed out 1.5×"](img, 0), WITH_PARTS)
+    f = normalise_framing(FRAMINGS["zoomed out 1.5×"](img, 0), EARLIER_PARTS_FRAMING)
     assert f.action == REFRAMED and "shadow" not in f.note
     ys, xs = np.nonzero(f.mask)  # the whole shirt is the product, so it fills the frame again
     assert max((np.ptp(ys) + 1) / f.mask.shape[0], (np.ptp(xs) + 1) / f.mask.shape[1]) > 0.9
@@ -334,17 +321,12 @@ def test_a_pale_product_with_a_sharp_outline_is_not_taken_for_a_shadow() -> None
 def test_a_catalogue_shot_with_a_slight_shadow_is_still_kept() -> None:
     img = product()
     photo = drop_shadow(img, (4, 6), blur=3.0, darkness=60, margin=1.0)
-    f = normalise_framing(photo, WITH_PARTS)
+    f = normalise_framing(photo, EARLIER_PARTS_FRAMING)
     assert f.action == KEPT
 
 
-# the shipped step (FRAMING_VERSION 3, the twelfth try of docs/framing-retrain-rule.md): the shadow step, a
-# shadow only outside the product's hull, a white backdrop softened only outside that hull; no white balance
-NEW_PARTS = dataclasses.replace(PLAIN, shadow_chroma=2.5, shadow_outside_hull=True, keep_inside_hull=True)
-
-
 def test_the_shipped_step_is_the_twelfth_try_s_parts() -> None:
-    assert NEW_PARTS == DEFAULT_PARAMS
+    assert HULL_PARTS_FRAMING == DEFAULT_PARAMS
 
 
 def soft_pale_panel(size: tuple[int, int] = (300, 400)) -> Image.Image:
@@ -360,10 +342,10 @@ def test_a_pale_soft_part_of_a_product_is_neither_a_shadow_nor_painted_white() -
     photo = FRAMINGS["white square"](soft_pale_panel(), 0)
     panel = (slice(55, 70), slice(25, 35))  # the pale front on the 60×80 canvas
     own = np.asarray(to_native(soft_pale_panel()), float)[panel].mean()
-    before = normalise_framing(photo, WITH_PARTS)  # the defect the parts are for: the front erased
+    before = normalise_framing(photo, EARLIER_PARTS_FRAMING)  # the defect the parts are for: the front erased
     assert "shadow left out" in before.note
     assert np.asarray(to_native(before.image), float)[panel].mean() > 250
-    after = normalise_framing(photo, NEW_PARTS)
+    after = normalise_framing(photo, HULL_PARTS_FRAMING)
     assert after.action == REFRAMED and "shadow" not in after.note
     assert abs(np.asarray(to_native(after.image), float)[panel].mean() - own) < 8
 
@@ -374,7 +356,7 @@ def test_with_the_new_parts_a_cast_shadow_is_still_left_out_and_whitened() -> No
     arr[16:388, 75:225] = SHIRT
     img = Image.fromarray(arr)
     photo = drop_shadow(img, (24, 30), blur=9.0, darkness=100)
-    f, without = normalise_framing(photo, NEW_PARTS), normalise_framing(photo, WITHOUT_PARTS)
+    f, without = normalise_framing(photo, HULL_PARTS_FRAMING), normalise_framing(photo, PLAIN_FRAMING)
     assert f.action == REFRAMED and "shadow left out" in f.note
     box_w = f.box[2] - f.box[0]
     assert box_w < without.box[2] - without.box[0]
@@ -386,7 +368,7 @@ def test_an_off_white_backdrop_outside_the_product_s_hull_is_still_softened_to_w
     arr = np.asarray(product()).copy()
     arr[(arr == 255).all(axis=2)] = (238, 238, 235)  # a studio backdrop a little off white
     photo = FRAMINGS["white square"](Image.fromarray(arr), 0)
-    f = normalise_framing(photo, NEW_PARTS)
+    f = normalise_framing(photo, HULL_PARTS_FRAMING)
     assert f.action == REFRAMED
     native = np.asarray(to_native(f.image))
     # beside the shirt's body, below its sleeves, outside its hull: white, as the plain step makes it (inside
@@ -398,7 +380,7 @@ def test_an_off_white_backdrop_outside_the_product_s_hull_is_still_softened_to_w
 def test_keeping_a_white_background_still_whitens_a_grey_or_coloured_surface(base) -> None:  # noqa: ANN001
     # the hull part applies to a white backdrop only: on any other the whole surface is softened as before
     photo = on_surface(product(), (480, 560), noisy((480, 560), base, 4.0))
-    f = normalise_framing(photo, NEW_PARTS)
+    f = normalise_framing(photo, HULL_PARTS_FRAMING)
     assert f.action == REFRAMED
     assert_surface_is_white(f)
 
@@ -406,17 +388,18 @@ def test_keeping_a_white_background_still_whitens_a_grey_or_coloured_surface(bas
 def test_tinted_light_on_white_is_white_balanced_but_a_coloured_table_keeps_its_colour() -> None:
     img = product(colour=(40, 120, 60))
     warm = warm_light(FRAMINGS["zoomed out 1.5×"](img, 0))
-    f = normalise_framing(warm, WITH_PARTS)
+    f = normalise_framing(warm, EARLIER_PARTS_FRAMING)
     assert f.action == REFRAMED and "tinted light" in f.note
     centre = np.asarray(to_native(f.image))[30:50, 25:35].reshape(-1, 3).mean(axis=0)
-    uncorrected = np.asarray(to_native(normalise_framing(warm, WITHOUT_PARTS).image))[30:50, 25:35]
+    uncorrected = np.asarray(to_native(normalise_framing(warm, PLAIN_FRAMING).image))[30:50, 25:35]
     target = np.asarray(to_native(img))[30:50, 25:35].reshape(-1, 3).mean(axis=0)
     assert np.abs(centre - target).max() < np.abs(uncorrected.reshape(-1, 3).mean(axis=0) - target).max()
     assert np.abs(centre - target).max() < 12
     # a beige table is a colour, not a light: no correction
     table = on_surface(img, (480, 560), noisy((480, 560), (196, 170, 138), 4.0))
-    assert "tinted light" not in normalise_framing(table, WITH_PARTS).note
-    assert white_balance_gains(np.array([95.0, 0.5, 1.0]), WITH_PARTS) is None  # neutral white: nothing to do
+    assert "tinted light" not in normalise_framing(table, EARLIER_PARTS_FRAMING).note
+    # a neutral white: nothing to do
+    assert white_balance_gains(np.array([95.0, 0.5, 1.0]), EARLIER_PARTS_FRAMING) is None
 
 
 def fake_result(preds: dict[str, list[int]], labels: list[int], ids: list[int] | None = None) -> dict:

@@ -185,23 +185,13 @@ PALE_SHIRTS = [11250, 12258, 15910, 23034, 26059, 26123, 26790, 27148, 27155, 31
 
 
 def test_pale_shirts_padded_to_a_square_come_back_close_to_their_thumbnails(data_dir: Path, catalog: Catalog) -> None:
-    import dataclasses
-
     import numpy as np
+    from image_cases import EARLIER_PARTS_FRAMING, HULL_PARTS_FRAMING, PLAIN_FRAMING
 
-    from core.images.framing import DEFAULT_PARAMS
     from core.images.framings import FRAMINGS, enlarge
     from core.images.preprocess import frame_and_fit, open_image, to_native
 
-    plain = dataclasses.replace(
-        DEFAULT_PARAMS,
-        shadow_chroma=0.0,
-        white_balance_lightness=0.0,
-        shadow_outside_hull=False,
-        keep_inside_hull=False,
-    )
-    parts = dataclasses.replace(plain, shadow_chroma=2.5, white_balance_lightness=80.0)
-    both = dataclasses.replace(plain, shadow_chroma=2.5, shadow_outside_hull=True, keep_inside_hull=True)  # shipped
+    plain, parts, both = PLAIN_FRAMING, EARLIER_PARTS_FRAMING, HULL_PARTS_FRAMING  # both: the shipped step
     dist: dict[str, list[float]] = {"plain": [], "parts": [], "both": []}
     for pid in PALE_SHIRTS:
         raw = open_image(catalog.image_path(pid).read_bytes()).image
