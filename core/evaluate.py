@@ -109,19 +109,15 @@ def refresh_card(
             raise EvaluationError(str(exc)) from None
         kept = ", ".join(f"{c} ≥ {r:.4f}" for c, r in keep_recall.items())
         others = [c for c in card.classes if c not in keep_recall] or card.classes
-        card.decision_rule = {
-            "kind": "argmax of logits + per-class offsets chosen on the validation split",
-            "logit_bias": bias,
-            "objective": f"mean recall of {', '.join(others)} on validation, keeping the recall {kept} "
-            "(ties: smallest offsets)",
-            "validation_objective": round(objective, 5),
-        }
+        aim = f"mean recall of {', '.join(others)} on validation, keeping the recall {kept}"
     elif choose_rule:
         bias, objective = choose_logit_bias(served.logits(images["val"]), labels["val"])
+        aim = "macro-F1 on validation"
+    if choose_rule:
         card.decision_rule = {
             "kind": "argmax of logits + per-class offsets chosen on the validation split",
             "logit_bias": bias,
-            "objective": "macro-F1 on validation (ties: smallest offsets)",
+            "objective": f"{aim} (ties: smallest offsets)",
             "validation_objective": round(objective, 5),
         }
     measure_splits(served, images, labels, ids, n_boot, card.training.get("seed", 42))
