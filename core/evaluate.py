@@ -81,11 +81,13 @@ def refresh_card(
     split_file: Path = DEFAULT_SPLIT_FILE,
     choose_rule: bool = False,
     keep_recall: dict[str, float] | None = None,
+    min_recall: dict[str, float] | None = None,
 ) -> ModelCard:
     """Re-measure val/test metrics and per-image predictions of a shipped model into its card;
     with ``choose_rule`` the decision rule is first chosen again on the validation split: for
-    macro-F1, or with ``keep_recall`` (class → recall, e.g. another model's) for the mean recall of
-    the other classes among the offsets that keep those validation recalls (one operating point)."""
+    macro-F1 (among the offsets keeping each ``min_recall`` floor, class → recall, if given), or with
+    ``keep_recall`` (class → recall, e.g. another model's) for the mean recall of the other classes
+    among the offsets that keep those validation recalls (one operating point)."""
     served = ServedModel.load(name, weights_dir)
     card = served.card
     catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
@@ -99,21 +101,25 @@ def refresh_card(
         )
     labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
     images = {s: load_native_images(catalog, v) for s, v in ids.items()}
-    if choose_rule and keep_recall:
-        if unknown := sorted(set(keep_recall) - set(card.classes)):
-            raise EvaluationError(f"--keep-recall-of: {', '.join(unknown)} is not a class of {name} ({card.classes})")
-        keep = {card.classes.index(c): r for c, r in keep_recall.items()}
+    for option, given in (("--keep-recall-of", keep_recall), ("--min-recall", min_recall)):
+        if unknown := sorted(set(given or {}) - set(card.classes)):
+            raise EvaluationError(f"{option}: {', '.join(unknown)} is not a class of {name} ({card.classes})")
+    if choose_rule:
+        val_logits = served.logits(images["val"])
+        floors = keep_recall or min_recall or {}
+        kept = ", ".join(f"{c} ≥ {r:.4f}" for c, r in floors.items())
         try:
-            bias, objective = choose_logit_bias_keeping_recall(served.logits(images["val"]), labels["val"], keep)
+            if keep_recall:
+                keep = {card.classes.index(c): r for c, r in keep_recall.items()}
+                bias, objective = choose_logit_bias_keeping_recall(val_logits, labels["val"], keep)
+                others = [c for c in card.classes if c not in keep_recall] or card.classes
+                aim = f"mean recall of {', '.join(others)} on validation, keeping the recall {kept}"
+            else:
+                floor_idx = {card.classes.index(c): r for c, r in floors.items()}
+                bias, objective = choose_logit_bias(val_logits, labels["val"], min_recall=floor_idx)
+                aim = "macro-F1 on validation" + (f", keeping the recall {kept}" if floors else "")
         except ValueError as exc:
             raise EvaluationError(str(exc)) from None
-        kept = ", ".join(f"{c} ≥ {r:.4f}" for c, r in keep_recall.items())
-        others = [c for c in card.classes if c not in keep_recall] or card.classes
-        aim = f"mean recall of {', '.join(others)} on validation, keeping the recall {kept}"
-    elif choose_rule:
-        bias, objective = choose_logit_bias(served.logits(images["val"]), labels["val"])
-        aim = "macro-F1 on validation"
-    if choose_rule:
         card.decision_rule = {
             "kind": "argmax of logits + per-class offsets chosen on the validation split",
             "logit_bias": bias,
@@ -257,6 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "that of the same model in DIR (its card), for the best mean recall of the other classes, instead of macro-F1",
     )
     p.add_argument(
+        "--min-recall",
+        action="append",
+        default=None,
+        metavar="CLASS=RECALL",
+        help="with --choose-rule: the best macro-F1 among the offsets keeping this validation recall, e.g. "
+        "Casual=0.965 (repeatable)",
+    )
+    p.add_argument(
         "--keep-class",
         action="append",
         default=None,
@@ -267,8 +281,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.choose_rule and not args.refresh_card:
         p.error("--choose-rule only works with --refresh-card")
-    if args.keep_recall_of is not None and not args.choose_rule:
-        p.error("--keep-recall-of only works with --choose-rule")
+    if (args.keep_recall_of is not None or args.min_recall) and not args.choose_rule:
+        p.error("--keep-recall-of and --min-recall only work with --choose-rule")
+    if args.keep_recall_of is not None and args.min_recall:
+        p.error("--keep-recall-of and --min-recall are two ways of choosing the offsets: give one")
+    floors = {}
+    for item in args.min_recall or []:
+        cls, _, value = item.rpartition("=")
+        try:
+            floors[cls] = float(value)
+        except ValueError:
+            p.error(f"--min-recall {item!r}: expected CLASS=RECALL, e.g. Casual=0.965")
+        if not cls or not 0.0 <= floors[cls] <= 1.0:
+            p.error(f"--min-recall {item!r}: expected CLASS=RECALL with a recall from 0 to 1, e.g. Casual=0.965")
     if args.refresh_card and (args.json is not None or args.split is not None):
         p.error("--refresh-card re-measures val and test into the card; it takes neither --split nor --json")
     args.split = args.split or "test"
@@ -284,7 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.keep_recall_of is None
                 else reference_recall(args.model, args.keep_recall_of, args.keep_class or ["Casual"])
             )
-            refresh_card(args.model, data, args.weights, args.bootstrap, args.split_file, args.choose_rule, keep)
+            refresh_card(
+                args.model, data, args.weights, args.bootstrap, args.split_file, args.choose_rule, keep, floors
+            )
             return 0
         report = evaluate_model(args.model, data, args.split, args.weights, args.split_file, args.bootstrap)
     except (EvaluationError, WeightsError, FileNotFoundError) as exc:

@@ -275,10 +275,40 @@ def test_a_rule_can_be_chosen_at_another_model_s_operating_point(
     )
     with pytest.raises(SystemExit) as stop:
         evaluate.main([*common, "--keep-recall-of", str(trained.out)])
-    assert stop.value.code == 2 and "only works with --choose-rule" in capsys.readouterr().err
+    assert stop.value.code == 2 and "only work with --choose-rule" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
         evaluate.main([*common, "--choose-rule", "--keep-recall-of", str(trained.out), "--keep-class", "Sporty"])
     assert stop.value.code == 2 and "--keep-class: Sporty is not a class of baseline" in capsys.readouterr().err
+
+
+def test_a_rule_can_be_chosen_for_macro_f1_above_a_recall_floor(
+    trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    wdir = tmp_path / "w"
+    shutil.copytree(trained.out, wdir)
+    common = ["--model", "baseline", "--data", str(trained.data), "--weights", str(wdir)]
+    common += ["--split-file", str(trained.split_file), "--bootstrap", "0", "--threads", "1", "--refresh-card"]
+    free = ModelCard.load(trained.out / "baseline.json").metrics["val"]["per_class"]["Casual"]["recall"]
+    floor = min(1.0, round(free + 0.2, 2))  # above where macro-F1 alone put it
+    assert evaluate.main([*common, "--choose-rule", "--min-recall", f"Casual={floor}"]) == 0
+    card = ModelCard.load(wdir / "baseline.json")
+    assert card.metrics["val"]["per_class"]["Casual"]["recall"] >= floor
+    assert card.decision_rule["objective"] == f"macro-F1 on validation, keeping the recall Casual ≥ {floor:.4f} " + (
+        "(ties: smallest offsets)"
+    )
+    assert card.decision_rule["validation_objective"] == pytest.approx(card.metrics["val"]["macro_f1"], abs=1e-4)
+    for bad, said in [
+        (["--min-recall", "Sporty=0.9"], "--min-recall: Sporty is not a class of baseline"),
+        (["--min-recall", "Casual"], "expected CLASS=RECALL"),
+        (["--min-recall", "Casual=1.5"], "with a recall from 0 to 1"),
+        (["--min-recall", "Casual=0.9", "--keep-recall-of", str(trained.out)], "give one"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            evaluate.main([*common, "--choose-rule", *bad])
+        assert stop.value.code == 2 and said in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main([*common, "--min-recall", "Casual=0.9"])
+    assert stop.value.code == 2 and "only work with --choose-rule" in capsys.readouterr().err
 
 
 def test_decision_rule_is_chosen_on_the_weights_as_saved(

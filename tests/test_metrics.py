@@ -170,6 +170,32 @@ def test_offsets_chosen_at_an_operating_point_keep_the_recall_and_are_the_best_t
         choose_logit_bias_keeping_recall(logits, y, {0: 1.0, 1: 1.0})
 
 
+def test_macro_f1_offsets_above_a_recall_floor_keep_it_and_are_the_best_there() -> None:
+    import itertools
+
+    rng = np.random.default_rng(5)
+    y = rng.choice(3, size=600, p=[0.8, 0.15, 0.05])
+    logits = rng.normal(size=(600, 3)) + 1.2 * np.eye(3)[y]
+    free, _ = choose_logit_bias(logits, y)
+    free_casual = classification_report(y, (logits + np.array(free)).argmax(1), CLASSES, n_boot=0)
+    floor = free_casual["per_class"]["Casual"]["recall"] + 0.05  # above macro-F1's own choice
+    bias, objective = choose_logit_bias(logits, y, min_recall={0: floor})
+    kept = classification_report(y, (logits + np.array(bias)).argmax(1), CLASSES, n_boot=0)
+    assert kept["per_class"]["Casual"]["recall"] >= floor
+    assert objective == pytest.approx(kept["macro_f1"])
+    best = max(  # brute force over the grid: no offsets keeping the floor have a better macro-F1
+        r["macro_f1"]
+        for offs in itertools.product(DEFAULT_OFFSET_GRID, repeat=2)
+        if (r := classification_report(y, (logits + np.array((0.0, *offs))).argmax(1), CLASSES, n_boot=0))["per_class"][
+            "Casual"
+        ]["recall"]
+        >= floor
+    )
+    assert objective == pytest.approx(best)
+    with pytest.raises(ValueError, match="no offsets on the grid keep"):
+        choose_logit_bias(logits, y, min_recall={0: 1.0, 1: 1.0})
+
+
 def test_format_report_table() -> None:
     r = classification_report(Y_TRUE, Y_PRED, CLASSES, n_boot=20)
     text = format_report(r, "== title ==")

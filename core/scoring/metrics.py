@@ -136,18 +136,38 @@ def majority_baseline(y_true: Sequence[int], classes: Sequence[str], majority: i
 DEFAULT_OFFSET_GRID: tuple[float, ...] = tuple(float(v) for v in np.arange(-3.0, 3.01, 0.25))
 
 
+def _recall_if_kept(cm: np.ndarray, floors: dict[int, float]) -> np.ndarray | None:
+    """Per-class recall of a confusion matrix, or None when a class of ``floors`` (with images) is below its floor."""
+    support = cm.sum(1)
+    recall = np.divide(np.diag(cm), support, out=np.zeros(len(support)), where=support > 0)
+    if any(support[c] and recall[c] < floor - 1e-12 for c, floor in floors.items()):
+        return None
+    return recall
+
+
 def choose_logit_bias(
-    logits: np.ndarray, y_true: Sequence[int], grid: Sequence[float] = DEFAULT_OFFSET_GRID
+    logits: np.ndarray,
+    y_true: Sequence[int],
+    grid: Sequence[float] = DEFAULT_OFFSET_GRID,
+    min_recall: dict[int, float] | None = None,
 ) -> tuple[list[float], float]:
     """Pick per-class logit offsets (class 0 fixed at 0) on *validation* data.
 
     Objective: macro-F1, the headline metric for these imbalanced classes (it rewards a rare
     class's precision as well as its recall). Ties go to the smallest total offset, so plain
-    argmax wins unless an offset really helps. Returns the offsets and the objective reached.
+    argmax wins unless an offset really helps. ``min_recall`` (class → floor) allows only the
+    offsets that keep each of those recalls, e.g. Casual ≥ 0.965 for a bar on Casual recall.
+    Returns the offsets and the objective reached; ValueError when no offsets are allowed.
     """
-    found = _search_offsets(logits, np.asarray(y_true, int), grid, lambda cm: _scores_from_counts(cm)["macro_f1"])
+    floors = min_recall or {}
+
+    def score(cm: np.ndarray) -> float | None:
+        return None if _recall_if_kept(cm, floors) is None else _scores_from_counts(cm)["macro_f1"]
+
+    found = _search_offsets(logits, np.asarray(y_true, int), grid, score)
     if found is None:
-        raise ValueError("an empty grid of offsets")
+        why = f"no offsets on the grid keep the recalls {floors} on these images" if floors else "an empty grid"
+        raise ValueError(why)
     return found
 
 
@@ -189,10 +209,10 @@ def choose_logit_bias_keeping_recall(
     free = [c for c in range(logits.shape[1]) if c not in keep]
 
     def score(cm: np.ndarray) -> float | None:
-        support = cm.sum(1)
-        recall = np.divide(np.diag(cm), support, out=np.zeros(len(support)), where=support > 0)
-        if any(support[c] and recall[c] < floor - 1e-12 for c, floor in keep.items()):
+        recall = _recall_if_kept(cm, keep)
+        if recall is None:
             return None
+        support = cm.sum(1)
         counted = [c for c in free if support[c]] or [c for c in range(len(support)) if support[c]]
         return float(recall[counted].mean())
 
