@@ -16,7 +16,8 @@ from core.images.preprocess import ALLOWED_FORMATS, NATIVE_SIZE
 
 # variants of the framing step, spelled out in full so they mean the same whatever the defaults: the step
 # with none of its later parts (version 2); with the shadow step and the white balance as the first ten tries
-# had them; and the shipped one (version 3, the twelfth try of docs/framing-retrain-rule.md)
+# had them; with the hull parts (version 3, the twelfth try of docs/framing-retrain-rule.md); and the shipped
+# one, version 3 with the white balance (version 4, the thirteenth try)
 PLAIN_FRAMING = dataclasses.replace(
     DEFAULT_PARAMS, shadow_chroma=0.0, white_balance_lightness=0.0, shadow_outside_hull=False, keep_inside_hull=False
 )
@@ -24,6 +25,7 @@ EARLIER_PARTS_FRAMING = dataclasses.replace(PLAIN_FRAMING, shadow_chroma=2.5, wh
 HULL_PARTS_FRAMING = dataclasses.replace(
     PLAIN_FRAMING, shadow_chroma=2.5, shadow_outside_hull=True, keep_inside_hull=True
 )
+SHIPPED_FRAMING = dataclasses.replace(HULL_PARTS_FRAMING, white_balance_lightness=80.0)
 
 
 def garment_photo(width: int = 600, height: int = 800, colour: tuple[int, int, int] = (30, 40, 120)) -> Image.Image:

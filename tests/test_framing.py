@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_cases import EARLIER_PARTS_FRAMING, HULL_PARTS_FRAMING, PLAIN_FRAMING, encode
+from image_cases import EARLIER_PARTS_FRAMING, HULL_PARTS_FRAMING, PLAIN_FRAMING, SHIPPED_FRAMING, encode
 from PIL import Image
 
 from core.images.augment import FramingAugmentParams, reframe_random
@@ -325,8 +325,8 @@ def test_a_catalogue_shot_with_a_slight_shadow_is_still_kept() -> None:
     assert f.action == KEPT
 
 
-def test_the_shipped_step_is_the_twelfth_try_s_parts() -> None:
-    assert HULL_PARTS_FRAMING == DEFAULT_PARAMS
+def test_the_shipped_step_is_the_thirteenth_try_s_parts() -> None:
+    assert SHIPPED_FRAMING == DEFAULT_PARAMS
 
 
 def soft_pale_panel(size: tuple[int, int] = (300, 400)) -> Image.Image:
@@ -385,10 +385,11 @@ def test_keeping_a_white_background_still_whitens_a_grey_or_coloured_surface(bas
     assert_surface_is_white(f)
 
 
-def test_tinted_light_on_white_is_white_balanced_but_a_coloured_table_keeps_its_colour() -> None:
+@pytest.mark.parametrize("params", [EARLIER_PARTS_FRAMING, SHIPPED_FRAMING], ids=["earlier parts", "shipped"])
+def test_tinted_light_on_white_is_white_balanced_but_a_coloured_table_keeps_its_colour(params) -> None:  # noqa: ANN001
     img = product(colour=(40, 120, 60))
     warm = warm_light(FRAMINGS["zoomed out 1.5×"](img, 0))
-    f = normalise_framing(warm, EARLIER_PARTS_FRAMING)
+    f = normalise_framing(warm, params)
     assert f.action == REFRAMED and "tinted light" in f.note
     centre = np.asarray(to_native(f.image))[30:50, 25:35].reshape(-1, 3).mean(axis=0)
     uncorrected = np.asarray(to_native(normalise_framing(warm, PLAIN_FRAMING).image))[30:50, 25:35]
@@ -397,9 +398,9 @@ def test_tinted_light_on_white_is_white_balanced_but_a_coloured_table_keeps_its_
     assert np.abs(centre - target).max() < 12
     # a beige table is a colour, not a light: no correction
     table = on_surface(img, (480, 560), noisy((480, 560), (196, 170, 138), 4.0))
-    assert "tinted light" not in normalise_framing(table, EARLIER_PARTS_FRAMING).note
+    assert "tinted light" not in normalise_framing(table, params).note
     # a neutral white: nothing to do
-    assert white_balance_gains(np.array([95.0, 0.5, 1.0]), EARLIER_PARTS_FRAMING) is None
+    assert white_balance_gains(np.array([95.0, 0.5, 1.0]), params) is None
 
 
 def fake_result(preds: dict[str, list[int]], labels: list[int], ids: list[int] | None = None) -> dict:

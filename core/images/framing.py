@@ -11,7 +11,8 @@ the app and the batch path all run on a decoded RGB image, before :func:`core.im
    and flagged.
 2. On a near-uniform background of any colour, the product is the set of pixels that differ from
    that plane: thresholded, closed, holes filled and small specks dropped with scikit-image, and
-   its connected components labelled.
+   its connected components labelled. A bright tinted background (white under warm or cool light)
+   is first made neutral: the photo is white-balanced on it.
 3. A cast shadow (darker than the background, its hue, soft-edged, outside the convex hull of the
    rest of the product) is left out of the mask.
 4. A photo already framed like the dataset (3:4, on white, product filling the frame and centred)
@@ -37,8 +38,8 @@ from skimage import color, filters, measure, morphology
 log = logging.getLogger(__name__)
 
 # part of the decoded-image cache key: change it when the default output changes (3: the shadow step and
-# the two hull parts below, adopted by the twelfth try of docs/framing-retrain-rule.md)
-FRAMING_VERSION = 3
+# the two hull parts below, the twelfth try of docs/framing-retrain-rule.md; 4: the white balance, the thirteenth)
+FRAMING_VERSION = 4
 CANVAS_ASPECT = 3 / 4  # width / height of the dataset's thumbnails (60×80)
 
 KEPT, REFRAMED, BUSY, NO_PRODUCT = "kept", "reframed", "busy", "no_product"
@@ -76,9 +77,8 @@ class FramingParams:
     shadow_kept_fill: float = 0.85  # … its product, shadow left out, still fills this much of the frame
     # a bright tinted background (L* at least this, chroma above ``white_chroma``) is taken as white
     # under coloured light and the photo white-balanced on it (per-channel gains up to ``max_gain``);
-    # 0 turns it off
-    # OFF by default: it moved resnet50's warm-light Casual answers in every try that had it (80 was tried)
-    white_balance_lightness: float = 0.0
+    # 0 turns it off (as in the twelfth try; on since the thirteenth)
+    white_balance_lightness: float = 80.0
     max_gain: float = 1.5
     # a shadow lies outside the product: inside the convex hull of the product (shadow left out) all stays
     # product, so a pale shirt's soft front is no shadow (a shadow under a T-shirt's sleeves stays too)
