@@ -88,8 +88,15 @@ def refresh_card(
     macro-F1 (among the offsets keeping each ``min_recall`` floor, class → recall, if given), or with
     ``keep_recall`` (class → recall, e.g. another model's) for the mean recall of the other classes
     among the offsets that keep those validation recalls (one operating point)."""
+    if (keep_recall or min_recall) and not choose_rule:
+        raise ValueError("keep_recall and min_recall choose the decision rule: they need choose_rule")
+    if keep_recall and min_recall:
+        raise ValueError("keep_recall and min_recall are two ways of choosing the offsets: give one")
     served = ServedModel.load(name, weights_dir)
     card = served.card
+    for option, given in (("--keep-recall-of", keep_recall), ("--min-recall", min_recall)):
+        if unknown := sorted(set(given or {}) - set(card.classes)):  # before minutes of decoding images
+            raise EvaluationError(f"{option}: {', '.join(unknown)} is not a class of {name} ({card.classes})")
     catalog = load_styles(data_dir, card.classes, card.data.get("label_column", DEFAULT_LABEL_COLUMN))
     split = get_or_make_split(catalog, split_file, card.training.get("seed", 42))
     label_of = catalog.label_of()
@@ -101,9 +108,6 @@ def refresh_card(
         )
     labels = {s: np.array([label_of[i] for i in v], dtype=np.int64) for s, v in ids.items()}
     images = {s: load_native_images(catalog, v) for s, v in ids.items()}
-    for option, given in (("--keep-recall-of", keep_recall), ("--min-recall", min_recall)):
-        if unknown := sorted(set(given or {}) - set(card.classes)):
-            raise EvaluationError(f"{option}: {', '.join(unknown)} is not a class of {name} ({card.classes})")
     if choose_rule:
         val_logits = served.logits(images["val"])
         floors = keep_recall or min_recall or {}
@@ -119,7 +123,8 @@ def refresh_card(
                 bias, objective = choose_logit_bias(val_logits, labels["val"], min_recall=floor_idx)
                 aim = "macro-F1 on validation" + (f", keeping the recall {kept}" if floors else "")
         except ValueError as exc:
-            raise EvaluationError(str(exc)) from None
+            why = f"no offsets on the grid keep the validation recall {kept}" if floors else str(exc)
+            raise EvaluationError(why) from None
         card.decision_rule = {
             "kind": "argmax of logits + per-class offsets chosen on the validation split",
             "logit_bias": bias,
@@ -288,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     floors = {}
     for item in args.min_recall or []:
         cls, _, value = item.rpartition("=")
+        if cls in floors:
+            p.error(f"--min-recall {cls} is given twice")
         try:
             floors[cls] = float(value)
         except ValueError:

@@ -170,3 +170,13 @@ def test_card_fields_that_decide_predictions_are_checked(
 def test_unknown_model_name(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         load_model("vgg16", weights_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["baseline", "resnet50", "effnet_lite0"])
+def test_shipped_cards_were_measured_with_the_framing_step_that_ships(name: str) -> None:
+    """A card's metrics hold only for the step they were measured through: a new step version needs new cards."""
+    from core.config import WEIGHTS_DIR
+    from core.images.framing import DEFAULT_PARAMS, FRAMING_VERSION
+
+    card = ModelCard.load(WEIGHTS_DIR / f"{name}.json")
+    assert card.data["framing_normalisation"] == {"version": FRAMING_VERSION, **DEFAULT_PARAMS.to_dict()}

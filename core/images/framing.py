@@ -75,8 +75,8 @@ class FramingParams:
     shadow_min_keep: float = 0.5  # … undone when it would leave less than this share of the mask
     shadow_kept_share: float = 0.1  # a photo whose mask was this much shadow is reframed, unless …
     shadow_kept_fill: float = 0.85  # … its product, shadow left out, still fills this much of the frame
-    # a bright tinted background (L* at least this, chroma above ``white_chroma``) is taken as white
-    # under coloured light and the photo white-balanced on it (per-channel gains up to ``max_gain``);
+    # a bright tinted background (L* at least this, chroma above ``white_chroma``; a pastel backdrop too)
+    # is taken as white under coloured light and the photo white-balanced on it (gains up to ``max_gain``);
     # 0 turns it off (as in the twelfth try; on since the thirteenth)
     white_balance_lightness: float = 80.0
     max_gain: float = 1.5

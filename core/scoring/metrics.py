@@ -160,6 +160,8 @@ def choose_logit_bias(
     Returns the offsets and the objective reached; ValueError when no offsets are allowed.
     """
     floors = min_recall or {}
+    if any(not 0 <= c < logits.shape[1] or not np.isfinite(f) for c, f in floors.items()):
+        raise ValueError(f"min_recall {floors}: a class index from 0 to {logits.shape[1] - 1} and a finite recall")
 
     def score(cm: np.ndarray) -> float | None:
         return None if _recall_if_kept(cm, floors) is None else _scores_from_counts(cm)["macro_f1"]
