@@ -43,6 +43,11 @@ class EvaluationError(ValueError):
     """What the user asked for cannot be scored (the message says why and what to do)."""
 
 
+def framing_record() -> dict:
+    """What a card records of the framing step its metrics were measured through: its version and parameters."""
+    return {"version": FRAMING_VERSION, **DEFAULT_FRAMING.to_dict()}
+
+
 def measure_splits(
     served: ServedModel,
     images: dict[str, np.ndarray],
@@ -58,7 +63,7 @@ def measure_splits(
     if card is None:
         raise ValueError(f"{served.name} was served without its model card: there is nothing to fill")
     # the metrics below were measured on images through this framing step (core.images.framing)
-    card.data["framing_normalisation"] = {"version": FRAMING_VERSION, **DEFAULT_FRAMING.to_dict()}
+    card.data["framing_normalisation"] = framing_record()
     for s in ("val", "test"):
         logits = served.logits(images[s])
         pred = apply_decision_rule(logits, card.logit_bias).argmax(1)

@@ -176,7 +176,7 @@ def test_unknown_model_name(tmp_path: Path) -> None:
 def test_shipped_cards_were_measured_with_the_framing_step_that_ships(name: str) -> None:
     """A card's metrics hold only for the step they were measured through: a new step version needs new cards."""
     from core.config import WEIGHTS_DIR
-    from core.images.framing import DEFAULT_PARAMS, FRAMING_VERSION
+    from core.evaluate import framing_record
 
     card = ModelCard.load(WEIGHTS_DIR / f"{name}.json")
-    assert card.data["framing_normalisation"] == {"version": FRAMING_VERSION, **DEFAULT_PARAMS.to_dict()}
+    assert card.data["framing_normalisation"] == framing_record()
