@@ -62,19 +62,27 @@ def pick_images(
     samples: dict[str, int],
     seed: int = 0,
     exclude: Collection[int] = (),
+    only: Collection[int] | None = None,
 ) -> tuple[list[int], np.ndarray]:
     """Every image of the split, except that a class named in ``samples`` is sampled down to that
     many (fixed seed; 0 = all); each image is weighted by the inverse of its class's sampling rate,
     so that the weighted metrics estimate the whole split's. A sampled class is drawn from its images
-    not in ``exclude`` (a fresh draw beside an earlier run's; still a random sample of the class)."""
+    not in ``exclude`` (a fresh draw beside an earlier run's; still a random sample of the class).
+    ``only`` (an earlier run's ids) replaces the draw: exactly those images, weighted the same way."""
     chosen: list[int] = []
     rate: dict[int, float] = {}
     rng = np.random.default_rng(seed)
     exclude = set(exclude)
+    if only is not None:
+        only = set(only)
+        if not only or not only <= set(ids):
+            raise SystemExit("--same-images: the earlier run's images are not all in this split")
     for k, name in enumerate(classes):
         pool = [i for i in ids if labels[i] == k]
         n = samples.get(name, 0)
-        if n > 0 and exclude:
+        if only is not None:
+            take = [i for i in pool if i in only]
+        elif n > 0 and exclude:
             left = [i for i in pool if i not in exclude]
             if len(left) == len(pool):
                 raise SystemExit(
@@ -148,8 +156,9 @@ def run(
     workers: int,
     params: FramingParams = DEFAULT_PARAMS,
     exclude: Collection[int] = (),
+    only: Collection[int] | None = None,
 ) -> dict:
-    """Score every model on every framing; the JSON-ready result (``exclude``: see :func:`pick_images`)."""
+    """Score every model on every framing; the JSON-ready result (``exclude``, ``only``: see :func:`pick_images`)."""
     data = find_default_data_dir()
     if data is None:
         raise SystemExit("no dataset found (set DRESSCODE_DATA or put it at ../shared/data/fashion-small)")
@@ -160,7 +169,7 @@ def run(
     catalog = load_styles(data, classes)
     split = get_or_make_split(catalog, DEFAULT_SPLIT_FILE)
     labels = catalog.label_of()
-    ids, weights = pick_images(labels, split[split_name], classes, samples, exclude=exclude)
+    ids, weights = pick_images(labels, split[split_name], classes, samples, exclude=exclude, only=only)
     if limit:
         ids, weights = ids[:limit], weights[:limit]
     y = np.array([labels[i] for i in ids])
@@ -491,7 +500,7 @@ def framing_params(settings: list[str]) -> FramingParams:
     return dataclasses.replace(DEFAULT_PARAMS, **changes)
 
 
-def _earlier_ids(paths: list[Path], split: str) -> set[int]:
+def _earlier_ids(paths: list[Path], split: str, flag: str = "--fresh-draw") -> set[int]:
     """The image ids of earlier ``--json`` runs of ``split`` (``--fresh-draw``); a clear message when one
     cannot be read or is of another split (it would leave nothing out, and the draw would not be fresh)."""
     ids: set[int] = set()
@@ -500,9 +509,9 @@ def _earlier_ids(paths: list[Path], split: str) -> set[int]:
             earlier = json.loads(path.read_text())
             ids.update(int(i) for i in earlier["ids"])
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise SystemExit(f"--fresh-draw: {path} is not a framing result with image ids ({err!s})") from None
+            raise SystemExit(f"{flag}: {path} is not a framing result with image ids ({err!s})") from None
         if earlier.get("split") != split:
-            raise SystemExit(f"--fresh-draw: {path} is a run of the {earlier.get('split')} split, not of {split}")
+            raise SystemExit(f"{flag}: {path} is a run of the {earlier.get('split')} split, not of {split}")
     return ids
 
 
@@ -543,6 +552,14 @@ def main(argv: list[str] | None = None) -> int:
         "images no earlier decision saw); repeatable",
     )
     p.add_argument(
+        "--same-images",
+        type=Path,
+        default=None,
+        metavar="EARLIER.json",
+        help="score exactly the images of this earlier --json run of the same split, weighted as it was (a paired "
+        "comparison with it; replaces the draw: --casual-sample and --fresh-draw do not apply)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -579,19 +596,28 @@ def main(argv: list[str] | None = None) -> int:
         intro = "`python -m bench.framing --cost` (2 threads):\n\n"
         _report(res, cost_table(res), args.json, args.readme, (COST_START, COST_END), intro)
         return 0
+    samples, only = {"Casual": args.casual_sample}, None
+    if args.same_images:
+        if args.fresh_draw:
+            raise SystemExit("--same-images repeats an earlier run's images; --fresh-draw draws new ones: give one")
+        only = _earlier_ids([args.same_images], args.split, "--same-images")
+        samples = json.loads(args.same_images.read_text()).get("sampled", samples)
     result = run(
         args.split,
         [m.strip() for m in args.models.split(",") if m.strip()],
-        {"Casual": args.casual_sample},
+        samples,
         not args.no_normalise,
         args.weights,
         args.limit,
         args.workers,
         params,
         _earlier_ids(args.fresh_draw, args.split),
+        only,
     )
     if args.fresh_draw:
         result["fresh_draw_from"] = [str(path) for path in args.fresh_draw]
+    if args.same_images:
+        result["same_images_as"] = str(args.same_images)
     intro = (
         f"Framing benchmark, **{result['split']}** split, "
         f"{'with' if result['normalised'] else 'without'} framing normalisation "

@@ -285,6 +285,20 @@ def test_a_fresh_draw_leaves_out_the_earlier_run_images() -> None:
     assert _earlier_ids([], "val") == set()
 
 
+def test_the_same_images_as_an_earlier_run_are_weighted_as_it_weighted_them() -> None:
+    from bench.framing import pick_images
+
+    labels = {i: (0 if i < 90 else 1 if i < 99 else 2) for i in range(100)}
+    classes = ["Casual", "Formal", "Smart Casual"]
+    first, first_weights = pick_images(labels, list(labels), classes, {"Casual": 30}, seed=3)
+    again, weights = pick_images(labels, list(labels), classes, {"Casual": 30}, only=first[::-1])
+    assert again == first and weights.tolist() == first_weights.tolist()  # another seed's draw, repeated exactly
+    with pytest.raises(SystemExit, match="not all in this split"):
+        pick_images(labels, list(labels), classes, {"Casual": 30}, only=[*first, 200])
+    with pytest.raises(SystemExit, match="not all in this split"):
+        pick_images(labels, list(labels), classes, {"Casual": 30}, only=[])
+
+
 def test_a_fresh_draw_refuses_a_file_without_ids_or_of_another_split(tmp_path: Path) -> None:
     from bench.framing import _earlier_ids
 
