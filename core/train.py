@@ -26,7 +26,7 @@ from core.data.catalog import DEFAULT_CLASSES, DEFAULT_LABEL_COLUMN
 from core.data.split import get_or_make_split
 from core.images.augment import AugmentParams, FramingAugmentParams
 from core.models.registry import REGISTRY, get_spec
-from core.prediction.inference import predict_logits
+from core.prediction.inference import bf16_is_fast, predict_logits
 from core.scoring.metrics import choose_logit_bias
 from core.training.distributed import init_world, launch_command
 from core.training.loop import restore_progress, run_epochs
@@ -155,7 +155,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="seed for the split (if made), sampling and augmentation")
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
     p.add_argument(
-        "--bf16", action=argparse.BooleanOptionalAction, default=None, help="bfloat16 autocast while training (on)"
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast while training (default: on where the CPU runs bfloat16 in hardware)",
     )
     p.add_argument(
         "--leave-out-val-twins",
@@ -186,9 +189,13 @@ def _fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
         if args.freeze_bn:
             raise SystemExit("--freeze-bn keeps pretrained BatchNorm statistics; with --pretrained none there are none")
         args.freeze_bn = False  # a random backbone's statistics must be learnt
+    bf16_asked = args.bf16 is not None
     for key, value in asdict(spec.training_defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    if args.bf16 and not bf16_asked and not bf16_is_fast():
+        log.info("this CPU has no bfloat16 instructions: training in fp32 (emulated bf16 is several times slower)")
+        args.bf16 = False
     if args.pretrained is None:
         args.pretrained = spec.default_pretrained
     if args.backbone_lr_mult is None:

@@ -24,7 +24,7 @@ from core.images.augment import (
 from core.models.card import WeightsError, load_model
 from core.models.networks import DressCodeNet, PretrainedWeightsError
 from core.models.registry import get_spec
-from core.prediction.inference import predict_logits
+from core.prediction.inference import bf16_is_fast, predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ def load_teacher(name: str | None, teacher_dir: Path) -> DressCodeNet | None:
 
 
 def teacher_soft_targets(teacher: DressCodeNet, images: np.ndarray, name: str) -> np.ndarray:
-    """The teacher's logits on the training images, computed once."""
+    """The teacher's logits on the training images, computed once (bfloat16 where the CPU runs it in hardware)."""
     log.info("computing teacher (%s) logits on %d training images …", name, len(images))
-    return predict_logits(teacher, images, bf16=True).astype(np.float32)
+    return predict_logits(teacher, images, bf16=bf16_is_fast()).astype(np.float32)
 
 
 # ---- resume: the settings are checked against the checkpoint before image loading, the images once chosen
