@@ -553,6 +553,27 @@ def test_effnet_defaults_keep_batchnorm_statistics_only_when_pretrained() -> Non
     assert train._fill_defaults(parse(["--model", "effnet_lite0", "--no-freeze-bn"])).freeze_bn is False
 
 
+@pytest.mark.parametrize("hardware", [True, False])
+def test_bf16_is_the_training_default_only_where_the_cpu_runs_it(
+    monkeypatch: pytest.MonkeyPatch, hardware: bool
+) -> None:
+    """Emulated bfloat16 (an AVX2-only CPU) is several times slower than fp32: fp32 there unless asked."""
+    monkeypatch.setattr(train, "bf16_is_fast", lambda: hardware)
+    parse = train.get_args_parser().parse_args
+    assert train._fill_defaults(parse(["--model", "resnet50"])).bf16 is hardware
+    assert train._fill_defaults(parse(["--model", "resnet50", "--bf16"])).bf16 is True
+    assert train._fill_defaults(parse(["--model", "resnet50", "--no-bf16"])).bf16 is False
+
+
+@pytest.mark.parametrize("hardware", [True, False])
+def test_the_teacher_runs_in_bf16_only_where_the_cpu_runs_it(monkeypatch: pytest.MonkeyPatch, hardware: bool) -> None:
+    asked: list[bool] = []
+    monkeypatch.setattr(prepare, "bf16_is_fast", lambda: hardware)
+    monkeypatch.setattr(prepare, "predict_logits", lambda model, images, bf16: asked.append(bf16) or np.zeros((2, 3)))
+    assert prepare.teacher_soft_targets(None, np.zeros((2, 80, 60, 3), np.uint8), "t").dtype == np.float32
+    assert asked == [hardware]
+
+
 def test_leave_out_val_twins(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     shutil.copytree(tiny_dataset, data)

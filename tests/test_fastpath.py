@@ -12,7 +12,7 @@ from torch import nn
 
 from core.models.networks import DressCodeNet, Preprocessing, dense_head
 from core.models.registry import get_spec
-from core.prediction.fastpath import FastBatchPredictor, fold_batchnorm
+from core.prediction.fastpath import FP32_TIE_MARGIN, FastBatchPredictor, fold_batchnorm
 from core.prediction.inference import apply_decision_rule, predict_logits
 from core.prediction.served import ServedModel
 
@@ -132,6 +132,24 @@ def test_served_fast_predict_matches_and_leaves_model_alone() -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     assert ex.explain(imgs[0]).predicted == int(slow[0].argmax())
+
+
+@pytest.mark.parametrize("hardware", [True, False])
+def test_the_batch_copy_is_bfloat16_only_where_the_cpu_runs_it(monkeypatch: pytest.MonkeyPatch, hardware: bool) -> None:
+    """On an AVX2-only CPU emulated bfloat16 is slower than the fp32 model: the copy stays fp32 (folded), with
+    the fp32 margin; either way its classes are the fp32 path's."""
+    import core.prediction.served as served
+
+    monkeypatch.setattr(served, "bf16_is_fast", lambda: hardware)
+    spec = get_spec("resnet50")
+    ex = ServedModel(small_net(3), spec, ["a", "b", "c"])
+    fast = ex.fast_predictor
+    assert fast.dtype == (torch.bfloat16 if hardware else torch.float32)
+    assert fast.margin == (spec.tie_margin if hardware else FP32_TIE_MARGIN)
+    imgs = images(6, seed=4)
+    np.testing.assert_array_equal(ex.predict(imgs, fast=True).argmax(1), ex.predict(imgs).argmax(1))
+    if not hardware:  # folding is exact algebra: fp32 logits agree far inside the margin
+        np.testing.assert_allclose(ex.logits(imgs, fast=True), ex.logits(imgs), atol=1e-3)
 
 
 def small_net(seed: int = 0) -> DressCodeNet:

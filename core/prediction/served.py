@@ -20,10 +20,11 @@ from core.explanation.gradcam import Explanation, GradCamExplainer
 from core.models.card import ModelCard, load_model
 from core.models.networks import DressCodeNet
 from core.models.registry import ModelSpec, get_spec
-from core.prediction.fastpath import FastBatchPredictor, split_head
+from core.prediction.fastpath import FP32_TIE_MARGIN, FastBatchPredictor, split_head
 from core.prediction.inference import (
     DEFAULT_BATCH,
     apply_decision_rule,
+    bf16_is_fast,
     eval_mode,
     predict_logits,
     to_float_batch,
@@ -88,14 +89,20 @@ class ServedModel:
 
     @property
     def fast_predictor(self) -> FastBatchPredictor:
-        """The folded bfloat16 batch copy of the model (built on first use, which also starts
-        compiling its backbone in the background unless ``DRESSCODE_COMPILE=0``)."""
+        """The folded batch copy of the model, bfloat16 where the CPU runs it in hardware (built on first use,
+        which also starts compiling its backbone in the background unless ``DRESSCODE_COMPILE=0``)."""
         with self.lock:
             return self._fast_predictor()
 
     def _fast_predictor(self) -> FastBatchPredictor:
         if self._fast is None:
-            self._fast = FastBatchPredictor(self.model, margin=self.spec.tie_margin, compile_backbone=compile_enabled())
+            hardware_bf16 = bf16_is_fast()  # emulated bfloat16 would be slower than the fp32 model itself
+            self._fast = FastBatchPredictor(
+                self.model,
+                dtype=torch.bfloat16 if hardware_bf16 else torch.float32,
+                margin=self.spec.tie_margin if hardware_bf16 else FP32_TIE_MARGIN,
+                compile_backbone=compile_enabled(),
+            )
         return self._fast
 
     def logits(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH, fast: bool = False) -> np.ndarray:
