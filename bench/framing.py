@@ -197,6 +197,11 @@ def run(
         # per model and framing, each image's predicted class as one digit per image, in ``ids`` order
         # (for paired comparisons; a string keeps the JSON file small)
         "predictions": {},
+        # which weights and decision rule each model's rows come from (a gate checks them against the card)
+        "model_weights": {
+            name: {"sha256": served.card.weights["sha256"] if served.card else None, "logit_bias": served.logit_bias}
+            for name, served in loaded.items()
+        },
     }
     for name, served in loaded.items():
         rows, preds = {}, {}

@@ -12,7 +12,11 @@ sixteenth try (docs/framing-retrain-rule.md):
 2. Formal recall ≥ ``--ratio`` (0.9; ``baseline`` 0.8) × its unframed value on every framing;
 3. Smart Casual found over the framings ≥ half the shipped model's;
 4. unframed val balanced accuracy and macro-F1 not below the lower ends of the shipped card's 95% intervals;
-5. with ``--better-than-shipped``: unframed val macro-F1 and Formal recall both above the shipped card's.
+5. with ``--better-than-shipped`` (the default for ``baseline``, whose shipped model already meets 1-4 on val):
+   unframed val macro-F1 and Formal recall both above the shipped card's.
+
+The candidate's run must record the weights and decision rule it scored (``bench.framing`` does) and they must be
+its card's, so a run made with the shipped weights by mistake is refused.
 
 The verdict and every criterion's numbers are printed and, with ``--json``, written; the exit status is 0 when the
 candidate passes and 1 when it does not (2 for unusable input).
@@ -29,6 +33,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 RATIO_BAR = {"baseline": 0.8}  # the issue's Formal-ratio bar per model; 0.9 for the others
+# models whose shipped version already meets 1-4 on val: a candidate must also be better (criterion 5)
+BETTER_THAN_SHIPPED = {"baseline"}
 
 
 def _load(path: Path, what: str) -> dict:
@@ -39,13 +45,31 @@ def _load(path: Path, what: str) -> dict:
 
 
 def _framed(run: dict, model: str, what: str) -> dict[str, dict]:
-    """One model's per-framing rows of a framing run, with a clear message when it is not there."""
+    """One model's per-framing rows of a framing run (with the framing step, on val, every framing), with a
+    clear message when it is not that."""
     if run.get("split") != "val":
         raise SystemExit(f"{what}: the gate is judged on val; this run is of {run.get('split')!r}")
+    if not run.get("normalised"):
+        raise SystemExit(f"{what}: a run without the framing step (--no-normalise) cannot be judged")
     try:
-        return run["models"][model]
+        rows = run["models"][model]
     except (KeyError, TypeError):
         raise SystemExit(f"{what}: no {model!r} in this framing run") from None
+    if not run.get("framings") or list(rows) != list(run["framings"]):
+        raise SystemExit(f"{what}: {model!r} is not scored on every framing of the run")
+    return rows
+
+
+def _check_weights(run: dict, card: dict, model: str, what: str, required: bool) -> None:
+    """The run's rows came from the card's weights and decision rule (``bench.framing`` records both)."""
+    used = (run.get("model_weights") or {}).get(model)
+    if used is None:
+        if required:
+            raise SystemExit(f"{what}: the run does not say which weights it scored (run bench.framing again)")
+        return
+    card_rule = (card.get("decision_rule") or {}).get("logit_bias")
+    if used.get("sha256") != (card.get("weights") or {}).get("sha256") or used.get("logit_bias") != card_rule:
+        raise SystemExit(f"{what}: the run scored other weights or another decision rule than its card holds")
 
 
 def _unframed_val(card: dict, what: str) -> dict:
@@ -63,10 +87,29 @@ def judge(
     candidate_card: dict,
     casual_bar: float = 0.95,
     ratio_bar: float | None = None,
-    better_than_shipped: bool = False,
+    better_than_shipped: bool | None = None,
 ) -> dict:
-    """Every criterion's numbers and whether it holds; ``passed`` is all of them."""
-    if shipped_run.get("ids") != candidate_run.get("ids"):
+    """Every criterion's numbers and whether it holds; ``passed`` is all of them. ``better_than_shipped``
+    (criterion 5) defaults to the model being in :data:`BETTER_THAN_SHIPPED`."""
+    try:
+        return _judge(
+            model, shipped_run, candidate_run, shipped_card, candidate_card, casual_bar, ratio_bar, better_than_shipped
+        )
+    except (KeyError, TypeError, ValueError) as err:  # a card or run without a field the gate reads
+        raise SystemExit(f"a run or card lacks what the gate reads ({type(err).__name__}: {err})") from None
+
+
+def _judge(
+    model: str,
+    shipped_run: dict,
+    candidate_run: dict,
+    shipped_card: dict,
+    candidate_card: dict,
+    casual_bar: float,
+    ratio_bar: float | None,
+    better_than_shipped: bool | None,
+) -> dict:
+    if not shipped_run.get("ids") or shipped_run.get("ids") != candidate_run.get("ids"):
         raise SystemExit("the two framing runs scored different images: run the candidate with --same-images")
     if shipped_run.get("framing_params") != candidate_run.get("framing_params"):
         raise SystemExit("the two framing runs used different framing steps")
@@ -74,7 +117,13 @@ def judge(
     if step[0] != step[1]:
         raise SystemExit("the two cards were measured through different framing steps")
     ratio_bar = RATIO_BAR.get(model, 0.9) if ratio_bar is None else ratio_bar
+    if better_than_shipped is None:
+        better_than_shipped = model in BETTER_THAN_SHIPPED
     old, new = _framed(shipped_run, model, "--shipped"), _framed(candidate_run, model, "--candidate")
+    if list(old) != list(new):
+        raise SystemExit("the two framing runs scored different framings")
+    _check_weights(shipped_run, shipped_card, model, "--shipped", required=False)  # runs before 2026-12-07 lack it
+    _check_weights(candidate_run, candidate_card, model, "--candidate", required=True)
     old_val, new_val = _unframed_val(shipped_card, "--shipped-card"), _unframed_val(candidate_card, "--candidate-card")
     casual = {f: row["casual_recall"] for f, row in new.items()}
     ratio = {f: row["formal_recall_ratio"] for f, row in new.items()}
@@ -149,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidate-card", type=Path, required=True, help="the candidate's card (decision rule chosen)")
     p.add_argument("--casual", type=float, default=0.95, help="Casual recall bar on every framing (0.95)")
     p.add_argument("--ratio", type=float, default=None, help="Formal-ratio bar (default 0.9; baseline 0.8)")
-    p.add_argument("--better-than-shipped", action="store_true", help="criterion 5 (see above)")
+    p.add_argument(
+        "--better-than-shipped",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="criterion 5 (see above); default: on for " + ", ".join(sorted(BETTER_THAN_SHIPPED)),
+    )
     p.add_argument("--json", type=Path, default=None, help="write the verdict and its numbers here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

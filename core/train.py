@@ -194,8 +194,7 @@ def _fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     if args.bf16 and not bf16_asked and not bf16_is_fast():
-        log.info("this CPU has no bfloat16 instructions: training in fp32 (emulated bf16 is several times slower)")
-        args.bf16 = False
+        args.bf16 = False  # emulated bfloat16 is several times slower than fp32 (main logs it)
     if args.pretrained is None:
         args.pretrained = spec.default_pretrained
     if args.backbone_lr_mult is None:
@@ -249,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     world = init_world()
     prefix = f"[rank {world.rank}] " if world.distributed else ""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {prefix}%(message)s", datefmt="%H:%M:%S")
+    if not args.bf16 and not bf16_is_fast():
+        log.info("this CPU has no bfloat16 instructions (AVX512-BF16/AMX): training in fp32")
     torch.set_num_threads(args.threads)
     set_seed(args.seed)
     command = f"{launch_command()} " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
@@ -266,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = load_training_data(data_dir, args, aug_params, ck, ckpt_path)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    teacher_logits = None if teacher is None else teacher_soft_targets(teacher, data.train_images, args.distill_from)
+    teacher_logits = (
+        None if teacher is None else teacher_soft_targets(teacher, data.train_images, args.distill_from, args.bf16)
+    )
     del teacher
 
     optimizer, scheduler = optimizer_and_schedule(model, args, len(data.train_images))

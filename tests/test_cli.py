@@ -565,13 +565,12 @@ def test_bf16_is_the_training_default_only_where_the_cpu_runs_it(
     assert train._fill_defaults(parse(["--model", "resnet50", "--no-bf16"])).bf16 is False
 
 
-@pytest.mark.parametrize("hardware", [True, False])
-def test_the_teacher_runs_in_bf16_only_where_the_cpu_runs_it(monkeypatch: pytest.MonkeyPatch, hardware: bool) -> None:
+@pytest.mark.parametrize("bf16", [True, False])
+def test_the_teacher_runs_in_the_precision_of_the_run(monkeypatch: pytest.MonkeyPatch, bf16: bool) -> None:
     asked: list[bool] = []
-    monkeypatch.setattr(prepare, "bf16_is_fast", lambda: hardware)
     monkeypatch.setattr(prepare, "predict_logits", lambda model, images, bf16: asked.append(bf16) or np.zeros((2, 3)))
-    assert prepare.teacher_soft_targets(None, np.zeros((2, 80, 60, 3), np.uint8), "t").dtype == np.float32
-    assert asked == [hardware]
+    assert prepare.teacher_soft_targets(None, np.zeros((2, 80, 60, 3), np.uint8), "t", bf16).dtype == np.float32
+    assert asked == [bf16]
 
 
 def test_leave_out_val_twins(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -299,6 +299,16 @@ def test_the_same_images_as_an_earlier_run_are_weighted_as_it_weighted_them() ->
         pick_images(labels, list(labels), classes, {"Casual": 30}, only=[])
 
 
+def test_same_images_refuses_a_fresh_draw_beside_it_and_another_split_s_run(tmp_path: Path) -> None:
+    from bench.framing import main
+
+    (tmp_path / "t.json").write_text('{"split": "test", "ids": [1, 2], "sampled": {"Casual": 2}}')
+    with pytest.raises(SystemExit, match="--fresh-draw draws new ones: give one"):
+        main(["--split", "val", "--same-images", str(tmp_path / "t.json"), "--fresh-draw", str(tmp_path / "t.json")])
+    with pytest.raises(SystemExit, match="--same-images: .* a run of the test split, not of val"):
+        main(["--split", "val", "--same-images", str(tmp_path / "t.json")])
+
+
 def test_a_fresh_draw_refuses_a_file_without_ids_or_of_another_split(tmp_path: Path) -> None:
     from bench.framing import _earlier_ids
 

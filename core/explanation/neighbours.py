@@ -28,7 +28,7 @@ from sklearn.neighbors import NearestNeighbors
 from core.config import cache_dir
 from core.images.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
 from core.images.framing import FRAMING_VERSION
-from core.prediction.inference import DEFAULT_BATCH
+from core.prediction.inference import DEFAULT_BATCH, bf16_is_fast
 
 if TYPE_CHECKING:
     from core.data.catalog import Catalog
@@ -136,11 +136,12 @@ def weights_sha(served: ServedModel) -> str:
 
 
 def index_path(served: ServedModel, catalog: Catalog, train_ids: Sequence[int]) -> Path:
-    """Where the index of ``served`` over ``train_ids`` is cached: keyed by the weights' sha256, the ids and
-    the dataset folder (and the index version)."""
+    """Where the index of ``served`` over ``train_ids`` is cached: keyed by the weights' sha256, the ids, the
+    dataset folder, the framing step, the fast copy's precision (and the index version)."""
     ids = sorted(int(i) for i in train_ids)
     framing = [FRAMING_VERSION, DEFAULT_FRAMING.to_dict()]  # the training images are embedded as framed
-    key = json.dumps([weights_sha(served), str(Path(catalog.root).resolve()), ids, INDEX_VERSION, framing])
+    precision = "bf16" if bf16_is_fast() else "fp32"  # the fast path's copy embeds them (ServedModel chooses)
+    key = json.dumps([weights_sha(served), str(Path(catalog.root).resolve()), ids, INDEX_VERSION, framing, precision])
     return cache_dir() / f"neighbours-{served.spec.name}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
 
 

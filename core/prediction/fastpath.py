@@ -48,7 +48,8 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", ca
 # are re-run in fp32. ``python -m bench`` measures the largest bf16-vs-fp32 logit difference on
 # validation images and prints it next to the margin; it must stay below half of the margin.
 TIE_MARGIN = 0.75
-# The margin of an fp32 copy: folding moves a logit by less than 1e-3 (checked when the copy is built).
+# The margin of an fp32 copy: folding is exact up to fp32 rounding (about 1e-5 on a logit; the copy is checked
+# against the model when built, and its compiled graph within half this margin).
 FP32_TIE_MARGIN = 0.01
 
 # torch.compile is not thread-safe: one compilation at a time, and compiled graphs run only
@@ -144,8 +145,11 @@ class FastBatchPredictor:
                 compiled = torch.compile(backbone, dynamic=False)
                 got, eager = self.head(compiled(x)[:n].float()), self.head(backbone(x)[:n].float())
             err, eager_err = float((got - exact).abs().max()), float((eager - exact).abs().max())
-            if not err <= 1.5 * eager_err + 0.01:  # the margin was measured on the eager bf16 graph
-                raise ValueError(f"compiled logits are off by {err:.3f}, eager bfloat16 ones by {eager_err:.3f}")
+            limit = 1.5 * eager_err + 0.01  # the bf16 margin was measured on the eager bf16 graph
+            if self.dtype == torch.float32:
+                limit = min(limit, self.margin / 2)  # an fp32 copy's small margin must still hold
+            if not err <= limit:
+                raise ValueError(f"compiled logits are off by {err:.3f}, eager {self.dtype} ones by {eager_err:.3f}")
             self.compiled, self.compile_state = compiled, "ready"
             seconds = time.perf_counter() - t0
             log.info("backbone compiled in %.1f s (logit error %.3f, eager %.3f)", seconds, err, eager_err)

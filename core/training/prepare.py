@@ -24,7 +24,7 @@ from core.images.augment import (
 from core.models.card import WeightsError, load_model
 from core.models.networks import DressCodeNet, PretrainedWeightsError
 from core.models.registry import get_spec
-from core.prediction.inference import bf16_is_fast, predict_logits
+from core.prediction.inference import predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,13 @@ def load_teacher(name: str | None, teacher_dir: Path) -> DressCodeNet | None:
     return teacher
 
 
-def teacher_soft_targets(teacher: DressCodeNet, images: np.ndarray, name: str) -> np.ndarray:
-    """The teacher's logits on the training images, computed once (bfloat16 where the CPU runs it in hardware)."""
-    log.info("computing teacher (%s) logits on %d training images …", name, len(images))
-    return predict_logits(teacher, images, bf16=bf16_is_fast()).astype(np.float32)
+def teacher_soft_targets(teacher: DressCodeNet, images: np.ndarray, name: str, bf16: bool) -> np.ndarray:
+    """The teacher's logits on the training images, computed once (in bfloat16 autocast with ``bf16``: the
+    run's ``--bf16``, on by default only where the CPU runs it in hardware)."""
+    log.info(
+        "computing teacher (%s) logits on %d training images (%s) …", name, len(images), "bf16" if bf16 else "fp32"
+    )
+    return predict_logits(teacher, images, bf16=bf16).astype(np.float32)
 
 
 # ---- resume: the settings are checked against the checkpoint before image loading, the images once chosen
