@@ -154,12 +154,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=42, help="seed for the split (if made), sampling and augmentation")
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="bfloat16 autocast while training (default: on where the CPU runs bfloat16 in hardware)",
-    )
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: if the CPU has it)")
     p.add_argument(
         "--leave-out-val-twins",
         nargs="+",
