@@ -46,7 +46,7 @@ from core.images.preprocess import ALLOWED_FORMATS
 from core.images.upload import read_upload
 from core.models.registry import REGISTRY
 from core.prediction.fastpath import COMPILED_BATCH
-from core.prediction.inference import BATCH_SIZE, to_float_batch
+from core.prediction.inference import BATCH_SIZE, bf16_is_fast, to_float_batch
 from core.prediction.served import ServedModel
 from core.prediction.service import load_served
 
@@ -384,7 +384,7 @@ def bench_training(n_steps: int) -> dict:
     out = {}
     for name, spec in REGISTRY.items():
         model = spec.builder(3, "none").train()
-        bf16 = spec.training_defaults.bf16
+        bf16 = spec.training_defaults.bf16 and bf16_is_fast()  # as core.train chooses it
         if name != "baseline":
             model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(model.parameters(), 1e-4)
