@@ -505,19 +505,22 @@ def framing_params(settings: list[str]) -> FramingParams:
     return dataclasses.replace(DEFAULT_PARAMS, **changes)
 
 
-def _earlier_ids(paths: list[Path], split: str, flag: str = "--fresh-draw") -> set[int]:
-    """The image ids of earlier ``--json`` runs of ``split`` (``--fresh-draw``); a clear message when one
-    cannot be read or is of another split (it would leave nothing out, and the draw would not be fresh)."""
-    ids: set[int] = set()
-    for path in paths:
-        try:
-            earlier = json.loads(path.read_text())
-            ids.update(int(i) for i in earlier["ids"])
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise SystemExit(f"{flag}: {path} is not a framing result with image ids ({err!s})") from None
-        if earlier.get("split") != split:
-            raise SystemExit(f"{flag}: {path} is a run of the {earlier.get('split')} split, not of {split}")
-    return ids
+def _earlier_run(path: Path, split: str, flag: str) -> dict:
+    """An earlier ``--json`` run of ``split`` (for ``flag``); a clear message when it cannot be read, has no image
+    ids or is of another split (it would leave nothing out, and a draw beside it would not be fresh)."""
+    try:
+        earlier = json.loads(path.read_text())
+        earlier["ids"] = [int(i) for i in earlier["ids"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"{flag}: {path} is not a framing result with image ids ({err!s})") from None
+    if earlier.get("split") != split:
+        raise SystemExit(f"{flag}: {path} is a run of the {earlier.get('split')} split, not of {split}")
+    return earlier
+
+
+def _earlier_ids(paths: list[Path], split: str) -> set[int]:
+    """The image ids of earlier ``--json`` runs of ``split`` (``--fresh-draw``), each checked by ``_earlier_run``."""
+    return {i for path in paths for i in _earlier_run(path, split, "--fresh-draw")["ids"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -605,8 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.same_images:
         if args.fresh_draw:
             raise SystemExit("--same-images repeats an earlier run's images; --fresh-draw draws new ones: give one")
-        only = _earlier_ids([args.same_images], args.split, "--same-images")
-        samples = json.loads(args.same_images.read_text()).get("sampled", samples)
+        earlier = _earlier_run(args.same_images, args.split, "--same-images")
+        only, samples = set(earlier["ids"]), earlier.get("sampled", samples)
     result = run(
         args.split,
         [m.strip() for m in args.models.split(",") if m.strip()],
