@@ -13,7 +13,9 @@ sixteenth try (docs/framing-retrain-rule.md):
 3. Smart Casual found over the framings ≥ half the shipped model's;
 4. unframed val balanced accuracy and macro-F1 not below the lower ends of the shipped card's 95% intervals;
 5. with ``--better-than-shipped`` (the default for ``baseline``, whose shipped model already meets 1-4 on val):
-   unframed val macro-F1 and Formal recall both above the shipped card's.
+   unframed val macro-F1 and Formal recall both above the shipped card's;
+6. with ``--keep-macro-f1`` (seventeenth try, for a candidate at a more Casual-leaning operating point): unframed
+   val macro-F1 not below the shipped card's, so that the Casual recall it gains is not paid for in macro-F1.
 
 The candidate's run must record the weights and decision rule it scored (``bench.framing`` does) and they must be
 its card's, so a run made with the shipped weights by mistake is refused.
@@ -88,12 +90,21 @@ def judge(
     casual_bar: float = 0.95,
     ratio_bar: float | None = None,
     better_than_shipped: bool | None = None,
+    keep_macro_f1: bool = False,
 ) -> dict:
     """Every criterion's numbers and whether it holds; ``passed`` is all of them. ``better_than_shipped``
     (criterion 5) defaults to the model being in :data:`BETTER_THAN_SHIPPED`."""
     try:
         return _judge(
-            model, shipped_run, candidate_run, shipped_card, candidate_card, casual_bar, ratio_bar, better_than_shipped
+            model,
+            shipped_run,
+            candidate_run,
+            shipped_card,
+            candidate_card,
+            casual_bar,
+            ratio_bar,
+            better_than_shipped,
+            keep_macro_f1,
         )
     except (KeyError, TypeError, ValueError) as err:  # a card or run without a field the gate reads
         raise SystemExit(f"a run or card lacks what the gate reads ({type(err).__name__}: {err})") from None
@@ -108,6 +119,7 @@ def _judge(
     casual_bar: float,
     ratio_bar: float | None,
     better_than_shipped: bool | None,
+    keep_macro_f1: bool = False,
 ) -> dict:
     if not shipped_run.get("ids") or shipped_run.get("ids") != candidate_run.get("ids"):
         raise SystemExit("the two framing runs scored different images: run the candidate with --same-images")
@@ -158,6 +170,9 @@ def _judge(
         }
         five["held"] = all(v["candidate"] > v["shipped"] for v in five.values())
         criteria["5_better_than_shipped"] = five
+    if keep_macro_f1:
+        six = {"candidate": new_val["macro_f1"], "shipped": old_val["macro_f1"]}
+        criteria["6_macro_f1_kept"] = {**six, "held": six["candidate"] >= six["shipped"]}
     return {"model": model, "criteria": criteria, "passed": all(c["held"] for c in criteria.values())}
 
 
@@ -183,6 +198,9 @@ def report(result: dict) -> str:
             f"  5 {mark[five['held']]} "
             + ", ".join(f"{k} {v['candidate']:.3f} (> {v['shipped']:.3f})" for k, v in five.items() if k != "held")
         )
+    if "6_macro_f1_kept" in c:
+        six = c["6_macro_f1_kept"]
+        lines.append(f"  6 {mark[six['held']]} unframed val macro_f1 {six['candidate']:.3f} (≥ {six['shipped']:.3f})")
     return "\n".join(lines)
 
 
@@ -204,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="criterion 5 (see above); default: on for " + ", ".join(sorted(BETTER_THAN_SHIPPED)),
     )
+    p.add_argument(
+        "--keep-macro-f1", action="store_true", help="criterion 6: unframed val macro-F1 not below the shipped card's"
+    )
     p.add_argument("--json", type=Path, default=None, help="write the verdict and its numbers here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -217,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             args.casual,
             args.ratio,
             args.better_than_shipped,
+            args.keep_macro_f1,
         )
     except SystemExit as err:
         log.error("%s", err)

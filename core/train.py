@@ -25,12 +25,15 @@ from core.config import DEFAULT_SPLIT_FILE, WEIGHTS_DIR, find_default_data_dir
 from core.data.catalog import DEFAULT_CLASSES, DEFAULT_LABEL_COLUMN
 from core.data.split import get_or_make_split
 from core.images.augment import AugmentParams, FramingAugmentParams
+from core.models.networks import DressCodeNet
 from core.models.registry import REGISTRY, get_spec
 from core.prediction.inference import bf16_is_fast, predict_logits
 from core.scoring.metrics import choose_logit_bias
+from core.training.auxiliary import Auxiliary, WithAuxiliary, auxiliary_labels
 from core.training.distributed import init_world, launch_command
 from core.training.loop import restore_progress, run_epochs
 from core.training.prepare import (
+    TrainingData,
     build_model,
     checkpoint_to_resume,
     load_teacher,
@@ -174,7 +177,25 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="also average the weights of the last K epochs (SWA); kept if its validation macro-F1 is best",
     )
     p.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for intervals")
+    _add_auxiliary_options(p)
     return p
+
+
+def _add_auxiliary_options(p: argparse.ArgumentParser) -> None:
+    """--aux-column and its settings (core.training.auxiliary)."""
+    p.add_argument(
+        "--aux-column",
+        default=None,
+        help="also predict this styles.csv column (e.g. articleType) from the pooled features, with a head used "
+        "in training only and dropped at save time (default: none)",
+    )
+    p.add_argument("--aux-weight", type=float, default=0.3, help="weight of the auxiliary loss (0.3)")
+    p.add_argument(
+        "--aux-min-count",
+        type=positive_int,
+        default=20,
+        help="auxiliary values with fewer training images than this add no loss (20)",
+    )
 
 
 def _fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
@@ -205,6 +226,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = _fill_defaults(get_args_parser().parse_args(argv))
     if args.mixup < 0 or (args.mixup and args.distill_from):
         raise SystemExit("--mixup must be >= 0 and does not combine with --distill-from")
+    if args.aux_column and (args.balance != "sampler" or args.aux_weight <= 0):
+        raise SystemExit("--aux-column needs --balance sampler (copies have no rows) and --aux-weight > 0")
     return args
 
 
@@ -231,6 +254,18 @@ def dataset_dir(given: Path | None) -> Path:
 def load_split_of(data_dir: Path, args: argparse.Namespace) -> dict[str, list[int]]:
     """The saved split of ``--split-file``, made there if absent."""
     return get_or_make_split(read_catalog(data_dir, args.classes, args.label_column), args.split_file, args.seed)
+
+
+def auxiliary_head(model: DressCodeNet, data: TrainingData, args: argparse.Namespace) -> Auxiliary | None:
+    """The --aux-column head and the training images' labels for it (None without the option)."""
+    if not args.aux_column:
+        return None
+    try:
+        labels, names = auxiliary_labels(data.catalog, data.ids["train"], args.aux_column, args.aux_min_count)
+    except ValueError as exc:
+        raise SystemExit(f"--aux-column: {exc}") from None
+    net = WithAuxiliary(model, len(names), data.train_images.shape[1:3])
+    return Auxiliary(net, labels, names, args.aux_column, args.aux_weight)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,13 +302,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     del teacher
 
-    optimizer, scheduler = optimizer_and_schedule(model, args, len(data.train_images))
-    progress = restore_progress(ck, ckpt_path, model, optimizer, scheduler, started)
+    aux = auxiliary_head(model, data, args)
+    optimizer, scheduler = optimizer_and_schedule(model, args, len(data.train_images), aux and aux.net.head)
+    progress = restore_progress(ck, ckpt_path, model, optimizer, scheduler, started, aux)
     del ck  # restored: its tensors now live in the model, the optimiser and ``progress``
     if world.distributed:
         torch.manual_seed(args.seed + world.rank)  # the same initial weights, but each rank's own augmentation draws
     run_epochs(
-        model, optimizer, scheduler, progress, data, teacher_logits, aug_params, framing_params, args, ckpt_path, world
+        model,
+        optimizer,
+        scheduler,
+        progress,
+        data,
+        teacher_logits,
+        aug_params,
+        framing_params,
+        args,
+        ckpt_path,
+        world,
+        aux,
     )
     digests = world.weight_digests(progress.best["state"])
     if not world.is_main:  # rank 0 saves, chooses the rule, writes the card and measures
@@ -284,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     weights = save_best(model, progress.best["state"], args.out / spec.weights_file.name, save_dtype)
     rule = choose_logit_bias(predict_logits(model, data.images["val"]), data.labels["val"])  # on the saved weights
     card = model_card(args, command, model, data, progress, aug_params, framing_params, rule, weights)
+    card.training["auxiliary"] = None if aux is None else aux.record(args.aux_min_count)
     if world.distributed:
         card.training["distributed"] = world.record(args.batch_size // world.size, digests)
         if not card.training["distributed"]["ranks_agree"]:

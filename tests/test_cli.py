@@ -17,6 +17,7 @@ from core.data.cache import load_native_images
 from core.data.catalog import load_styles
 from core.data.split import SPLITS, get_or_make_split, load_split, make_split, save_split, split_fingerprint
 from core.models.card import ModelCard, load_model, sha256_file
+from core.models.networks import build_baseline
 from core.prediction.served import ServedModel
 from core.training import prepare
 
@@ -600,4 +601,35 @@ def test_leave_out_val_twins(tiny_dataset: Path, tmp_path: Path, capsys: pytest.
     assert card.data["split_fingerprint"] == split_fingerprint(split)  # the saved split itself is unchanged
     with pytest.raises(SystemExit, match="unknown classes"):
         train.main(train_argv(data, tmp_path, "--leave-out-val-twins", "Smart"))
+    capsys.readouterr()
+
+
+def test_auxiliary_head_trains_and_is_not_shipped(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--aux-column: recorded in the card, kept in the checkpoint for --resume, absent from the saved weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    aux = ("--aux-column", "masterCategory", "--aux-min-count", "2")
+    assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "1", "--max-train", "40", *aux)) == 0
+    card = ModelCard.load(tmp_path / "weights" / "baseline.json")
+    assert card.training["auxiliary"]["values"] == ["Apparel", "Footwear"]
+    assert card.training["auxiliary"]["shipped"] is False
+    plain = build_baseline(3).state_dict()
+    assert set(load_file(tmp_path / "weights" / "baseline.safetensors")) == set(plain)
+    ck = torch.load(tmp_path / "runs" / "baseline" / "last.pt", map_location="cpu", weights_only=False)
+    assert ck["aux"]["weight"].shape[0] == 2
+    with pytest.raises(SystemExit, match="was trained with other settings"):
+        train.main(
+            train_argv(
+                tiny_dataset, tmp_path, "--epochs", "2", "--max-train", "40", *aux, "--aux-weight", "1", "--resume"
+            )
+        )
+    assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "2", "--max-train", "40", *aux, "--resume")) == 0
+    assert [r["epoch"] for r in ModelCard.load(tmp_path / "weights" / "baseline.json").history] == [1, 2]
+    with pytest.raises(SystemExit, match="--aux-column"):
+        train.main(train_argv(tiny_dataset, tmp_path, "--aux-column", "nosuchcolumn", "--epochs", "1"))
+    with pytest.raises(SystemExit, match="--aux-column needs"):
+        train.main(train_argv(tiny_dataset, tmp_path, *aux, "--balance", "copies"))
     capsys.readouterr()

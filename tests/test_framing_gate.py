@@ -109,6 +109,16 @@ def test_baseline_has_the_issue_s_lower_ratio_bar_and_must_also_beat_the_shipped
     assert not equal["passed"] and not equal["criteria"]["5_better_than_shipped"]["held"]
 
 
+def test_keep_macro_f1_holds_the_candidate_to_the_shipped_macro_f1() -> None:
+    """Criterion 6 (--keep-macro-f1): a Casual-leaning candidate may not pay for its Casual recall in macro-F1."""
+    cand = _run([0.97, 0.96, 0.96], [0.5, 0.5, 0.5], [4, 4, 4])
+    assert judge("m", SHIPPED, cand, SHIPPED_CARD, _card(0.6, 0.53, 0.5))["passed"]  # off by default
+    below = judge("m", SHIPPED, cand, SHIPPED_CARD, _card(0.6, 0.53, 0.5), keep_macro_f1=True)
+    assert not below["passed"]
+    assert below["criteria"]["6_macro_f1_kept"] == {"candidate": 0.53, "shipped": 0.54, "held": False}
+    assert judge("m", SHIPPED, cand, SHIPPED_CARD, _card(0.6, 0.54, 0.5), keep_macro_f1=True)["passed"]  # equal
+
+
 def test_runs_of_other_images_steps_framings_splits_or_weights_are_refused() -> None:
     good = _run([0.97, 0.96, 0.96], [0.6, 0.6, 0.6], [4, 4, 4])
     card = _card(0.6, 0.55, 0.6)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from core.data.catalog import Catalog
 from core.images.augment import AugmentParams
 from core.models.networks import DressCodeNet, Preprocessing, dense_head
+from core.training.auxiliary import IGNORE, Auxiliary, WithAuxiliary, auxiliary_labels
 from core.training.loop import set_backbone_trainable, train_one_epoch
 
 
@@ -73,3 +76,50 @@ def test_mixup_blends_images_and_losses() -> None:
     )  # fmt: skip
     assert any(0.0 < v < 1.0 for v in seen[-1].unique().tolist())  # blends of black and white
     assert mixed["train_loss"] != pytest.approx(plain["train_loss"])
+
+
+def _aux_run(model: DressCodeNet, aux: Auxiliary | None, lr: float) -> dict:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 80, 60, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    params = list(model.parameters()) + ([] if aux is None else list(aux.net.head.parameters()))
+    opt = torch.optim.SGD(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    args = argparse.Namespace(
+        batch_size=8, bf16=False, channels_last=False, label_smoothing=0.0, freeze_bn=False, mixup=0.0
+    )
+    torch.manual_seed(5)  # the same dropout masks in every run
+    return train_one_epoch(
+        model, images, labels, np.arange(8), opt, sched, args, False, AugmentParams(), None, False, float("inf"),
+        aux=aux,
+    )  # fmt: skip
+
+
+def test_auxiliary_head_adds_its_loss_and_learns() -> None:
+    """--aux-column: the type's cross-entropy joins the loss (none for ignored images) and its head learns."""
+    model = small_net()
+    types = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+
+    def aux(labels: np.ndarray) -> Auxiliary:
+        return Auxiliary(WithAuxiliary(model, 2, (80, 60)), labels, ["a", "b"], "articleType", 1.0)
+
+    plain = _aux_run(model, None, lr=0.0)
+    assert _aux_run(model, aux(types), lr=0.0)["train_loss"] > plain["train_loss"] + 0.1  # about ln 2 more
+    assert _aux_run(model, aux(np.full(8, IGNORE)), lr=0.0)["train_loss"] == pytest.approx(plain["train_loss"])
+    learner = aux(types)
+    head0, conv0 = learner.net.head.weight.detach().clone(), model.backbone.conv.weight.detach().clone()
+    _aux_run(model, learner, lr=0.5)
+    assert not torch.equal(learner.net.head.weight, head0)
+    assert not torch.equal(model.backbone.conv.weight, conv0)
+
+
+def test_auxiliary_labels_leave_rare_values_out() -> None:
+    rows = {i: {"articleType": t} for i, t in enumerate(["Shirts"] * 3 + ["Ties"] * 2 + ["Socks", ""])}
+    catalog = Catalog(Path("."), ("Casual",), "usage", list(rows), [0] * len(rows), rows)
+    labels, names = auxiliary_labels(catalog, list(rows), "articleType", min_count=2)
+    assert names == ["Shirts", "Ties"]
+    assert labels.tolist() == [0, 0, 0, 1, 1, IGNORE, IGNORE]
+    with pytest.raises(ValueError, match="no column"):
+        auxiliary_labels(catalog, list(rows), "colour", min_count=2)
+    with pytest.raises(ValueError, match="fewer than two"):
+        auxiliary_labels(catalog, list(rows), "articleType", min_count=3)

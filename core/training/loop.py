@@ -31,6 +31,7 @@ from core.images.augment import (
 from core.models.networks import DressCodeNet
 from core.prediction.inference import predict_logits, to_float_batch
 from core.scoring.metrics import classification_report
+from core.training.auxiliary import Auxiliary
 from core.training.distributed import SINGLE, World
 from core.training.prepare import TrainingData
 
@@ -68,11 +69,13 @@ def train_one_epoch(
     framing: FramingAugmentParams | None = None,
     rng: np.random.Generator | None = None,
     forward: torch.nn.Module | None = None,
+    aux: Auxiliary | None = None,
 ) -> dict[str, float]:
     """One pass over ``order``; returns mean loss and accuracy on the (augmented) stream.
     With ``framing`` on, a share of the draws is first re-shot as a user might frame it and
     normalised back (:func:`core.images.augment.reframe_random`), before the usual augmentation.
-    ``forward``: what computes the logits, when not ``model`` itself (its DistributedDataParallel wrapper)."""
+    ``forward``: what computes the logits, when not ``model`` itself (its DistributedDataParallel wrapper).
+    ``aux``: an auxiliary head trained beside (:mod:`core.training.auxiliary`); ``forward`` then wraps ``aux.net``."""
     rng = rng if rng is not None else np.random.default_rng(0)
     model.train()
     if frozen:
@@ -106,8 +109,12 @@ def train_one_epoch(
             lam = float(torch.distributions.Beta(args.mixup, args.mixup).sample())
             perm = torch.randperm(len(idx))
             x = lam * x + (1 - lam) * x[perm]
+        aux_logits = None
         with ctx:
-            logits = (model if forward is None else forward)(x)
+            if aux is None:
+                logits = (model if forward is None else forward)(x)
+            else:
+                logits, aux_logits = (aux.net if forward is None else forward)(x)
         logits = logits.float()
         loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
         if perm is not None:
@@ -119,6 +126,8 @@ def train_one_epoch(
             loss = (1 - args.distill_alpha) * loss + args.distill_alpha * distillation_loss(
                 logits, t, args.distill_temperature
             )
+        if aux is not None:
+            loss = loss + aux.loss(aux_logits, idx, perm, lam)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -159,11 +168,17 @@ def restore_progress(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     started: float,
+    aux: Auxiliary | None = None,
 ) -> Progress:
-    """A fresh start, or the checkpoint ``ck`` (read from ``path``) restored into the model, optimiser and schedule."""
+    """A fresh start, or the checkpoint ``ck`` (read from ``path``) restored into the model (and ``aux``'s head),
+    optimiser and schedule."""
     if ck is None:
         return Progress(started)
     model.load_state_dict(ck["model"])
+    if aux is not None:
+        if ck.get("aux") is None:
+            raise SystemExit(f"--resume: {path} was trained without the auxiliary head; train afresh")
+        aux.net.head.load_state_dict(ck["aux"])
     optimizer.load_state_dict(ck["optimizer"])
     scheduler.load_state_dict(ck["scheduler"])
     progress = Progress(started - ck.get("elapsed", 0.0), ck["history"], ck["best"], start_epoch=ck["epoch"] + 1)
@@ -199,6 +214,7 @@ def save_checkpoint(
     progress: Progress,
     settings: dict,
     ids_fingerprint: str,
+    aux: Auxiliary | None = None,
 ) -> None:
     """What --resume continues from: states, history, best so far, the settings and the images' fingerprint."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +229,7 @@ def save_checkpoint(
             "averaged": None if progress.averaged is None else progress.averaged.state_dict(),
             "args": settings,
             "ids_fingerprint": ids_fingerprint,
+            "aux": None if aux is None else aux.net.head.state_dict(),
             "elapsed": time.time() - progress.started,
         },
         path,
@@ -231,11 +248,13 @@ def run_epochs(
     args: argparse.Namespace,
     ckpt_path: Path,
     world: World = SINGLE,
+    aux: Auxiliary | None = None,
 ) -> None:
     """Train up to --epochs: after each epoch, validate, keep the best weights (or the average of the last
     --average-last epochs, when better) and checkpoint; stop after --patience epochs without a validation
     macro-F1 gain, or once past --time-budget. Under torchrun (``world``, :mod:`core.training.distributed`)
-    each rank trains on its share of every batch, rank 0 validates for all and alone writes checkpoints."""
+    each rank trains on its share of every batch, rank 0 validates for all and alone writes checkpoints.
+    ``aux``: an auxiliary head trained beside the model (validation and the kept weights are the model's alone)."""
     deadline = progress.started + (args.time_budget * 60 if args.time_budget else float("inf"))
     rng = np.random.default_rng(args.seed + progress.start_epoch)
     val_images, val_labels = data.images["val"], data.labels["val"]
@@ -245,7 +264,7 @@ def run_epochs(
         set_backbone_trainable(model, not frozen)
         if frozen != wrapped_for:
             forward = None  # the old wrapper goes before the new one registers its hooks
-            forward, wrapped_for = world.wrap(model), frozen
+            forward, wrapped_for = world.wrap(model if aux is None else aux.net), frozen
         order, epoch_args = world.shard(
             epoch_order(data.train_labels, args.epoch_size, args.balance == "sampler", rng), args
         )
@@ -266,6 +285,7 @@ def run_epochs(
             framing=framing_params,
             rng=rng,
             forward=forward,
+            aux=aux,
         )
         stats = world.sum_stats(stats)
         progress.train_time += time.time() - t0
@@ -300,7 +320,8 @@ def run_epochs(
                 state = copy.deepcopy(progress.averaged.module.state_dict())
                 progress.best = {"score": avg_rep["macro_f1"], "epoch": epoch + 1, "state": state, "averaged": n_avg}
         if world.is_main:
-            save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch, progress, vars(args), data.ids_fingerprint)
+            fingerprint = data.ids_fingerprint
+            save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch, progress, vars(args), fingerprint, aux)
         if epoch + 1 - progress.best["epoch"] >= args.patience:
             log.info("early stopping: no validation macro-F1 gain for %d epochs", args.patience)
             break

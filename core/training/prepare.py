@@ -53,6 +53,9 @@ RESUME_MUST_MATCH = (
     "mixup",
     "leave_out_val_twins",
     "framing_aug",
+    "aux_column",
+    "aux_weight",
+    "aux_min_count",
     "init_from",
     "max_train",
     "seed",
@@ -228,11 +231,14 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.o
 
 
 def optimizer_and_schedule(
-    model: DressCodeNet, args: argparse.Namespace, n_train: int
+    model: DressCodeNet, args: argparse.Namespace, n_train: int, extra_head: torch.nn.Module | None = None
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """The optimiser, and its schedule over --epochs epochs of --epoch-size draws (without the sampler,
-    an epoch is at most the ``n_train`` training images)."""
+    an epoch is at most the ``n_train`` training images). ``extra_head`` (an auxiliary head) learns at the
+    head's rate."""
     optimizer = make_optimizer(model, args.lr, args.backbone_lr_mult, args.weight_decay)
+    if extra_head is not None:
+        optimizer.add_param_group({"params": list(extra_head.parameters()), "lr": args.lr})
     steps_per_epoch = (
         math.ceil(args.epoch_size / args.batch_size)
         if args.balance == "sampler"
