@@ -46,9 +46,10 @@ from core.images.preprocess import ALLOWED_FORMATS
 from core.images.upload import read_upload
 from core.models.registry import REGISTRY
 from core.prediction.fastpath import COMPILED_BATCH
-from core.prediction.inference import BATCH_SIZE, bf16_is_fast, to_float_batch
+from core.prediction.inference import BATCH_SIZE, to_float_batch
 from core.prediction.served import ServedModel
 from core.prediction.service import load_served
+from core.train import default_bf16
 
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parent.parent
@@ -339,6 +340,7 @@ import numpy as np, torch
 import streamlit  # what `streamlit run` imports too
 torch.set_num_threads(2)
 from core.prediction.service import load_served
+from core.train import default_bf16
 names = sys.argv[2].split(",")
 loaded = {n: load_served(n) for n in names}
 img = np.full((80, 60, 3), 255, np.uint8)
@@ -384,7 +386,7 @@ def bench_training(n_steps: int) -> dict:
     out = {}
     for name, spec in REGISTRY.items():
         model = spec.builder(3, "none").train()
-        bf16 = spec.training_defaults.bf16 and bf16_is_fast()  # as core.train chooses it
+        bf16 = default_bf16(name)  # as core.train chooses it
         if name != "baseline":
             model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(model.parameters(), 1e-4)

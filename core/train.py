@@ -198,6 +198,12 @@ def _add_auxiliary_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def default_bf16(model: str) -> bool:
+    """bf16 autocast when --bf16 is not given: the registry's recipe, but only where this CPU runs bfloat16 in
+    hardware (emulated, it is several times slower than fp32). The bench's training benchmark asks the same."""
+    return get_spec(model).training_defaults.bf16 and bf16_is_fast()
+
+
 def _fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
     spec = get_spec(args.model)
     pretrained = args.pretrained or spec.default_pretrained
@@ -205,12 +211,11 @@ def _fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
         if args.freeze_bn:
             raise SystemExit("--freeze-bn keeps pretrained BatchNorm statistics; with --pretrained none there are none")
         args.freeze_bn = False  # a random backbone's statistics must be learnt
-    bf16_asked = args.bf16 is not None
+    if args.bf16 is None:
+        args.bf16 = default_bf16(args.model)  # main logs an fp32 run on a CPU without bfloat16
     for key, value in asdict(spec.training_defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    if args.bf16 and not bf16_asked and not bf16_is_fast():
-        args.bf16 = False  # emulated bfloat16 is several times slower than fp32 (main logs it)
     if args.pretrained is None:
         args.pretrained = spec.default_pretrained
     if args.backbone_lr_mult is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,6 +152,22 @@ def test_the_batch_copy_is_bfloat16_only_where_the_cpu_runs_it(monkeypatch: pyte
     if not hardware:  # folding is exact algebra: the copy's own logits (no re-check) agree far inside the margin
         np.testing.assert_allclose(fast.fast_logits(imgs), ex.logits(imgs), atol=FP32_TIE_MARGIN / 10)
         assert isinstance(fast.backbone, torch.jit.ScriptModule)  # the traced fp32 graph serves
+
+
+def test_the_neighbour_index_is_keyed_by_the_batch_copy_s_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index is embedded by the batch copy: an index made in bfloat16 is not served to an fp32 copy."""
+    import core.prediction.served as served
+    from core.data.catalog import Catalog
+    from core.explanation.neighbours import index_path
+
+    ex = ServedModel(small_net(3), get_spec("resnet50"), ["a", "b", "c"])
+    catalog = Catalog(Path("."), ("a",), "usage", [1, 2], [0, 0], {})
+    paths = {}
+    for hardware in (True, False):
+        monkeypatch.setattr(served, "bf16_is_fast", lambda hardware=hardware: hardware)
+        paths[hardware] = index_path(ex, catalog, [1, 2])
+        assert ex.fast_dtype == (torch.bfloat16 if hardware else torch.float32)
+    assert paths[True] != paths[False]
 
 
 def small_net(seed: int = 0) -> DressCodeNet:

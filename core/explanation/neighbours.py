@@ -28,7 +28,7 @@ from sklearn.neighbors import NearestNeighbors
 from core.config import cache_dir
 from core.images.framing import DEFAULT_PARAMS as DEFAULT_FRAMING
 from core.images.framing import FRAMING_VERSION
-from core.prediction.inference import DEFAULT_BATCH, bf16_is_fast
+from core.prediction.inference import DEFAULT_BATCH
 
 if TYPE_CHECKING:
     from core.data.catalog import Catalog
@@ -140,7 +140,7 @@ def index_path(served: ServedModel, catalog: Catalog, train_ids: Sequence[int]) 
     dataset folder, the framing step, the fast copy's precision (and the index version)."""
     ids = sorted(int(i) for i in train_ids)
     framing = [FRAMING_VERSION, DEFAULT_FRAMING.to_dict()]  # the training images are embedded as framed
-    precision = "bf16" if bf16_is_fast() else "fp32"  # the fast path's copy embeds them (ServedModel chooses)
+    precision = str(served.fast_dtype)  # the fast path's copy embeds them
     key = json.dumps([weights_sha(served), str(Path(catalog.root).resolve()), ids, INDEX_VERSION, framing, precision])
     return cache_dir() / f"neighbours-{served.spec.name}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
 

@@ -94,13 +94,19 @@ class ServedModel:
         with self.lock:
             return self._fast_predictor()
 
+    @property
+    def fast_dtype(self) -> torch.dtype:
+        """The batch copy's precision: bfloat16 where the CPU runs it in hardware, else float32 (emulated
+        bfloat16 would be slower than the fp32 model itself). What the neighbour index's cache is keyed by."""
+        return torch.bfloat16 if bf16_is_fast() else torch.float32
+
     def _fast_predictor(self) -> FastBatchPredictor:
         if self._fast is None:
-            hardware_bf16 = bf16_is_fast()  # emulated bfloat16 would be slower than the fp32 model itself
+            dtype = self.fast_dtype
             self._fast = FastBatchPredictor(
                 self.model,
-                dtype=torch.bfloat16 if hardware_bf16 else torch.float32,
-                margin=self.spec.tie_margin if hardware_bf16 else FP32_TIE_MARGIN,
+                dtype=dtype,
+                margin=self.spec.tie_margin if dtype == torch.bfloat16 else FP32_TIE_MARGIN,
                 compile_backbone=compile_enabled(),
             )
         return self._fast
