@@ -345,11 +345,10 @@ elif len(photos) > 1:  # a table even when every file was refused: the CSV accou
     )
     if good:  # nothing to open, nor a fast path to explain, when every file was refused
         st.caption(
-            "The table comes from the fast batch path (bfloat16 where this CPU runs it in hardware; a photo whose top "
-            "two classes are close is re-run "
-            "in full precision), so an opened row's exact confidence can differ from the table's by a few tenths of "
-            "a point. Its class matched the full-precision one on every validation and test image measured (README, "
-            "Benchmarks)."
+            "The table comes from the fast batch path (bfloat16 where this CPU runs it in hardware; a photo whose "
+            "top two classes are close is re-run in full precision), so an opened row's exact confidence can differ "
+            "from the table's by a few tenths of a point. Its class matched the full-precision one on every "
+            "validation and test image measured (README, Benchmarks)."
         )
         st.subheader("Heatmaps at a glance")
         look = {"layers": layers, "target": target, "contrast": contrast}
