@@ -340,7 +340,6 @@ import numpy as np, torch
 import streamlit  # what `streamlit run` imports too
 torch.set_num_threads(2)
 from core.prediction.service import load_served
-from core.train import default_bf16
 names = sys.argv[2].split(",")
 loaded = {n: load_served(n) for n in names}
 img = np.full((80, 60, 3), 255, np.uint8)

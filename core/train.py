@@ -308,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     del teacher
 
     aux = auxiliary_head(model, data, args)
-    optimizer, scheduler = optimizer_and_schedule(model, args, len(data.train_images), aux and aux.net.head)
+    aux_head = None if aux is None else aux.net.head
+    optimizer, scheduler = optimizer_and_schedule(model, args, len(data.train_images), aux_head)
     progress = restore_progress(ck, ckpt_path, model, optimizer, scheduler, started, aux)
     del ck  # restored: its tensors now live in the model, the optimiser and ``progress``
     if world.distributed:

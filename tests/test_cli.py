@@ -619,7 +619,8 @@ def test_auxiliary_head_trains_and_is_not_shipped(
     plain = build_baseline(3).state_dict()
     assert set(load_file(tmp_path / "weights" / "baseline.safetensors")) == set(plain)
     ck = torch.load(tmp_path / "runs" / "baseline" / "last.pt", map_location="cpu", weights_only=False)
-    assert ck["aux"]["weight"].shape[0] == 2
+    assert ck["aux"]["weight"].shape[0] == 2 and ck["aux_names"] == ["Apparel", "Footwear"]
+    first = card.history[0]
     with pytest.raises(SystemExit, match="was trained with other settings"):
         train.main(
             train_argv(
@@ -627,7 +628,9 @@ def test_auxiliary_head_trains_and_is_not_shipped(
             )
         )
     assert train.main(train_argv(tiny_dataset, tmp_path, "--epochs", "2", "--max-train", "40", *aux, "--resume")) == 0
-    assert [r["epoch"] for r in ModelCard.load(tmp_path / "weights" / "baseline.json").history] == [1, 2]
+    resumed = ModelCard.load(tmp_path / "weights" / "baseline.json").history
+    assert [r["epoch"] for r in resumed] == [1, 2] and resumed[0] == first  # continued, not trained afresh
+    assert "train_aux_loss" in resumed[1]
     with pytest.raises(SystemExit, match="--aux-column"):
         train.main(train_argv(tiny_dataset, tmp_path, "--aux-column", "nosuchcolumn", "--epochs", "1"))
     with pytest.raises(SystemExit, match="--aux-column needs"):

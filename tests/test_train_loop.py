@@ -15,7 +15,13 @@ from core.data.catalog import Catalog
 from core.images.augment import AugmentParams
 from core.models.networks import DressCodeNet, Preprocessing, dense_head
 from core.training.auxiliary import IGNORE, Auxiliary, WithAuxiliary, auxiliary_labels
-from core.training.loop import set_backbone_trainable, train_one_epoch
+from core.training.loop import (
+    Progress,
+    restore_progress,
+    save_checkpoint,
+    set_backbone_trainable,
+    train_one_epoch,
+)
 
 
 def small_net() -> DressCodeNet:
@@ -106,11 +112,45 @@ def test_auxiliary_head_adds_its_loss_and_learns() -> None:
     plain = _aux_run(model, None, lr=0.0)
     assert _aux_run(model, aux(types), lr=0.0)["train_loss"] > plain["train_loss"] + 0.1  # about ln 2 more
     assert _aux_run(model, aux(np.full(8, IGNORE)), lr=0.0)["train_loss"] == pytest.approx(plain["train_loss"])
+    grads = {}
+    for name, joined in (("plain", None), ("aux", aux(types))):  # one step: the head's loss reaches the backbone
+        model.zero_grad()
+        _aux_run(model, joined, lr=0.0)
+        grads[name] = model.backbone.conv.weight.grad.clone()
+    assert not torch.allclose(grads["plain"], grads["aux"])
     learner = aux(types)
-    head0, conv0 = learner.net.head.weight.detach().clone(), model.backbone.conv.weight.detach().clone()
-    _aux_run(model, learner, lr=0.5)
+    head0 = learner.net.head.weight.detach().clone()
+    stats = _aux_run(model, learner, lr=0.5)
     assert not torch.equal(learner.net.head.weight, head0)
-    assert not torch.equal(model.backbone.conv.weight, conv0)
+    assert 0 < stats["train_aux_loss"] < stats["train_loss"]
+
+
+def test_auxiliary_loss_mixes_both_types_under_mixup() -> None:
+    joined = Auxiliary(WithAuxiliary(small_net(), 2, (80, 60)), np.array([0, 1, IGNORE]), ["a", "b"], "t", 1.0)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    idx, perm = np.arange(3), torch.tensor([1, 0, 2])
+    right = float(joined.loss(logits, idx, None, 1.0))
+    swapped = float(joined.loss(logits, idx[[1, 0, 2]], None, 1.0))
+    assert float(joined.loss(logits, idx, perm, 0.25)) == pytest.approx(0.25 * right + 0.75 * swapped)
+
+
+def test_a_resumed_run_gets_its_auxiliary_head_back(tmp_path: Path) -> None:
+    model = small_net()
+    joined = Auxiliary(WithAuxiliary(model, 2, (80, 60)), np.zeros(4, np.int64), ["a", "b"], "articleType", 1.0)
+    opt = torch.optim.SGD([*model.parameters(), *joined.net.head.parameters()], lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    progress = Progress(started=0.0)
+    save_checkpoint(tmp_path / "last.pt", model, opt, sched, 0, progress, {}, "fp", joined)
+    ck = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=False)
+    fresh = Auxiliary(WithAuxiliary(model, 2, (80, 60)), np.zeros(4, np.int64), ["a", "b"], "articleType", 1.0)
+    assert not torch.equal(fresh.net.head.weight, joined.net.head.weight)
+    restore_progress(ck, tmp_path / "last.pt", model, opt, sched, 0.0, fresh)
+    assert torch.equal(fresh.net.head.weight, joined.net.head.weight)
+    other = Auxiliary(WithAuxiliary(model, 2, (80, 60)), np.zeros(4, np.int64), ["a", "c"], "articleType", 1.0)
+    with pytest.raises(SystemExit, match="other articleType values"):
+        restore_progress(ck, tmp_path / "last.pt", model, opt, sched, 0.0, other)
+    with pytest.raises(SystemExit, match="without the auxiliary head"):
+        restore_progress({**ck, "aux": None}, tmp_path / "last.pt", model, opt, sched, 0.0, fresh)
 
 
 def test_auxiliary_labels_leave_rare_values_out() -> None:

@@ -85,7 +85,7 @@ class Auxiliary:
         if (y == IGNORE).all():
             return logits.sum() * 0.0
         loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE)
-        if perm is not None and not (y[perm] == IGNORE).all():
+        if perm is not None:  # a permutation ignores the same images: not all of them (checked above)
             loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), y[perm], ignore_index=IGNORE)
         return self.weight * loss
 

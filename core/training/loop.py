@@ -86,7 +86,7 @@ def train_one_epoch(
                 m.eval()  # keep the pretrained statistics: small, class-balanced batches would skew them
     aug = make_augmenter(aug_params, images.shape[1:3])
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else nullcontext()
-    total, correct, loss_sum = 0, 0, 0.0
+    total, correct, loss_sum, aux_sum = 0, 0, 0.0, 0.0
     bar = tqdm(range(0, len(order), args.batch_size), desc="train", leave=False, mininterval=5, file=sys.stderr)
     for start in bar:
         idx = order[start : start + args.batch_size]
@@ -127,7 +127,9 @@ def train_one_epoch(
                 logits, t, args.distill_temperature
             )
         if aux is not None:
-            loss = loss + aux.loss(aux_logits, idx, perm, lam)
+            aux_loss = aux.loss(aux_logits, idx, perm, lam)
+            aux_sum += aux_loss.item() * len(idx)
+            loss = loss + aux_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -139,7 +141,10 @@ def train_one_epoch(
         if time.time() > deadline:
             log.warning("time budget reached inside the epoch; stopping it early")
             break
-    return {"train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1), "train_images": total}
+    stats = {"train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1), "train_images": total}
+    if aux is not None:  # train_loss includes it; this is its share, weighted
+        stats["train_aux_loss"] = aux_sum / max(total, 1)
+    return stats
 
 
 def evaluate_logits(model: DressCodeNet, images: np.ndarray, bf16: bool) -> np.ndarray:
@@ -178,6 +183,8 @@ def restore_progress(
     if aux is not None:
         if ck.get("aux") is None:
             raise SystemExit(f"--resume: {path} was trained without the auxiliary head; train afresh")
+        if ck.get("aux_names", aux.names) != aux.names:  # they come from styles.csv, which no option pins
+            raise SystemExit(f"--resume: {path} learnt other {aux.column} values than styles.csv has now; train afresh")
         aux.net.head.load_state_dict(ck["aux"])
     optimizer.load_state_dict(ck["optimizer"])
     scheduler.load_state_dict(ck["scheduler"])
@@ -230,6 +237,7 @@ def save_checkpoint(
             "args": settings,
             "ids_fingerprint": ids_fingerprint,
             "aux": None if aux is None else aux.net.head.state_dict(),
+            "aux_names": None if aux is None else aux.names,
             "elapsed": time.time() - progress.started,
         },
         path,
