@@ -1,6 +1,6 @@
 """Do the Grad-CAM layers point where hiding the photo hurts? One table for every model and layer.
 
-    python -m bench.occlusion [--images 10] [--class Formal] [--split test] [--also MODEL:MODULE ...]
+    python -m bench.occlusion [--images 10] [--class Formal] [--split test] [--models M ...] [--also MODEL:MODULE ...]
 
 For each model, the first N images (by id) of the class in the split that the model
 classifies correctly are explained at every registered layer; each 12×12 square of the 60×80 canvas is
@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--class", dest="cls", default="Formal", help="class of the images (Formal)")
     ap.add_argument("--split", choices=SPLITS, default="test", help="split the images come from (test)")
     ap.add_argument(
+        "--models", nargs="+", choices=list(REGISTRY), default=list(REGISTRY), help="models to measure (all)"
+    )
+    ap.add_argument(
         "--also",
         action="append",
         default=[],
@@ -91,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     also: dict[str, list[str]] = {}
     for item in args.also:
         name, _, path = item.partition(":")
-        if name not in REGISTRY or not path:
-            ap.error(f"--also {item!r}: expected MODEL:MODULE with MODEL one of {list(REGISTRY)}")
+        if name not in args.models or not path:
+            ap.error(f"--also {item!r}: expected MODEL:MODULE with MODEL one of {args.models}")
         also.setdefault(name, []).append(path)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(2)
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "| model | layer | label | images | map vs logit drop | flipped map (control) |",
         "|---|---|---|---|---|---|",
     ]
-    for name in REGISTRY:
+    for name in args.models:
         loaded = load_served(name)
         if loaded.served is None:
             log.warning("%s left out: %s", name, loaded.error)

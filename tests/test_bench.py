@@ -28,6 +28,7 @@ KEYS = [
 ]
 
 
+@pytest.mark.slow  # the whole benchmark, peers and training included: several minutes on 2 cores
 def test_bench_runs_on_the_tiny_fixture(tiny_dataset: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     pytest.importorskip("pytorch_grad_cam")
     pytest.importorskip("torchcam")
@@ -75,12 +76,17 @@ def test_reliability_script_runs_without_the_browser_part(tmp_path: Path) -> Non
     assert res["batches"]["calls"] >= 2 * res["batches"]["threads"]
 
 
+OCCLUSION_ARGV = ["--images", "1", "--class", "Casual", "--split", "train", "--models", "baseline"]
+
+
 def test_occlusion_table_measures_an_unregistered_module_too(tiny_dataset: Path, monkeypatch, capsys) -> None:
     from bench.occlusion import main
 
     monkeypatch.setenv("DRESSCODE_DATA", str(tiny_dataset))
-    assert main(["--images", "1", "--class", "Casual", "--split", "train", "--also", "baseline:backbone.conv2"]) == 0
-    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| `baseline`")]
+    assert main([*OCCLUSION_ARGV, "--also", "baseline:backbone.conv2"]) == 0
+    printed = capsys.readouterr().out
+    assert "| `resnet50`" not in printed and "| `effnet_lite0`" not in printed  # --models baseline
+    rows = [r for r in printed.splitlines() if r.startswith("| `baseline`")]
     assert [r.split("|")[2].strip() for r in rows] == [
         "`backbone.relu1`",
         "`backbone.conv2`",
@@ -93,7 +99,7 @@ def test_occlusion_keeps_the_default_mark_on_the_registered_default(tiny_dataset
     from bench.occlusion import main
 
     monkeypatch.setenv("DRESSCODE_DATA", str(tiny_dataset))
-    argv = ["--images", "1", "--class", "Casual", "--split", "train", "--also", "baseline:backbone.pool2"]
+    argv = [*OCCLUSION_ARGV, "--also", "baseline:backbone.pool2"]
     assert main([*argv, "--also", "baseline:backbone.pool2"]) == 0  # named twice, measured once
     rows = [r.split("|")[2].strip() for r in capsys.readouterr().out.splitlines() if r.startswith("| `baseline`")]
     assert rows == ["`backbone.relu1`", "`backbone.relu2` (default)", "`backbone.pool2`"]
@@ -104,6 +110,7 @@ def test_occlusion_keeps_the_default_mark_on_the_registered_default(tiny_dataset
     [
         ("baseline", "expected MODEL:MODULE"),
         ("nosuch:x", "expected MODEL:MODULE"),
+        ("resnet50:backbone.layer1", "expected MODEL:MODULE"),  # a model left out by --models
         ("baseline:backbone.nope", "no module"),
         ("baseline:head.4", "not a feature map"),
     ],
@@ -113,5 +120,5 @@ def test_occlusion_refuses_a_bad_also(tiny_dataset: Path, monkeypatch, capsys, a
 
     monkeypatch.setenv("DRESSCODE_DATA", str(tiny_dataset))
     with pytest.raises(SystemExit) as exc:
-        main(["--images", "1", "--class", "Casual", "--split", "train", "--also", also])
+        main([*OCCLUSION_ARGV, "--also", also])
     assert exc.value.code == 2 and message in capsys.readouterr().err
