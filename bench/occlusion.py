@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "| model | layer | label | images | map vs logit drop | flipped map (control) |",
         "|---|---|---|---|---|---|",
     ]
-    for name in args.models:
+    for name in dict.fromkeys(args.models):  # a model named twice is measured once
         loaded = load_served(name)
         if loaded.served is None:
             log.warning("%s left out: %s", name, loaded.error)

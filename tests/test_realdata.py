@@ -130,15 +130,14 @@ def test_shipped_weights_reproduce_card(data_dir: Path, catalog: Catalog, saved_
 
 # Framing floors on a slice of test with the shipped weights: Formal recall as a ratio to the unframed
 # value, per framing (default, then exceptions), and the lowest Casual recall. They guard what holds
-# today, set from the VALIDATION runs (bench/framing-results/val_thirteenth_adopted.json; baseline's:
-# val_fourteenth_candidate.json) with a margin for the slice's noise, never from test. The issue's bar (ratio
-# >= 0.9, Casual >= 0.95; baseline 0.8) is not met yet by resnet50's Casual recall (nor, on test, by baseline's
-# on one framing): see README, "Photos framed …". With the white balance (step version 4) warm light needs no
-# lower floor of its own any more; baseline, at its Casual-leaning operating point, keeps Casual recall >= 0.95
-# on every framing of val.
+# today, set from the VALIDATION runs (bench/framing-results/val_thirteenth_adopted.json for effnet_lite0,
+# val_nineteenth_baseline.json, val_eighteenth_resnet50.json) with a margin for the slice's noise, never from
+# test. On val all three keep Casual recall >= 0.95 on every framing (resnet50 since the eighteenth try: 0.953
+# at least, ratio 0.95 at least); the issue's bar is not met on test by resnet50's Formal ratio under the rotation
+# and the drop shadow (README, "Photos framed …").
 FRAMING_FLOORS = {
     "effnet_lite0": ({"default": 0.8}, 0.9),
-    "resnet50": ({"default": 0.7}, 0.85),
+    "resnet50": ({"default": 0.7}, 0.9),
     "baseline": ({"default": 0.75}, 0.9),
 }
 FRAMING_SLICE = {"Formal": 100, "Casual": 100}
