@@ -73,8 +73,8 @@ def test_about_page_reads_sizes_and_gives_a_retrain_command_that_keeps_the_shipp
     text = " ".join(m.value for m in [*at.markdown, *at.warning])
     assert "60×80 native canvas (W×H) → 120×160 model input" in text and "[60, 80]" not in text
     assert "--pretrained imagenet --data DIR --out mine" in text
-    for name in REGISTRY:  # the decision rule's offsets are named by class, not a bare list
-        card = json.loads((ROOT / "weights" / f"{name}.json").read_text())
+    cards = [json.loads((ROOT / "weights" / f"{name}.json").read_text()) for name in REGISTRY]
+    for card in cards:  # the decision rule's offsets are named by class, not a bare list
         bias = card["decision_rule"]["logit_bias"]
         named = ", ".join(c + " " + f"{b:+g}".replace("-", "−") for c, b in zip(card["classes"], bias) if b)
         assert f"({named}; chosen on validation)" in text and str(card["decision_rule"]["logit_bias"]) not in text
@@ -85,7 +85,6 @@ def test_about_page_reads_sizes_and_gives_a_retrain_command_that_keeps_the_shipp
     assert all((" --out " in m) == ("copied into `weights/`" in m) for m in cost), cost
     assert any(" --out " in m for m in cost), cost
     taught = [m.value for m in at.markdown if m.value.startswith("**Distillation.**")]
-    cards = [json.loads((ROOT / "weights" / f"{n}.json").read_text()) for n in REGISTRY]
     assert len(taught) == sum(bool(c["training"].get("distilled_from")) for c in cards)  # none of today's three
 
 
