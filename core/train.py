@@ -150,6 +150,18 @@ def get_args_parser() -> argparse.ArgumentParser:
         "(core.images.augment.reframe_random; 0 = off)",
     )
     p.add_argument(
+        "--framing-shadow",
+        type=float,
+        default=0.15,
+        help="of the re-framed draws left on white, the share given a soft drop shadow (0.15)",
+    )
+    p.add_argument(
+        "--framing-tilt",
+        type=float,
+        default=0.0,
+        help="of the re-framed draws, the share shot tilted by up to ±10° on white (0 = none, as before)",
+    )
+    p.add_argument(
         "--init-from",
         type=Path,
         default=None,
@@ -242,7 +254,9 @@ def augmentation_params(args: argparse.Namespace) -> tuple[AugmentParams, Framin
         aug_params = AugmentParams(
             fill_mode=args.fill_mode, color_jitter=args.color_jitter, hue=args.hue, grayscale=args.grayscale
         )
-        framing_params = FramingAugmentParams(probability=args.framing_aug)
+        framing_params = FramingAugmentParams(
+            probability=args.framing_aug, shadow=args.framing_shadow, tilt=args.framing_tilt
+        )
     except ValueError as exc:
         raise SystemExit(f"bad augmentation option: {exc}") from None
     return aug_params, framing_params

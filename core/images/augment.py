@@ -156,11 +156,15 @@ class FramingAugmentParams:
     background: float = 0.5  # probability that the white background becomes a colour or a texture
     cast: float = 0.3  # probability of a warm or cool colour cast (per-channel gains down to 0.75)
     shadow: float = 0.15  # probability of a soft drop shadow (on white draws)
+    tilt: float = 0.0  # probability of a tilted shot (rotated on white, the canvas grown to hold it)
+    max_tilt: float = 10.0  # … by up to ± this many degrees
     scale: int = 2  # the thumbnail is enlarged this much before re-framing (upload-like)
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.probability <= 1.0 and 0.0 <= self.background <= 1.0 and 0.0 <= self.cast <= 1.0):
+        if not all(0.0 <= p <= 1.0 for p in (self.probability, self.background, self.cast, self.shadow, self.tilt)):
             raise ValueError("probabilities must be in [0, 1]")
+        if not 0.0 <= self.max_tilt <= 45.0:
+            raise ValueError("max_tilt is in degrees, 0 to 45")
         if min(self.zoom_out, self.zoom_in, self.aspect, self.stretch) < 1.0:
             raise ValueError("zoom_out, zoom_in, aspect and stretch are factors of at least 1")
 
@@ -174,7 +178,7 @@ def reframe_random(native: np.ndarray, rng: np.random.Generator, params: Framing
     :class:`FramingAugmentParams`) and normalised back to the native canvas."""
     from PIL import Image
 
-    from core.images.framings import drop_shadow, enlarge, place, texture
+    from core.images.framings import drop_shadow, enlarge, place, rotate, texture
     from core.images.preprocess import frame_and_fit
 
     photo = enlarge(Image.fromarray(native), params.scale)
@@ -186,6 +190,8 @@ def reframe_random(native: np.ndarray, rng: np.random.Generator, params: Framing
         photo = photo.crop((x, y, x + cw, y + ch))
     s = math.exp(rng.uniform(-math.log(params.stretch), math.log(params.stretch)))
     photo = photo.resize((max(8, round(photo.width * s)), photo.height), Image.Resampling.BICUBIC)
+    if params.tilt > 0 and rng.random() < params.tilt:  # drawn only when on: runs without a tilt draw as before
+        photo = rotate(photo, float(rng.uniform(-params.max_tilt, params.max_tilt)))
     f = math.exp(rng.uniform(0.0, math.log(params.zoom_out)))
     a = math.exp(rng.uniform(-math.log(params.aspect), math.log(params.aspect)))
     cw = max(photo.width, round(photo.width * f * math.sqrt(a)))

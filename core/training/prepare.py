@@ -53,6 +53,8 @@ RESUME_MUST_MATCH = (
     "mixup",
     "leave_out_val_twins",
     "framing_aug",
+    "framing_shadow",
+    "framing_tilt",
     "aux_column",
     "aux_weight",
     "aux_min_count",
