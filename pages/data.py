@@ -194,7 +194,27 @@ reframe = st.slider(
     key="aug_reframe",
     help="Training for framing: a share of the draws is zoomed out or in on white, given another aspect, "
     "stretched, placed anywhere, put on a coloured or textured surface, lit warm or cool or given a shadow, "
-    "and then goes through the same framing step as every photo. The shipped effnet_lite0 was fine-tuned with 0.5.",
+    "and then goes through the same framing step as every photo. The shipped models were fine-tuned with 0.5.",
+)
+fd = FramingAugmentParams()
+c7, c8 = st.columns(2)
+tilt = c7.slider(
+    "… of those, shot tilted (share)",
+    0.0,
+    1.0,
+    0.3,
+    0.1,
+    key="aug_tilt",
+    help=f"Rotated by up to ±{fd.max_tilt:g}° on white, the canvas grown to hold it, as a hand-held shot.",
+)
+shadow = c8.slider(
+    "… of those left on white, with a drop shadow (share)",
+    0.0,
+    1.0,
+    fd.shadow,
+    0.05,
+    key="aug_shadow",
+    help="A soft shadow cast beside the product, as under a lamp; the framing step then tries to leave it out.",
 )
 
 if photo is not None:
@@ -202,7 +222,7 @@ if photo is not None:
         st.warning(f"{wording.plain(photo.filename)}: {photo.error}", icon=":material/block:")
     else:
         params = AugmentParams(rotation=rotation, shear=shear, shift=shift, hflip=hflip, fill_mode=fill)
-        framing = FramingAugmentParams(probability=reframe)
+        framing = FramingAugmentParams(probability=reframe, tilt=tilt, shadow=shadow)
         variants = augment_variants(photo.native, n, params, seed=int(seed), framing=framing)
         st.image(np.asarray(photo.native), caption="original (60×80 canvas)", width=120)
         cols = st.columns(6)

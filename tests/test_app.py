@@ -533,6 +533,12 @@ def test_augmentation_explorer_grid() -> None:
     at.run()
     assert sum(c.startswith("variant") for c in image_captions(at)) == 8
     assert not at.exception
+    at.slider(key="aug_reframe").set_value(1.0)  # every variant re-framed, tilted and shadowed: still a full grid
+    at.slider(key="aug_tilt").set_value(1.0)
+    at.slider(key="aug_shadow").set_value(1.0)
+    at.run()
+    assert sum(c.startswith("variant") for c in image_captions(at)) == 8
+    assert not at.exception
 
 
 def test_evaluation_gallery_with_missing_dataset_folder_says_so(tmp_path, monkeypatch) -> None:

@@ -241,6 +241,27 @@ def test_reframing_augmentation_returns_native_canvases_and_varies() -> None:
         FramingAugmentParams(probability=1.5)
 
 
+def test_tilted_draws_turn_the_product_and_others_stay_upright() -> None:
+    from skimage import measure
+
+    arr = np.full((400, 300, 3), 255, np.uint8)
+    arr[60:340, 60:240] = SHIRT  # an upright block: its mask fills its bounding box unless turned
+    native = np.asarray(to_native(Image.fromarray(arr)))
+    plain = {"probability": 1.0, "zoom_in": 1.0, "stretch": 1.0, "background": 0.0, "cast": 0.0, "shadow": 0.0}
+
+    def extent(params: FramingAugmentParams, seed: int) -> float:
+        out = reframe_random(native, np.random.default_rng(seed), params)
+        return float(measure.regionprops((out.min(axis=2) < 128).astype(np.uint8))[0].extent)
+
+    upright = [extent(FramingAugmentParams(**plain), s) for s in range(6)]
+    tilted = [extent(FramingAugmentParams(**plain, tilt=1.0, max_tilt=10.0), s) for s in range(6)]
+    assert min(upright) > 0.9, upright
+    assert np.median(tilted) < min(upright) - 0.04, (tilted, upright)
+    for bad in ({"tilt": 1.5}, {"shadow": -0.1}, {"max_tilt": 60.0}):
+        with pytest.raises(ValueError):
+            FramingAugmentParams(**bad)
+
+
 def test_params_are_recorded() -> None:
     d = DEFAULT_PARAMS.to_dict()
     assert d["target_fill"] == 1.0 and set(d) >= {"uniform_share", "kept_fill", "product_delta_e"}
