@@ -122,6 +122,21 @@ def measure_neighbours(
     }
 
 
+def _rows_to_keep(args: argparse.Namespace, ids: list[int]) -> dict[str, dict]:
+    """With ``--update``: the existing --json's rows of the models not measured now; refused when that run
+    scored other images (another split, limit or dataset), since the rows would not compare."""
+    if not args.json.is_file():
+        raise SystemExit(f"--update: {args.json} does not exist yet; run without --update first")
+    old = json.loads(args.json.read_text())
+    if old["meta"]["ids"] != ids or old["meta"]["deletion_fill"] != args.deletion_fill:
+        raise SystemExit(f"--update: {args.json} measured other images or another deletion fill; run without --update")
+    rows = {n: r for n, r in old["models"].items() if n not in args.models}
+    for r in rows.values():
+        r.setdefault("date", old["meta"]["date"])
+        r.setdefault("machine", old["meta"]["machine"])
+    return rows
+
+
 def table(res: dict) -> str:
     """The markdown tables: checks per model and layer, then the neighbour index."""
     lines = [
@@ -162,6 +177,17 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _kept_rows(res: dict) -> str:
+    """A sentence naming the rows an ``--update`` run kept from an earlier one (date, machine), if any."""
+    m = res["meta"]
+    older = [
+        f"`{n}` on {r['date']} ({r['machine']})"
+        for n, r in res["models"].items()
+        if (r.get("date", m["date"]), r.get("machine", m["machine"])) != (m["date"], m["machine"])
+    ]
+    return f" Rows kept from an earlier run of the same images (`--update`): {', '.join(older)}." if older else ""
+
+
 def write_readme(path: Path, res: dict) -> None:
     """Replace the text between the trust markers of ``path``."""
     body = path.read_text()
@@ -172,7 +198,7 @@ def write_readme(path: Path, res: dict) -> None:
         f"Measured {m['date']} on {m['machine']}, {m['threads']} threads (`python -m bench.trust --json "
         f"{m['json']} --split {m['split']} --limit {m['limit']} --readme README.md`): {m['images']} {m['split']} "
         f"images ({m['per_class']}), each map explaining the class the model predicts; SSIM/Spearman 1 = the "
-        "trained model's map unchanged." + (f" {m['note']}" if m.get("note") else "") + "\n\n"
+        "trained model's map unchanged." + (f" {m['note']}" if m.get("note") else "") + _kept_rows(res) + "\n\n"
     )
     head, rest = body.split(START, 1)
     path.write_text(head + START + "\n" + intro + table(res) + "\n" + END + rest.split(END, 1)[1])
@@ -195,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--readme", type=Path, default=None, help="write the tables between the trust markers")
     ap.add_argument("--no-measure", action="store_true", help="only print (and --readme write) the --json results")
+    ap.add_argument(
+        "--update",
+        action="store_true",
+        help="measure only --models and keep the other models' rows of the existing --json (same images)",
+    )
     args = ap.parse_args(argv)
     if args.no_measure:
         res = json.loads(args.json.read_text())
@@ -231,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "models": {},
     }
+    kept = _rows_to_keep(args, ids) if args.update else {}
     for name in args.models:
         loaded = load_served(name)
         if loaded.served is None:
@@ -238,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         row = {"layers": measure_model(loaded.served, images, args.deletion_fill)}
         row["neighbours"] = measure_neighbours(loaded.served, catalog, train, images, args.rebuild_index)
+        row["date"], row["machine"] = res["meta"]["date"], res["meta"]["machine"]
         res["models"][name] = row
+        if kept:  # the registry's order, the rows kept from the earlier run in their places
+            res["models"] = {n: res["models"].get(n) or kept[n] for n in REGISTRY if n in res["models"] or n in kept}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=1))  # after each model: a long run keeps what it measured
     print(table(res))  # noqa: T201 - the table is the output

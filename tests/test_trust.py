@@ -19,7 +19,7 @@ from core.data.split import make_split
 from core.explanation import faithfulness, neighbours, randomisation
 from core.models.card import ModelCard
 from core.models.networks import DressCodeNet, Preprocessing
-from core.models.registry import get_spec
+from core.models.registry import REGISTRY, get_spec
 from core.prediction.served import ServedModel
 
 CLASSES = ["Casual", "Formal", "Smart Casual"]
@@ -355,6 +355,18 @@ def test_bench_trust_writes_every_number_and_the_readme_block(tiny_dataset, tmp_
     readme.write_text(f"{bench_trust.START}\n{bench_trust.END}\n")
     assert bench_trust.main(["--json", str(out), "--readme", str(readme), "--no-measure"]) == 0
     assert readme.read_text().count("| `baseline` |") == 3  # two layers and the index, from the JSON
+    # --update measures the models named and keeps the others' rows (here a stand-in row from "an earlier run")
+    res = json.loads(out.read_text())
+    earlier = dict(res["models"]["baseline"], date="2026-01-02", machine="elsewhere")
+    res["models"] = {"resnet50": earlier, **res["models"]}
+    out.write_text(json.dumps(res))
+    assert bench_trust.main([*argv, "--update"]) == 0
+    updated = json.loads(out.read_text())
+    assert list(updated["models"]) == [n for n in REGISTRY if n in ("baseline", "resnet50")]
+    assert updated["models"]["resnet50"] == earlier and updated["models"]["baseline"]["date"] == res["meta"]["date"]
+    assert "`resnet50` on 2026-01-02 (elsewhere)" in readme.read_text()
+    with pytest.raises(SystemExit, match="other images"):
+        bench_trust.main([*argv[:3], "2", *argv[4:], "--update"])
 
 
 def test_the_deletion_gains_interval_brackets_the_mean_and_is_seeded() -> None:
