@@ -143,25 +143,6 @@ def get_args_parser() -> argparse.ArgumentParser:
         "invocations count too. Stops after the step that passes it",
     )
     p.add_argument(
-        "--framing-aug",
-        type=float,
-        default=0.0,
-        help="share of draws re-framed as users frame photos, then normalised "
-        "(core.images.augment.reframe_random; 0 = off)",
-    )
-    p.add_argument(
-        "--framing-shadow",
-        type=float,
-        default=0.15,
-        help="of the re-framed draws left on white, the share given a soft drop shadow (0.15)",
-    )
-    p.add_argument(
-        "--framing-tilt",
-        type=float,
-        default=0.0,
-        help="of the re-framed draws, the share shot tilted by up to ±10° on white (0 = none, as before)",
-    )
-    p.add_argument(
         "--init-from",
         type=Path,
         default=None,
@@ -189,8 +170,32 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="also average the weights of the last K epochs (SWA); kept if its validation macro-F1 is best",
     )
     p.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for intervals")
+    _add_framing_options(p)
     _add_auxiliary_options(p)
     return p
+
+
+def _add_framing_options(p: argparse.ArgumentParser) -> None:
+    """--framing-aug and the shares of its drop shadows and tilted shots (core.images.augment)."""
+    p.add_argument(
+        "--framing-aug",
+        type=float,
+        default=0.0,
+        help="share of draws re-framed as users frame photos, then normalised "
+        "(core.images.augment.reframe_random; 0 = off)",
+    )
+    p.add_argument(
+        "--framing-shadow",
+        type=float,
+        default=0.15,
+        help="of the re-framed draws left on white, the share given a soft drop shadow (0.15)",
+    )
+    p.add_argument(
+        "--framing-tilt",
+        type=float,
+        default=0.0,
+        help="of the re-framed draws, the share shot tilted by up to ±10° on white (0 = none, as before)",
+    )
 
 
 def _add_auxiliary_options(p: argparse.ArgumentParser) -> None:
