@@ -202,10 +202,11 @@ tilt = c7.slider(
     "… of those, shot tilted (share)",
     0.0,
     1.0,
-    0.3,
+    fd.tilt,
     0.1,
     key="aug_tilt",
-    help=f"Rotated by up to ±{fd.max_tilt:g}° on white, the canvas grown to hold it, as a hand-held shot.",
+    help=f"Rotated by up to ±{fd.max_tilt:g}° on white, the canvas grown to hold it, as a hand-held shot "
+    "(core.train --framing-tilt; none of the shipped models was trained with it yet).",
 )
 shadow = c8.slider(
     "… of those left on white, with a drop shadow (share)",
