@@ -184,17 +184,19 @@ def _add_framing_options(p: argparse.ArgumentParser) -> None:
         help="share of draws re-framed as users frame photos, then normalised "
         "(core.images.augment.reframe_random; 0 = off)",
     )
+    d = FramingAugmentParams  # the defaults live in one place: the dataclass
     p.add_argument(
         "--framing-shadow",
         type=float,
-        default=0.15,
-        help="of the re-framed draws left on white, the share given a soft drop shadow (0.15)",
+        default=d.shadow,
+        help=f"of the re-framed draws left on white, the share given a soft drop shadow ({d.shadow:g})",
     )
     p.add_argument(
         "--framing-tilt",
         type=float,
-        default=0.0,
-        help="of the re-framed draws, the share shot tilted by up to ±10° on white (0 = none, as before)",
+        default=d.tilt,
+        help=f"of the re-framed draws, the share shot tilted by up to ±{d.max_tilt:g}° on white "
+        f"({d.tilt:g} = none, as before)",
     )
 
 
