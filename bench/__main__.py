@@ -454,6 +454,11 @@ TIER_LABEL = {
 }
 
 
+def short(path: str) -> str:
+    """``backbone.layer2`` → ``layer2``: a layer's name in the table."""
+    return path.rsplit(".", 1)[-1]
+
+
 def table(res: dict) -> str:
     """The printed / README table."""
     p, s, b, st_, tr = res["peers"], res["strip"], res["batch"], res["startup"], res["training"]
@@ -470,7 +475,7 @@ def table(res: dict) -> str:
             if "explain_heic" in res
             else []
         ),
-        ("Grad-CAM ResNet50 layer4: ours", f"{p['ours']['median_ms']:.1f} ms", "—"),
+        (f"Grad-CAM ResNet50 {short(p['layer'])} (default layer): ours", f"{p['ours']['median_ms']:.1f} ms", "—"),
         (
             "… pytorch-grad-cam",
             f"{p['pytorch_grad_cam']['median_ms']:.1f} ms (ratio ours/peer "
@@ -490,9 +495,14 @@ def table(res: dict) -> str:
             "≤ 1.5×",
         ),
         (
-            "… / layer4 call (default, cheapest); / layer1 call; / 4 separate calls; / forward pass alone",
+            f"… / {short(p['layer'])} call (default); / layer1 call; / 4 separate calls; / forward pass alone",
             f"{s['strip_over_default_layer']:.2f}×; {s['strip_over_earliest_single']:.2f}×; "
             f"{s['strip_over_per_layer_calls']:.2f}×; {s['strip_over_forward_only']:.2f}×",
+            "—",
+        ),
+        (
+            "… ResNet50 alone, one Grad-CAM call per layer: " + "; ".join(short(k) for k in s["single_layer_calls"]),
+            "; ".join(f"{v['median_ms']:.0f} ms" for v in s["single_layer_calls"].values()),
             "—",
         ),
         ("Batch of 256, both models, plain fp32", f"{b['fp32']['images_per_s']:.0f} images/s", "—"),
@@ -602,30 +612,37 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mb": res["startup"]["rss_mb_all_models"],
     }
     res = {**summary, **res}
-    text = table(res)
-    checks = [
-        f"maps agree with peers: min correlation {summary['map_correlation_min']:.4f} (need ≥ 0.99)",
+    print(f"\nBenchmarks — {res['date']} — {res['machine']}\n\n{table(res)}\n\nChecks:\n- " + "\n- ".join(checks(res)))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(res, indent=1))
+    if args.readme:
+        write_readme(res, ROOT / "README.md")
+    return 0
+
+
+def checks(res: dict) -> list[str]:
+    """The correctness checks printed under the table."""
+    return [
+        f"maps agree with peers: min correlation {res['map_correlation_min']:.4f} (need ≥ 0.99)",
         f"strip maps equal single-layer maps: {res['strip']['strip_maps_equal_single_calls']}",
         f"fast batch path class changes vs fp32 on the 256: {res['batch']['argmax_differences_vs_fp32']}",
         *split_checks(res["batch"]["splits"]),
     ]
-    print(f"\nBenchmarks — {res['date']} — {res['machine']}\n\n{text}\n\nChecks:\n- " + "\n- ".join(checks))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(res, indent=1))
-    if args.readme:
-        readme = ROOT / "README.md"
-        body = readme.read_text()
-        a, b = "<!-- bench:start -->", "<!-- bench:end -->"
-        block = (
-            f"{a}\nMeasured {res['date']} on {res['machine']}\n"
-            f"(`python -m bench --json bench/results.json --readme`):\n\n{text}\n\nChecks: "
-            + "; ".join(checks)
-            + f".\n{b}"
-        )
-        if a in body:
-            body = body[: body.index(a)] + block + body[body.index(b) + len(b) :]
-        readme.write_text(body)
-    return 0
+
+
+def write_readme(res: dict, readme: Path) -> None:
+    """Rewrite the README's benchmark block (between its markers) from a run's results."""
+    body = readme.read_text()
+    a, b = "<!-- bench:start -->", "<!-- bench:end -->"
+    block = (
+        f"{a}\nMeasured {res['date']} on {res['machine']}\n"
+        f"(`python -m bench --json bench/results.json --readme`):\n\n{table(res)}\n\nChecks: "
+        + "; ".join(checks(res))
+        + f".\n{b}"
+    )
+    if a in body:
+        body = body[: body.index(a)] + block + body[body.index(b) + len(b) :]
+    readme.write_text(body)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models.registry import REGISTRY
+from core.models.registry import REGISTRY, get_spec
 
 pytestmark = pytest.mark.skipif(
     not all(s.weights_file.is_file() for s in REGISTRY.values()), reason="shipped weights are not present"
@@ -40,7 +40,7 @@ def test_bench_runs_on_the_tiny_fixture(tiny_dataset: Path, tmp_path: Path, monk
     res = json.loads(out.read_text())
     for key in KEYS:
         assert isinstance(res[key], float) and res[key] > 0, key
-    assert res["peers"]["layer"] == "backbone.layer4"
+    assert res["peers"]["layer"] == get_spec("resnet50").default_cam_layer.path
     assert res["strip"]["strip_maps_equal_single_calls"] is True
     assert set(res["training"]) == set(REGISTRY)
     # the app's fast batch path gives the plain fp32 path's classes
@@ -122,3 +122,16 @@ def test_occlusion_refuses_a_bad_also(tiny_dataset: Path, monkeypatch, capsys, a
     with pytest.raises(SystemExit) as exc:
         main([*OCCLUSION_ARGV, "--also", also])
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_readme_benchmark_table_is_the_committed_run(tmp_path: Path) -> None:
+    """The README's Benchmarks block is exactly what ``bench/results.json`` renders to (the layer names included)."""
+    from bench.__main__ import ROOT, write_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    res = json.loads((ROOT / "bench" / "results.json").read_text())
+    write_readme(res, readme)
+    assert readme.read_text() == (ROOT / "README.md").read_text()
+    assert f"ResNet50 {res['peers']['layer'].rsplit('.', 1)[-1]} (default layer)" in readme.read_text()
+    assert res["peers"]["layer"] == get_spec("resnet50").default_cam_layer.path  # measured at today's default

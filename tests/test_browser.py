@@ -102,7 +102,7 @@ def test_drop_two_photos_switch_layer_and_open_evaluation(page, tmp_path: Path) 
     overlays.nth(1).wait_for()  # both models' overlays
     first.get_by_text("Grad-CAM for").nth(1).wait_for()
     caption_before = first.inner_text()
-    assert "whole garment (layer4" in caption_before
+    assert "textures (layer2" in caption_before  # ResNet50's default layer
     pg.screenshot(path=str(ARTIFACTS / "browser-classify.png"), full_page=True)
 
     # the settings closed when the photos came in (the verdicts show first on a laptop): open them
@@ -110,7 +110,7 @@ def test_drop_two_photos_switch_layer_and_open_evaluation(page, tmp_path: Path) 
     choose(pg, "Layer — ResNet50", "parts · 8×10")  # the picker shows short names
     first = pg.locator('[data-testid="stExpander"]').filter(has_text="1. photo0").first
     first.get_by_text(re.compile(r"Grad-CAM for .* parts \(layer3")).wait_for()
-    assert "whole garment (layer4" not in first.inner_text()
+    assert "textures (layer2" not in first.inner_text()
     pg.screenshot(path=str(ARTIFACTS / "browser-layer3.png"), full_page=True)
 
     pg.get_by_role("link", name="Evaluation").click()

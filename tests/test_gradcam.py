@@ -378,7 +378,9 @@ def test_shipped_default_maps_point_where_occlusion_hurts(name: str) -> None:
     correlation −0.12. Maps of the 120×160 models compared on the wrong grid failed it too.
     The floor on the map itself is 0.15: the `baseline` fine-tuned for framing (2026-12-07) scores
     +0.21 against its control's −0.12 here (+0.20 / +0.25 on 40 test / val images); the
-    `baseline` of 2026-11-30 scored +0.34 (docs/layer-study.md).
+    `baseline` of 2026-11-30 scored +0.34 (docs/layer-study.md). `resnet50`'s default is `layer2`
+    since 2026-12-07: its `layer4` passed here (+0.38 / +0.25) but lost to its control on 20 val
+    images (+0.14 / +0.28), where `layer2` was the only layer ahead by 0.1 (+0.45 / +0.33).
     """
     from bench.occlusion import correctly_classified, measure
     from core.data.cache import load_native_images

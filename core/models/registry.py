@@ -118,6 +118,7 @@ REGISTRY: dict[str, ModelSpec] = {
         "none",
         "torchvision ResNet50 backbone + dense head (pool, dropout, 256+ReLU, dropout, 3); 120×160 input.",
         TrainingDefaults(epochs=16, lr=1.5e-3, patience=10),
+        default_layer=1,  # layer2: the only map beating its flipped control on val occlusion (docs/layer-study.md)
     ),
     "effnet_lite0": ModelSpec(
         "effnet_lite0",
