@@ -20,11 +20,32 @@ from fixtures import make_fixture_dataset  # noqa: E402
 # (and the app it starts) skip that; tests/test_fastpath.py compiles a small model on purpose.
 os.environ.setdefault("DRESSCODE_COMPILE", "0")
 
-# Two threads on the 2-core machines CI uses (the real-data reproduction of the shipped
-# models' test metrics is most of the suite's time); DRESSCODE_TEST_THREADS=1 leaves a core
-# to a training run sharing the machine.
-TEST_THREADS = int(os.environ.get("DRESSCODE_TEST_THREADS", min(2, os.cpu_count() or 1)))
+# The cores CI has (2) shared among the pytest-xdist workers (``-n 2`` in pyproject.toml: one thread
+# each), or both for ``pytest -n 0``; ``DRESSCODE_TEST_THREADS=1 pytest -n 0`` leaves a core to a
+# training run sharing the machine.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+TEST_THREADS = int(os.environ.get("DRESSCODE_TEST_THREADS", max(1, min(2, os.cpu_count() or 1) // WORKERS)))
 torch.set_num_threads(TEST_THREADS)
+
+
+# The default run's longest tests (minutes each on one worker, pytest --durations), in this order at the front:
+# pytest-xdist hands the first tests out in turn (framing and occlusion to one worker, load and reliability to the
+# other), so the rest runs beside them instead of one worker waiting on them at the end.
+LONGEST_FIRST = (
+    "test_shipped_models_keep_their_answer_on_framed_test_photos",
+    "test_five_concurrent_sessions_each_see_their_own_results",
+    "test_shipped_default_maps_point_where_occlusion_hurts[resnet50]",
+    "test_reliability_script_runs_without_the_browser_part",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move the longest tests to the front, in ``LONGEST_FIRST`` order (the rest keep theirs)."""
+
+    def rank(item: pytest.Item) -> int:
+        return next((k for k, name in enumerate(LONGEST_FIRST) if name in item.nodeid), len(LONGEST_FIRST))
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

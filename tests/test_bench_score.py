@@ -11,6 +11,7 @@ from core.data.catalog import load_styles
 from core.data.split import get_or_make_split
 
 
+@pytest.mark.slow  # the scoring benchmark end to end (decode workers, README block): 72 s; core.score has its own tests
 def test_bench_score_local_on_the_fixture(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bench.score import main
 
