@@ -126,12 +126,12 @@ def test_occlusion_refuses_a_bad_also(tiny_dataset: Path, monkeypatch, capsys, a
 
 def test_readme_benchmark_table_is_the_committed_run(tmp_path: Path) -> None:
     """The README's Benchmarks block is exactly what ``bench/results.json`` renders to (the layer names included)."""
-    from bench.__main__ import ROOT, write_readme
+    from bench.__main__ import ROOT, short, write_readme
 
     readme = tmp_path / "README.md"
     readme.write_text((ROOT / "README.md").read_text())
     res = json.loads((ROOT / "bench" / "results.json").read_text())
     write_readme(res, readme)
     assert readme.read_text() == (ROOT / "README.md").read_text()
-    assert f"ResNet50 {res['peers']['layer'].rsplit('.', 1)[-1]} (default layer)" in readme.read_text()
+    assert f"ResNet50 {short(res['peers']['layer'])} (default layer)" in readme.read_text()
     assert res["peers"]["layer"] == get_spec("resnet50").default_cam_layer.path  # measured at today's default
