@@ -3,6 +3,7 @@
     python -m bench.framing --split val|test [--json PATH] [--readme README.md] [--casual-sample N]
                             [--no-normalise] [--models A,B] [--weights DIR] [--limit N]
     python -m bench.framing --compare BEFORE.json AFTER.json [--json PATH]
+    python -m bench.framing --split val|test --held-out [--json PATH] [--readme README.md]
 
 Each image of the saved split is enlarged to upload-like size (3×, as an upload would be) and
 framed in every way of :data:`core.images.framings.FRAMINGS` (white square, landscape, zoomed out,
@@ -11,7 +12,10 @@ framed photo then takes the app's own path (framing normalisation, the native ca
 ``--no-normalise`` the step is skipped, as before it existed) and every chosen model scores it
 with its card's decision rule. Per model and framing: Formal recall, Casual recall, Smart
 Casual found, balanced accuracy, macro-F1 (scikit-learn), each recall as a ratio to the
-unframed one, and the framing step's actions.
+unframed one, and the framing step's actions. ``--held-out`` scores the same way a second set of
+framings (:data:`core.images.framings.HELD_OUT_FRAMINGS`: a dark or pastel backdrop, a 9:16 phone
+frame, a small product, the other tilt, a hard shadow, cool light, a forwarded JPEG) on which nothing
+was chosen: how far the benchmark's results carry over to framings it does not hold.
 
 All Formal and Smart Casual images of the split are used; Casual images are sampled
 (``--casual-sample``, default 800, fixed seed) and weighted by their sampling rate, so that
@@ -46,13 +50,14 @@ from core.config import DEFAULT_SPLIT_FILE, find_default_data_dir
 from core.data.catalog import load_styles
 from core.data.split import get_or_make_split
 from core.images.framing import DEFAULT_PARAMS, FramingParams
-from core.images.framings import FRAMINGS, enlarge
+from core.images.framings import FRAMING_SETS, enlarge
 from core.images.preprocess import frame_and_fit, open_image, to_native
 from core.prediction.served import ServedModel
 
 log = logging.getLogger("bench.framing")
 SHIPPED = ("effnet_lite0", "resnet50", "baseline")
 README_START, README_END = "<!-- framing:start -->", "<!-- framing:end -->"
+HELD_OUT_START, HELD_OUT_END = "<!-- framing-held-out:start -->", "<!-- framing-held-out:end -->"
 
 
 def pick_images(
@@ -101,12 +106,12 @@ def pick_images(
     return chosen, np.array([rate[labels[i]] for i in chosen])
 
 
-def frame_one(args: tuple[bytes, int, bool, FramingParams]) -> tuple[list[np.ndarray], list[str]]:
-    """One image in every framing → native canvases and the framing step's actions."""
-    data, pid, normalise, params = args
+def frame_one(args: tuple[bytes, int, bool, FramingParams, str]) -> tuple[list[np.ndarray], list[str]]:
+    """One image in every framing of a set → native canvases and the framing step's actions."""
+    data, pid, normalise, params, framing_set = args
     base = enlarge(open_image(data).image)
     canvases, actions = [], []
-    for build in FRAMINGS.values():
+    for build in FRAMING_SETS[framing_set].values():
         photo = build(base, pid)
         if normalise:
             native = frame_and_fit(photo, params)
@@ -119,13 +124,18 @@ def frame_one(args: tuple[bytes, int, bool, FramingParams]) -> tuple[list[np.nda
 
 
 def build_canvases(
-    paths: list[Path], ids: list[int], normalise: bool, workers: int, params: FramingParams = DEFAULT_PARAMS
+    paths: list[Path],
+    ids: list[int],
+    normalise: bool,
+    workers: int,
+    params: FramingParams = DEFAULT_PARAMS,
+    framing_set: str = "benchmark",
 ) -> tuple[np.ndarray, list[list[str]]]:
-    """F×N×80×60×3 canvases (framing-major) and the actions per framing."""
-    jobs = [(p.read_bytes(), pid, normalise, params) for p, pid in zip(paths, ids)]
+    """F×N×80×60×3 canvases (framing-major) and the actions per framing of ``framing_set``."""
+    jobs = [(p.read_bytes(), pid, normalise, params, framing_set) for p, pid in zip(paths, ids)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(frame_one, jobs, chunksize=16))
-    n_f = len(FRAMINGS)
+    n_f = len(FRAMING_SETS[framing_set])
     canvases = np.stack([np.stack([r[0][f] for r in results]) for f in range(n_f)])
     actions = [[r[1][f] for r in results] for f in range(n_f)]
     return canvases, actions
@@ -157,8 +167,12 @@ def run(
     params: FramingParams = DEFAULT_PARAMS,
     exclude: Collection[int] = (),
     only: Collection[int] | None = None,
+    framing_set: str = "benchmark",
 ) -> dict:
-    """Score every model on every framing; the JSON-ready result (``exclude``, ``only``: see :func:`pick_images`)."""
+    """Score every model on every framing of ``framing_set`` (a key of
+    :data:`core.images.framings.FRAMING_SETS`); the JSON-ready result (``exclude``, ``only``: see
+    :func:`pick_images`)."""
+    framings = FRAMING_SETS[framing_set]
     data = find_default_data_dir()
     if data is None:
         raise SystemExit("no dataset found (set DRESSCODE_DATA or put it at ../shared/data/fashion-small)")
@@ -174,8 +188,9 @@ def run(
         ids, weights = ids[:limit], weights[:limit]
     y = np.array([labels[i] for i in ids])
     t0 = time.perf_counter()
-    canvases, actions = build_canvases([catalog.image_path(i) for i in ids], ids, normalise, workers, params)
-    log.info("framed %d images × %d framings in %.0f s", len(ids), len(FRAMINGS), time.perf_counter() - t0)
+    paths = [catalog.image_path(i) for i in ids]
+    canvases, actions = build_canvases(paths, ids, normalise, workers, params, framing_set)
+    log.info("framed %d images × %d framings in %.0f s", len(ids), len(framings), time.perf_counter() - t0)
     out: dict = {
         "split": split_name,
         "normalised": normalise,
@@ -188,8 +203,9 @@ def run(
             for name, n in samples.items()
             if n > 0 and exclude
         },
-        "framings": list(FRAMINGS),
-        "framing_actions": {f: dict(Counter(a)) for f, a in zip(FRAMINGS, actions)},
+        "framing_set": framing_set,
+        "framings": list(framings),
+        "framing_actions": {f: dict(Counter(a)) for f, a in zip(framings, actions)},
         "classes": classes,
         "ids": [int(i) for i in ids],
         "labels": y.tolist(),
@@ -205,11 +221,11 @@ def run(
     }
     for name, served in loaded.items():
         rows, preds = {}, {}
-        for f, framing in enumerate(FRAMINGS):
+        for f, framing in enumerate(framings):
             pred = served.predict(canvases[f]).argmax(1)  # the card's decision rule
             rows[framing] = score(y, pred, weights, classes)
             preds[framing] = "".join(map(str, pred.tolist()))  # one digit per image: at most 10 classes
-        base = rows[next(iter(FRAMINGS))]
+        base = rows[next(iter(framings))]
         for r in rows.values():
             r["formal_recall_ratio"] = r["formal_recall"] / base["formal_recall"] if base["formal_recall"] else None
             r["casual_recall_ratio"] = r["casual_recall"] / base["casual_recall"] if base["casual_recall"] else None
@@ -549,6 +565,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("BEFORE", "AFTER"),
         help="paired test of two --json files of the same split (per framing and class: images lost and gained)",
     )
+    p.add_argument(
+        "--held-out",
+        action="store_true",
+        help="score the held-out framings (core.images.framings.HELD_OUT_FRAMINGS) instead of the benchmark's",
+    )
     p.add_argument("--dataset-change", action="store_true", help="measure how much the step changes the dataset")
     p.add_argument(
         "--fresh-draw",
@@ -621,17 +642,20 @@ def main(argv: list[str] | None = None) -> int:
         params,
         _earlier_ids(args.fresh_draw, args.split),
         only,
+        "held-out" if args.held_out else "benchmark",
     )
     if args.fresh_draw:
         result["fresh_draw_from"] = [str(path) for path in args.fresh_draw]
     if args.same_images:
         result["same_images_as"] = str(args.same_images)
+    held = " --held-out" if args.held_out else ""
     intro = (
-        f"Framing benchmark, **{result['split']}** split, "
+        f"{'Held-out framings' if held else 'Framing benchmark'}, **{result['split']}** split, "
         f"{'with' if result['normalised'] else 'without'} framing normalisation "
-        f"(`python -m bench.framing --split {result['split']}`; {result['images']} images):\n\n"
+        f"(`python -m bench.framing --split {result['split']}{held}`; {result['images']} images):\n\n"
     )
-    _report(result, table(result), args.json, args.readme, (README_START, README_END), intro)
+    marks = (HELD_OUT_START, HELD_OUT_END) if held else (README_START, README_END)
+    _report(result, table(result), args.json, args.readme, marks, intro)
     return 0
 
 

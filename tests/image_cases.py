@@ -16,16 +16,23 @@ from core.images.preprocess import ALLOWED_FORMATS, NATIVE_SIZE
 
 # variants of the framing step, spelled out in full so they mean the same whatever the defaults: the step
 # with none of its later parts (version 2); with the shadow step and the white balance as the first ten tries
-# had them; with the hull parts (version 3, the twelfth try of docs/framing-retrain-rule.md); and the shipped
-# one, version 3 with the white balance (version 4, the thirteenth try)
+# had them; with the hull parts (version 3, the twelfth try of docs/framing-retrain-rule.md); version 3 with the
+# white balance (version 4, the thirteenth try); and the shipped one, version 4 with a photo whose mask is 5% shadow
+# reframed (version 5, the twenty-first try; all before it kept a photo up to 10% shadow)
 PLAIN_FRAMING = dataclasses.replace(
-    DEFAULT_PARAMS, shadow_chroma=0.0, white_balance_lightness=0.0, shadow_outside_hull=False, keep_inside_hull=False
+    DEFAULT_PARAMS,
+    shadow_chroma=0.0,
+    white_balance_lightness=0.0,
+    shadow_outside_hull=False,
+    keep_inside_hull=False,
+    shadow_kept_share=0.1,
 )
 EARLIER_PARTS_FRAMING = dataclasses.replace(PLAIN_FRAMING, shadow_chroma=2.5, white_balance_lightness=80.0)
 HULL_PARTS_FRAMING = dataclasses.replace(
     PLAIN_FRAMING, shadow_chroma=2.5, shadow_outside_hull=True, keep_inside_hull=True
 )
-SHIPPED_FRAMING = dataclasses.replace(HULL_PARTS_FRAMING, white_balance_lightness=80.0)
+THIRTEENTH_FRAMING = dataclasses.replace(HULL_PARTS_FRAMING, white_balance_lightness=80.0)
+SHIPPED_FRAMING = dataclasses.replace(THIRTEENTH_FRAMING, shadow_kept_share=0.05)
 
 
 def garment_photo(width: int = 600, height: int = 800, colour: tuple[int, int, int] = (30, 40, 120)) -> Image.Image:

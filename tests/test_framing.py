@@ -3,13 +3,19 @@ augmentation that re-frames draws, and the share of a map on the product."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from image_cases import EARLIER_PARTS_FRAMING, HULL_PARTS_FRAMING, PLAIN_FRAMING, SHIPPED_FRAMING, encode
+from image_cases import (
+    EARLIER_PARTS_FRAMING,
+    HULL_PARTS_FRAMING,
+    PLAIN_FRAMING,
+    SHIPPED_FRAMING,
+    THIRTEENTH_FRAMING,
+    encode,
+)
 from PIL import Image
 
 from core.images.augment import FramingAugmentParams, reframe_random
@@ -24,7 +30,17 @@ from core.images.framing import (
     share_on_product,
     white_balance_gains,
 )
-from core.images.framings import FRAMINGS, drop_shadow, enlarge, warm_light, white_background_mask
+from core.images.framings import (
+    FRAMING_SETS,
+    FRAMINGS,
+    HELD_OUT_FRAMINGS,
+    drop_shadow,
+    enlarge,
+    place,
+    texture,
+    warm_light,
+    white_background_mask,
+)
 from core.images.preprocess import NATIVE_SIZE, frame_and_fit, open_image, to_native
 from core.images.upload import read_upload
 
@@ -220,13 +236,42 @@ def test_share_on_product() -> None:
     assert share_on_product(np.ones((80, 60)), mask) == pytest.approx(mask.mean())
 
 
-def test_every_benchmark_framing_is_deterministic_and_changes_the_photo() -> None:
+@pytest.mark.parametrize("framing_set", list(FRAMING_SETS))
+def test_every_framing_of_each_set_is_deterministic_and_changes_the_photo(framing_set: str) -> None:
     img = enlarge(product((60, 80)))
-    for name, build in FRAMINGS.items():
+    for name, build in FRAMING_SETS[framing_set].items():
         a, b = build(img, 7), build(img, 7)
         assert np.array_equal(np.asarray(a), np.asarray(b)), name
         if name != "as in the dataset":
             assert a.size != img.size or not np.array_equal(np.asarray(a), np.asarray(img)), name
+
+
+def test_the_held_out_set_shares_only_the_unframed_reference_with_the_benchmark() -> None:
+    assert set(HELD_OUT_FRAMINGS) & set(FRAMINGS) == {"as in the dataset"}
+    assert next(iter(HELD_OUT_FRAMINGS)) == next(iter(FRAMINGS)) == "as in the dataset"  # the ratios' reference
+
+
+def test_a_matte_leaves_no_pale_fringe_around_a_product_on_a_dark_surface() -> None:
+    """The thumbnail's anti-aliased edge is paler than the product but not white enough to be taken for the
+    background; on a dark surface it rings the product unless the paste is matted."""
+    img = np.full((160, 120, 3), 255, np.uint8)
+    img[20:140, 30:90] = 225  # the fringe: pale grey, below the background's level (242) …
+    img[21:139, 31:89] = (30, 40, 120)  # … one pixel wide around a dark product
+    photo = Image.fromarray(img)
+    dark = texture((168, 224), (34, 34, 38), 0.0, 0)
+    pale = [(np.asarray(place(photo, (168, 224), background=dark, matte=m)).min(axis=2) > 150).sum() for m in (0, 2)]
+    assert pale[0] > 100 and pale[1] == 0
+
+
+def test_the_benchmark_frames_a_photo_in_every_framing_of_the_set_it_is_given(tmp_path: Path) -> None:
+    from bench.framing import build_canvases
+
+    path = tmp_path / "1.jpg"
+    product((60, 80)).save(path, quality=95)
+    for name, framings in FRAMING_SETS.items():
+        canvases, actions = build_canvases([path], [1], True, 1, framing_set=name)
+        assert canvases.shape == (len(framings), 1, 80, 60, 3), name
+        assert [len(a) for a in actions] == [1] * len(framings)
 
 
 def test_reframing_augmentation_returns_native_canvases_and_varies() -> None:
@@ -371,19 +416,19 @@ def test_a_catalogue_shot_with_a_slight_shadow_is_still_kept() -> None:
     assert f.action == KEPT
 
 
-def test_a_zoomed_out_shot_with_a_little_shadow_is_reframed_at_the_twenty_first_try_s_share() -> None:
-    """A shirt at 0.75 of a 3:4 frame, its soft shadow 5–10% of the mask: the step of today keeps it as it is
-    (shadow and all, product small), ``shadow_kept_share`` 0.05 (the twenty-first try, adopted on val:
-    docs/framing-retrain-rule.md) crops it to the product and leaves the shadow out."""
+def test_a_zoomed_out_shot_with_a_little_shadow_is_reframed_since_the_twenty_first_try() -> None:
+    """A shirt at 0.75 of a 3:4 frame, its soft shadow 5–10% of the mask: the thirteenth try's step kept it as it
+    was (shadow and all, product small); the shipped one, ``shadow_kept_share`` 0.05 (the twenty-first try, adopted
+    on val: docs/framing-retrain-rule.md), crops it to the product and leaves the shadow out."""
     photo = drop_shadow(product(), (24, 30), blur=8.0, darkness=90)
-    assert normalise_framing(photo, SHIPPED_FRAMING).action == KEPT
-    f = normalise_framing(photo, dataclasses.replace(SHIPPED_FRAMING, shadow_kept_share=0.05))
+    assert normalise_framing(photo, THIRTEENTH_FRAMING).action == KEPT
+    f = normalise_framing(photo, SHIPPED_FRAMING)
     assert f.action == REFRAMED and "shadow left out" in f.note
     assert product_fill(f.image) > 0.9  # the shirt fills the frame again
     assert_surface_is_white(f)
 
 
-def test_the_shipped_step_is_the_thirteenth_try_s_parts() -> None:
+def test_the_shipped_step_is_the_twenty_first_try_s_parts() -> None:
     assert SHIPPED_FRAMING == DEFAULT_PARAMS
 
 
