@@ -278,6 +278,34 @@ def summary_table(before: dict, after: dict) -> str:
     return "\n".join(lines) + f"\n\nLowest Casual recall over the framings, after: {casual}."
 
 
+SPLITS_START, SPLITS_END = "<!-- framing-held-out-summary:start -->", "<!-- framing-held-out-summary:end -->"
+
+
+def splits_table(val: dict, test: dict) -> str:
+    """Formal recall per model and framing on val and on test (each with its ratio to the split's unframed
+    value, the ratios under 0.9 in bold) and the smallest Casual recall per split; two runs of one framing set."""
+    if val["framings"] != test["framings"] or (val["split"], test["split"]) != ("val", "test"):
+        raise ValueError("--splits takes a val run and a test run of the same framings")
+    models = [m for m in val["models"] if m in test["models"]]
+
+    def cell(r: dict) -> str:
+        ratio = r["formal_recall_ratio"]
+        text = f"{r['formal_recall']:.2f} ({_ratio(ratio)})"
+        return f"**{text}**" if ratio is not None and ratio < 0.9 else text
+
+    head = "| framing | " + " | ".join(f"`{m}` val | `{m}` test" for m in models) + " |"
+    lines = [head, "|---|" + "---|---|" * len(models)]
+    for f in val["framings"]:
+        cells = [cell(run["models"][m][f]) for m in models for run in (val, test)]
+        lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    casual = " · ".join(
+        f"`{m}` {min(r['casual_recall'] for r in val['models'][m].values()):.2f} (val), "
+        f"{min(r['casual_recall'] for r in test['models'][m].values()):.2f} (test)"
+        for m in models
+    )
+    return "\n".join(lines) + f"\n\nLowest Casual recall over these framings: {casual}."
+
+
 def _digits(predictions: str, n: int) -> np.ndarray:
     """A result's per-image predictions ("0120…", one digit per image) as class indices; ValueError
     unless it holds exactly ``n`` digits."""
@@ -559,6 +587,14 @@ def main(argv: list[str] | None = None) -> int:
         "--summary", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="before → after table of two --json files"
     )
     p.add_argument(
+        "--splits",
+        nargs=2,
+        type=Path,
+        metavar=("VAL", "TEST"),
+        help="Formal recall of two --json runs of the same framings, val beside test (--readme: the held-out "
+        "framings' summary block)",
+    )
+    p.add_argument(
         "--compare",
         nargs=2,
         type=Path,
@@ -605,6 +641,15 @@ def main(argv: list[str] | None = None) -> int:
             "framing step (`--no-normalise`) and the shipped models with it:\n\n"
         )
         _report(after, summary_table(before, after), None, args.readme, (SUMMARY_START, SUMMARY_END), intro)
+        return 0
+    if args.splits:
+        try:
+            val, test = (json.loads(path.read_text()) for path in args.splits)
+            text = splits_table(val, test)
+        except (OSError, ValueError, KeyError) as err:
+            raise SystemExit(f"--splits: {err!s}") from None
+        intro = f"Formal recall (its ratio to unframed), val ({val['images']} images), test ({test['images']}):\n\n"
+        _report(val, text, None, args.readme, (SPLITS_START, SPLITS_END), intro)
         return 0
     if args.compare:
         try:

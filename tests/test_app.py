@@ -144,6 +144,12 @@ def test_classify_shows_what_the_models_saw_and_flags_a_busy_background() -> Non
     assert any(w.value.startswith("Busy background: the models learnt from photos") for w in at.warning)
     assert "what the models saw (60×80)" in image_captions(at)
 
+    dark = on_surface(product(), (480, 560), np.full((560, 480, 3), 28, np.uint8))
+    at.file_uploader(key="uploads").set_value(("dark.png", encode(dark, "PNG"), "image/png"))
+    at.run()
+    assert not at.exception
+    assert any(w.value.startswith("Product found on a dark background") and "care" in w.value for w in at.warning)
+
 
 def test_controls_update_heatmaps() -> None:
     at = app()

@@ -34,11 +34,13 @@ class UploadedPhoto:
     framing_note: str = ""  # one sentence on what the framing step did, or why not
     product_mask: np.ndarray | None = None  # 80×60 bool on the native canvas; None: no product found
     preview: np.ndarray | None = None  # the decoded photo, longer side at most 240 px (H×W×3 uint8)
+    framing_caution: bool = False  # framed from a backdrop the models are known to be weak on (a dark one)
 
     @property
     def background_flagged(self) -> bool:
-        """True when the background was too busy to frame the photo like the training images."""
-        return self.framing == "busy"
+        """True when the background was too busy to frame the photo like the training images, or a backdrop
+        the models are known to be weak on (the framing note says which)."""
+        return self.framing == "busy" or self.framing_caution
 
 
 def read_upload(filename: str, data: bytes) -> UploadedPhoto:
@@ -66,5 +68,15 @@ def read_upload(filename: str, data: bytes) -> UploadedPhoto:
     preview = decoded.image.copy()
     preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     return UploadedPhoto(
-        filename, digest, native, size, notes, None, framing.action, framing.note, fitted.mask, np.asarray(preview)
+        filename,
+        digest,
+        native,
+        size,
+        notes,
+        None,
+        framing.action,
+        framing.note,
+        fitted.mask,
+        np.asarray(preview),
+        framing.caution,
     )
