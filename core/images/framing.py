@@ -37,9 +37,8 @@ from skimage import color, filters, measure, morphology
 
 log = logging.getLogger(__name__)
 
-# part of the decoded-image cache key: change it when the default output changes (3: the shadow step and
-# the two hull parts below, the twelfth try of docs/framing-retrain-rule.md; 4: the white balance, the thirteenth;
-# 5: ``shadow_kept_share`` 0.1 → 0.05, the twenty-first)
+# part of the decoded-image cache key: change it when the default output changes (tries of docs/framing-retrain-rule.md:
+# 3 the shadow step and hull parts, the twelfth; 4 the white balance, the 13th; 5 ``shadow_kept_share`` 0.05, the 21st)
 FRAMING_VERSION = 5
 CANVAS_ASPECT = 3 / 4  # width / height of the dataset's thumbnails (60×80)
 
@@ -69,25 +68,19 @@ class FramingParams:
     # a cast shadow: pixels darker than the background with its hue (within ``shadow_chroma`` ΔE in
     # a*b*, at most ``shadow_max_drop`` L* darker) and not on a sharp edge (Sobel of L* below
     # ``shadow_edge``); 0 turns the shadow step off
-    # 2.5: over 4, half the false shadows on val, the same shadows found (adopted with the hull parts below)
-    shadow_chroma: float = 2.5
+    shadow_chroma: float = 2.5  # over 4: half the false shadows on val, the same shadows found (with the hull parts)
     shadow_max_drop: float = 45.0
     shadow_edge: float = 8.0
     shadow_min_keep: float = 0.5  # … undone when it would leave less than this share of the mask
-    # a photo whose mask was this much shadow is reframed, unless … (0.05 since the twenty-first try: at 0.1 the
-    # step kept 94 of 969 val drop-shadow photos as they were, product small beside its shadow)
-    shadow_kept_share: float = 0.05
+    shadow_kept_share: float = 0.05  # a photo whose mask was this much shadow is reframed, unless … (0.1 until v5)
     shadow_kept_fill: float = 0.85  # … its product, shadow left out, still fills this much of the frame
-    # a bright tinted background (L* at least this, chroma above ``white_chroma``; a pastel backdrop too)
-    # is taken as white under coloured light and the photo white-balanced on it (gains up to ``max_gain``);
-    # 0 turns it off (as in the twelfth try; on since the thirteenth)
+    # a bright tinted background (L* at least this, chroma above ``white_chroma``; a pastel backdrop too) is taken
+    # as white under coloured light and the photo white-balanced on it (gains up to ``max_gain``); 0: off
     white_balance_lightness: float = 80.0
     max_gain: float = 1.5
-    # a shadow lies outside the product: inside the convex hull of the product (shadow left out) all stays
-    # product, so a pale shirt's soft front is no shadow (a shadow under a T-shirt's sleeves stays too)
+    # a shadow lies outside the product: inside the product's convex hull (shadow left out) all stays product
     shadow_outside_hull: bool = True
-    # on a white backdrop only what lies outside the product's convex hull (and a cast shadow, with its soft
-    # edge) is softened to white, so the parts of a pale product the mask misses are not painted white
+    # on white only what lies outside that hull (and a cast shadow) is softened: a pale product keeps its parts
     keep_inside_hull: bool = True
 
     def to_dict(self) -> dict:
@@ -112,8 +105,7 @@ class Framing:
 
     @property
     def flagged(self) -> bool:
-        """True when the photo could not be framed like the training images (busy background) or was framed
-        from a backdrop the models are known to answer badly on (``caution``)."""
+        """True for a busy background (not framed) or a backdrop the models are known to be weak on (``caution``)."""
         return self.action == BUSY or self.caution
 
 
