@@ -34,13 +34,13 @@ class UploadedPhoto:
     framing_note: str = ""  # one sentence on what the framing step did, or why not
     product_mask: np.ndarray | None = None  # 80×60 bool on the native canvas; None: no product found
     preview: np.ndarray | None = None  # the decoded photo, longer side at most 240 px (H×W×3 uint8)
-    framing_caution: bool = False  # framed from a backdrop the models are known to be weak on (a dark one)
+    framing_flagged: bool = False  # the step's own flag (Framing.flagged): busy, or a backdrop the models are weak on
 
     @property
     def background_flagged(self) -> bool:
         """True when the background was too busy to frame the photo like the training images, or a backdrop
         the models are known to be weak on (the framing note says which)."""
-        return self.framing == "busy" or self.framing_caution
+        return self.framing_flagged
 
 
 def read_upload(filename: str, data: bytes) -> UploadedPhoto:
@@ -78,5 +78,5 @@ def read_upload(filename: str, data: bytes) -> UploadedPhoto:
         framing.note,
         fitted.mask,
         np.asarray(preview),
-        framing.caution,
+        framing.flagged,
     )
